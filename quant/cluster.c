@@ -4,7 +4,9 @@
  * Deterministic: the initial levels are evenly spaced quantiles of the
  * sorted finite values, and Lloyd's iterations on sorted data assign each
  * run of values between two midpoints to one level, so no randomness and no
- * dependence on thread count.
+ * dependence on thread count. An iteration costs O(k log n) (binary search
+ * for each cell boundary, prefix sums for each mean), so Lloyd's method is
+ * run until no level moves (at most 10000 rounds).
  */
 #include "internal.h"
 
@@ -63,7 +65,7 @@ int qt_codebook_fit(const float *x, size_t n, int k, float *levels)
     for (int j = 0; j < k; j++)
         c[j] = v[(size_t)(((double)j + 0.5) / k * (double)m)];
 
-    for (iter = 0; iter < 100; iter++) {
+    for (iter = 0; iter < 10000; iter++) {
         size_t start = 0;
         int moved = 0;
         for (int j = 0; j < k; j++) {

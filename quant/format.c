@@ -48,7 +48,7 @@ static const struct { const char *name, *text; } named[] = {
     { "mxfp6e2m3", "block<float<6,e2,b1,finite>,32>" },
     { "mxfp6e3m2", "block<float<6,e3,b3,finite>,32>" },
     { "mxfp4",     "block<float<4,e2,b1,finite>,32>" },
-    { "mxint8",    "block<fixed<8,6>,32>" },
+    { "mxint8",    "block<fixed<8,6,sym>,32>" },
 };
 
 static void spec_init(qt_spec *s)
@@ -593,7 +593,10 @@ static int parse_at(const char *text, size_t len, int pos0, qt_format *out,
     }
     nl = lt ? (size_t)(lt - p) : n;
     spec_init(&s);
-    s.type = type_by_name(p, nl);
+    {
+        tok nm = trim(p, nl, t.pos);
+        s.type = type_by_name(nm.p, nm.n);
+    }
     if (s.type < 0) {
         tok nm = trim(p, nl, t.pos);
         return qt__fail(err, QT_EPARSE, t.pos,

@@ -41,7 +41,10 @@
  *   block<ELEM,K>        K consecutive elements share a power-of-two scale
  *                        X = 2^(floor(log2 max|x|) - emax(ELEM)), stored as
  *                        E8M0 (2^-127..2^127); each element is ELEM(x/X)*X.
- *                        ELEM is a fixed<...> or float<...> format.
+ *                        ELEM is a fixed<...> or float<...> format. A two's
+ *                        complement fixed ELEM can round to -2^(emax+1)*X,
+ *                        which raises the scale if quantized again; use sym
+ *                        (as mxint8 does) for an idempotent block format.
  *   sparse<T>            x if |x| > T, else 0 (TensorQuant's pruning)
  *   none                 identity (float32)
  *
@@ -67,6 +70,9 @@
  *     +-inf, and for sparse/none, which pass them through. Wrap mode
  *     saturates infinities (they have no residue).
  *   - binary maps +inf to +s and -inf to -s; ternary likewise.
+ *   - cluster maps +-inf to the extreme levels of the codebook fitted to the
+ *     array's finite values; an array with no finite value is left as is.
+ *   - block: the scale comes from the finite elements; +-inf saturate.
  *
  * Threads: every function is reentrant; formats are plain values. Array
  * quantization uses OpenMP across the array; results do not depend on the
@@ -295,8 +301,8 @@ float qt_add(const qt_format *f, float a, float b, uint32_t rnd);
 /* ------------------------------------------------------------------------ */
 
 /* Fit k levels to the finite values of x[0..n) with 1-D k-means (initial
- * levels at evenly spaced quantiles; Lloyd iterations to convergence or
- * 100 rounds). levels[] is sorted ascending; returns the number of distinct
+ * levels at evenly spaced quantiles; Lloyd iterations until no level moves,
+ * at most 10000 rounds). levels[] is sorted ascending; returns the number of distinct
  * levels written (<= k), or a negative qt_rc. Deterministic. */
 int qt_codebook_fit(const float *x, size_t n, int k, float *levels);
 
