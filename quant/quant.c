@@ -28,6 +28,18 @@ const char *qt_strerror(int rc)
     return "unknown error";
 }
 
+int qt_errorf(qt_error *err, int rc, int pos, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->text, sizeof err->text, fmt, ap);
+        va_end(ap);
+        err->pos = pos;
+    }
+    return rc;
+}
+
 int qt__fail(qt_error *err, int rc, int pos, const char *fmt, ...)
 {
     if (err) {

@@ -125,6 +125,11 @@ typedef struct qt_error {
     char text[192];     /* what is wrong, for a person */
 } qt_error;
 
+/* Fill err (if not NULL) with pos and a printf-style message; returns rc,
+ * so callers can write: return qt_errorf(err, QT_EINVAL, -1, "...", ...); */
+int qt_errorf(qt_error *err, int rc, int pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* ------------------------------------------------------------------------ */
 /* Formats                                                                  */
 /* ------------------------------------------------------------------------ */

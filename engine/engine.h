@@ -1,0 +1,375 @@
+/*
+ * engine.h -- qtune's quantization-simulating network engine.
+ *
+ * The engine runs a network of named nodes forward and backward in float32
+ * while simulating, at chosen quantization points, the number formats of
+ * quant/. It is what every tuning candidate is measured with.
+ *
+ *   qt_graph *g;
+ *   qt_error err;
+ *   qt_zoo_build("lenet5", &g, &err);            // or qt_checkpoint_load()
+ *   qt_dataset *test;
+ *   qt_dataset_fashion_mnist(QT_SPLIT_TEST, &test, &err);
+ *   qt_qconfig *cfg;
+ *   qt_qconfig_parse(g, "{\"default\":{\"output\":\"fixed<8,4>\"}}", &cfg, &err);
+ *   qt_metrics m;
+ *   qt_evaluate(g, cfg, test, NULL, &m);          // top-1, top-5, loss
+ *
+ * Ownership: a function named *_new or *_build or *_load gives the caller a
+ * new object to release with the matching *_free; everything returned by an
+ * accessor is borrowed from its owner and lives as long as it does. Errors:
+ * functions return a qt_rc (quant.h) and fill the caller's qt_error.
+ *
+ * Threads: a graph is used by one thread at a time (its activations live in
+ * it); the kernels use OpenMP inside. Two threads evaluate in parallel with
+ * two graphs (qt_graph_clone shares nothing). Datasets and configurations
+ * are read-only after construction and may be shared across threads.
+ *
+ * Layout: tensors are float32, row-major NCHW (dense activations are N x C).
+ */
+#ifndef QT_ENGINE_H
+#define QT_ENGINE_H
+
+#include "quant.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QT_ENGINE_VERSION 1      /* bump when results of a kernel change */
+#define QT_NAME_MAX       64     /* node names, including the NUL */
+#define QT_MAX_INPUTS     8
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct qt_tensor {
+    float *data;        /* 64-byte aligned; owned by the graph's arena */
+    int    ndim;        /* 1..4 */
+    int    shape[4];    /* dims; shape[0] is the batch for activations */
+    size_t size;        /* product of the dims */
+} qt_tensor;
+
+/* ------------------------------------------------------------------------ */
+/* Operators. Persisted in checkpoints and the store: never renumber.        */
+/* ------------------------------------------------------------------------ */
+
+typedef enum qt_op {
+    QT_OP_INPUT     = 0,   /* the graph's input [N,C,H,W] */
+    QT_OP_CONV      = 1,   /* conv2d: stride, padding, dilation, groups */
+    QT_OP_DENSE     = 2,   /* y = x W^T + b, W is [out, in] */
+    QT_OP_MATMUL    = 3,   /* y = a b (2-D, batch as rows of a) */
+    QT_OP_MAXPOOL   = 4,
+    QT_OP_AVGPOOL   = 5,
+    QT_OP_GAP       = 6,   /* global average pool: [N,C,H,W] -> [N,C] */
+    QT_OP_BATCHNORM = 7,   /* per channel; training or inference */
+    QT_OP_RELU      = 8,
+    QT_OP_CLIP      = 9,   /* clamp to [lo, hi] (relu6 = clip 0..6) */
+    QT_OP_LEAKY     = 10,  /* leaky relu, slope alpha */
+    QT_OP_SIGMOID   = 11,
+    QT_OP_TANH      = 12,
+    QT_OP_SOFTMAX   = 13,  /* over the channel axis (the logits stay apart) */
+    QT_OP_ADD       = 14,  /* element-wise, same shapes (residual) */
+    QT_OP_MUL       = 15,  /* element-wise, same shapes */
+    QT_OP_CONCAT    = 16,  /* along channels */
+    QT_OP_FLATTEN   = 17,  /* [N,...] -> [N, prod] */
+    QT_OP_RESHAPE   = 18,  /* to a given per-sample shape */
+    QT_OP_DROPOUT   = 19,  /* inverted dropout in training, identity else */
+    QT_OP_COUNT
+} qt_op;
+
+const char *qt_op_name(qt_op op);
+
+/* Attributes of a node, by op (unused fields zero). */
+typedef struct qt_attr {
+    int   kernel[2];       /* conv/pool: kh, kw */
+    int   stride[2];       /* conv/pool */
+    int   pad[4];          /* conv/pool: top, left, bottom, right */
+    int   dilation[2];     /* conv */
+    int   groups;          /* conv */
+    int   out;             /* conv: output channels; dense: output features */
+    int   bias;            /* conv/dense: has a bias */
+    int   ceil_mode;       /* pool */
+    int   count_pad;       /* avgpool: divide by the full window */
+    float alpha;           /* leaky: slope; dropout: drop probability */
+    float lo, hi;          /* clip */
+    float eps, momentum;   /* batchnorm */
+    int   shape[3];        /* reshape: per-sample shape (C,H,W; 0 = unused) */
+} qt_attr;
+
+/* ------------------------------------------------------------------------ */
+/* Graphs of named nodes                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct qt_graph qt_graph;
+
+/* A new empty graph; NULL on out-of-memory. */
+qt_graph *qt_graph_new(void);
+void      qt_graph_free(qt_graph *g);
+
+/* The input node: per-sample shape C,H,W (use 1,1,F for flat features).
+ * Returns the node id (>= 0) or a negative qt_rc. */
+int qt_graph_input(qt_graph *g, const char *name, int c, int h, int w,
+                   qt_error *err);
+
+/* Add a node of op with the given inputs (node ids) and attributes; the
+ * name must be unique and non-empty (NULL: "<op><id>"). Shapes are inferred
+ * at once; a mismatch is QT_EINVAL with a message naming the node and the
+ * shapes. Parameters are created and initialised (He/Glorot from the
+ * graph's seed). Returns the node id or a negative qt_rc. */
+int qt_graph_add(qt_graph *g, qt_op op, const char *name, const int *inputs,
+                 int n_inputs, const qt_attr *attr, qt_error *err);
+
+/* The output node (default: the last node added). */
+int qt_graph_set_output(qt_graph *g, int node);
+int qt_graph_output(const qt_graph *g);
+
+int         qt_graph_nodes(const qt_graph *g);
+int         qt_graph_find(const qt_graph *g, const char *name);   /* -1 */
+const char *qt_graph_node_name(const qt_graph *g, int node);
+qt_op       qt_graph_node_op(const qt_graph *g, int node);
+const qt_attr *qt_graph_node_attr(const qt_graph *g, int node);
+int         qt_graph_node_inputs(const qt_graph *g, int node, const int **ids);
+/* Per-sample output shape of a node (C, H, W; dense: F, 1, 1). */
+void        qt_graph_node_shape(const qt_graph *g, int node, int shape[3]);
+
+/* Parameters: which = 0 weights, 1 bias, 2 batchnorm running mean,
+ * 3 running variance. Borrowed; NULL when the node has none. */
+qt_tensor  *qt_graph_param(qt_graph *g, int node, int which);
+size_t      qt_graph_param_count(const qt_graph *g);   /* trainable floats */
+
+/* Multiply-accumulates per sample of the whole graph and of one node. */
+uint64_t    qt_graph_macs(const qt_graph *g);
+uint64_t    qt_graph_node_macs(const qt_graph *g, int node);
+
+/* A deep copy (parameters included) for another thread. */
+qt_graph   *qt_graph_clone(const qt_graph *g);
+
+/* Seed for parameter initialisation, dropout and shuffling. */
+void        qt_graph_seed(qt_graph *g, uint64_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* Quantization configurations                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Where a format applies in a node (persisted: never renumber). */
+typedef enum qt_qpoint {
+    QT_QP_WEIGHTS      = 0,  /* parameters as stored (batchnorm: gamma) */
+    QT_QP_BIAS         = 1,  /* bias (batchnorm: beta) */
+    QT_QP_OUTPUT       = 2,  /* extrinsic: the node's result */
+    QT_QP_INTRINSIC    = 3,  /* inside the kernel: see qt_intrinsic */
+    QT_QP_GRAD_OUTPUT  = 4,  /* training: gradient arriving at the output */
+    QT_QP_GRAD_WEIGHTS = 5,  /* training: weight (and bias) gradients */
+    QT_QP_ACCUMULATOR  = 6,  /* training: the weights after each update */
+    QT_QP_COUNT
+} qt_qpoint;
+
+const char *qt_qpoint_name(qt_qpoint p);
+
+/* Semantics of the intrinsic point.
+ *  EACH:  bit-true W-bit hardware. The kernel's operands (inputs, weights,
+ *         bias) are quantized to the format, then every product and every
+ *         partial sum is rounded and saturated with qt_mul/qt_add, summed in
+ *         the stated order: for each output element, acc = 0, then over
+ *         input channel, kernel row, kernel column (conv) or input feature
+ *         (dense/matmul) ascending, acc = add(acc, mul(w, x)); finally
+ *         acc = add(acc, bias). Pooling: sums (avg) the same way, then one
+ *         rounded division; max is exact.
+ *  FINAL: TensorQuant's semantics (REFERENCES.md 1(c)): products quantized,
+ *         the dot product summed in float and quantized once, then the bias
+ *         add, the normalisation and the activation each quantized. */
+typedef enum qt_intrinsic { QT_INTR_EACH = 0, QT_INTR_FINAL = 1 } qt_intrinsic;
+
+typedef struct qt_qconfig qt_qconfig;
+
+/* Parse a configuration against a graph. JSON:
+ *   { "default": { "output": "fixed<8,4>", ... },
+ *     "conv*":   { "weights": "fixed<4,3>", "intrinsic": "fixed<16,8>",
+ *                  "intrinsic_mode": "each" },
+ *     "fc4":     { "output": "none" } }
+ * Keys other than "default" are node names or globs (* ? [..]); later
+ * matches override earlier ones point by point, exact names override globs.
+ * Formats are text or JSON forms (quant.h). A key that matches no node is
+ * QT_EINVAL with a message that lists the node names; an unknown point or
+ * malformed format names the key and the point. New object. */
+int  qt_qconfig_parse(const qt_graph *g, const char *json, qt_qconfig **out,
+                      qt_error *err);
+int  qt_qconfig_from_json(const qt_graph *g, const json_t *j, qt_qconfig **out,
+                          qt_error *err);
+/* The empty configuration: everything float. */
+qt_qconfig *qt_qconfig_new(const qt_graph *g);
+void qt_qconfig_free(qt_qconfig *c);
+/* Set or clear (f == NULL) one point of one node. */
+int  qt_qconfig_set(qt_qconfig *c, int node, qt_qpoint p, const qt_format *f);
+/* Borrowed; NULL when the point is float. */
+const qt_format *qt_qconfig_get(const qt_qconfig *c, int node, qt_qpoint p);
+qt_intrinsic qt_qconfig_intrinsic_mode(const qt_qconfig *c, int node);
+void qt_qconfig_set_intrinsic_mode(qt_qconfig *c, int node, qt_intrinsic m);
+/* Seed for stochastic rounding (default 0). */
+void qt_qconfig_set_seed(qt_qconfig *c, uint64_t seed);
+/* Canonical JSON (every set point, per node, by name): new reference. */
+json_t *qt_qconfig_to_json(const qt_qconfig *c, const qt_graph *g);
+
+/* ------------------------------------------------------------------------ */
+/* Data                                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct qt_dataset qt_dataset;
+
+typedef struct qt_norm {
+    float scale;        /* pixel values are multiplied by scale first (1/255) */
+    float mean, std;    /* then (v - mean) / std */
+} qt_norm;
+
+typedef enum qt_split {
+    QT_SPLIT_TRAIN = 0,     /* training images minus the validation split */
+    QT_SPLIT_VAL   = 1,     /* carved from the training set by seed */
+    QT_SPLIT_TEST  = 2,     /* the test set: never used for tuning */
+    QT_SPLIT_FULLTRAIN = 3  /* all training images */
+} qt_split;
+
+/* Read an IDX image file and its label file (gzip or not) and normalise.
+ * A missing file is QT_ENOENT naming the path (and, for the default
+ * Fashion-MNIST location, the Debian package dataset-fashion-mnist). */
+int qt_dataset_load_idx(const char *images, const char *labels,
+                        const qt_norm *norm, qt_dataset **out, qt_error *err);
+
+/* Fashion-MNIST from /usr/share/datasets/fashion-mnist (or $QT_DATA_DIR),
+ * normalised with scale 1/255, mean 0.2860, std 0.3530. VAL is the last
+ * val_count (10000) images of a seeded permutation of the training set,
+ * TRAIN the rest. */
+int qt_dataset_fashion_mnist(qt_split split, qt_dataset **out, qt_error *err);
+
+/* A subset: rows [start, start+count) of a seeded permutation (seed 0: the
+ * identity order). New object sharing nothing with d. */
+int qt_dataset_subset(const qt_dataset *d, uint64_t seed, size_t start,
+                      size_t count, qt_dataset **out, qt_error *err);
+void qt_dataset_free(qt_dataset *d);
+
+size_t       qt_dataset_count(const qt_dataset *d);
+void         qt_dataset_shape(const qt_dataset *d, int shape[3]);  /* C,H,W */
+int          qt_dataset_classes(const qt_dataset *d);
+const float *qt_dataset_images(const qt_dataset *d);   /* count x C*H*W */
+const uint8_t *qt_dataset_labels(const qt_dataset *d);
+/* Content hash of images and labels (FNV-1a 64), for cache keys. */
+uint64_t     qt_dataset_hash(const qt_dataset *d);
+
+/* ------------------------------------------------------------------------ */
+/* Running                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Forward one batch of n samples (n <= the batch size the graph was last
+ * planned for; planning happens on demand). cfg may be NULL (float).
+ * train: batchnorm uses batch statistics, dropout is active. The output
+ * node's activations are returned (borrowed, valid until the next call). */
+int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
+               int train, const qt_tensor **out, qt_error *err);
+
+/* Backward from any gradient of the output node (n x out-features),
+ * accumulating parameter gradients; after qt_forward with the same n.
+ * Quantizers pass gradients straight through. */
+int qt_backward(qt_graph *g, const qt_qconfig *cfg, const float *dout,
+                qt_error *err);
+
+/* The gradient with respect to a node's output or a parameter after
+ * qt_backward (borrowed). which: -1 activation, 0 weights, 1 bias. */
+const qt_tensor *qt_graph_grad(const qt_graph *g, int node, int which);
+/* A node's activations after qt_forward (borrowed). */
+const qt_tensor *qt_graph_activation(const qt_graph *g, int node);
+
+/* Softmax cross-entropy of logits against labels: returns the mean loss and,
+ * when dlogits is not NULL, its gradient (n x classes). */
+double qt_softmax_xent(const float *logits, const uint8_t *labels, int n,
+                       int classes, float *dlogits);
+
+/* ------------------------------------------------------------------------ */
+/* Evaluation and statistics                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct qt_metrics {
+    double top1, top5;   /* fractions in [0,1] */
+    double loss;         /* mean cross-entropy */
+    size_t count;        /* images evaluated */
+    size_t nan_count;    /* images whose logits held NaN or inf */
+    int    stopped;      /* 1 if the callback stopped it early */
+} qt_metrics;
+
+/* Called after each batch with the running metrics and the per-image
+ * correctness so far (correct[i] for image i < m->count); return non-zero
+ * to stop. */
+typedef int (*qt_batch_cb)(void *user, const qt_metrics *m,
+                           const uint8_t *correct);
+
+typedef struct qt_eval_opts {
+    int         batch;      /* default 256 */
+    size_t      limit;      /* evaluate the first limit images (0: all) */
+    qt_batch_cb cb;
+    void       *user;
+    uint8_t    *correct;    /* optional out: per-image top-1 correctness */
+} qt_eval_opts;
+
+int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
+                const qt_eval_opts *opts, qt_metrics *m, qt_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum qt_optim { QT_SGD = 0, QT_ADAM = 1 } qt_optim;
+
+typedef struct qt_train_opts {
+    qt_optim optim;
+    int      epochs;
+    int      batch;          /* default 64 */
+    double   lr;             /* initial learning rate */
+    double   momentum;       /* SGD */
+    double   weight_decay;
+    double   beta1, beta2, adam_eps;
+    int      lr_step;        /* multiply lr by lr_gamma every lr_step epochs (0: never) */
+    double   lr_gamma;
+    int      cosine;         /* cosine decay to 0 over all epochs instead */
+    uint64_t seed;           /* shuffling and dropout */
+    FILE    *progress;       /* a progress bar here when not NULL */
+    const qt_dataset *val;   /* evaluated after each epoch when not NULL */
+} qt_train_opts;
+
+/* Sensible defaults (SGD, momentum 0.9, lr 0.01, batch 64, 1 epoch). */
+qt_train_opts qt_train_defaults(void);
+
+typedef struct qt_train_stats {
+    int    epochs_done;
+    double loss;             /* mean training loss of the last epoch */
+    double train_top1;
+    double val_top1;         /* last epoch (when opts.val) */
+} qt_train_stats;
+
+/* Train g on d under cfg (which may quantize weights, activations,
+ * gradients and accumulators). Same seed and thread count: same weights. */
+int qt_train(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
+             const qt_train_opts *opts, qt_train_stats *stats, qt_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Model zoo and checkpoints                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* "mlp" (784-300-100-10), "lenet5", "vgg" (small VGG-style CNN),
+ * "resnet" (small ResNet with batchnorm and residual adds), untrained, for
+ * 1x28x28 inputs and 10 classes. New graph. */
+int qt_zoo_build(const char *name, qt_graph **out, qt_error *err);
+const char *const *qt_zoo_names(void);   /* NULL-terminated */
+
+/* Checkpoint file: magic "QTCK", version, graph (nodes, attributes),
+ * parameters, a CRC-32 of everything before it. Truncated, corrupted or
+ * newer-version files are QT_ECORRUPT/QT_ENOTSUP with a message. */
+int qt_checkpoint_save(const qt_graph *g, const char *path, qt_error *err);
+int qt_checkpoint_load(const char *path, qt_graph **out, qt_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QT_ENGINE_H */

@@ -1,0 +1,185 @@
+/*
+ * exec.c -- running a graph: planning activations for a batch, forward with
+ * the quantization points applied, backward from any output gradient.
+ *
+ * Order of a node's forward under a configuration:
+ *   weights and bias are quantized into a scratch copy (weights, bias points;
+ *   the float parameters stay as they are), the kernel runs (which applies
+ *   the intrinsic point itself), then the output point quantizes the result
+ *   in place. Backward passes gradients straight through every quantizer;
+ *   the gradient arriving at a node's output is quantized (grad_output)
+ *   before the node's backward runs, and the parameter gradients after it
+ *   (grad_weights).
+ *
+ * Stochastic rounding streams: every (node, point) pair has its own stream,
+ * and element offsets count from the first sample of the data set
+ * (g->sample_base), so results do not depend on the batch size.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static uint64_t stream_of(int node, int point)
+{
+    return ((uint64_t)(unsigned)node << 8) | (unsigned)point;
+}
+
+void qt__quantize_point(const qt_nodeq *q, qt_qpoint p, float *x, size_t n,
+                        uint64_t offset)
+{
+    const qt_format *f = q ? q->fmt[p] : NULL;
+    if (!f) return;
+    qt_sr sr = { q->seed, q->stream ^ stream_of(0, p), offset };
+    qt_quantize(f, x, n, &sr);
+}
+
+static void node_q(const qt_qconfig *cfg, int id, qt_nodeq *q)
+{
+    memset(q, 0, sizeof *q);
+    if (cfg) qt__qconfig_node(cfg, id, q);
+    q->stream = stream_of(id, 0);
+}
+
+/* (re)allocate per-batch tensors for batch b */
+static int plan(qt_graph *g, int b, qt_error *err)
+{
+    qt__arena_free(&g->acts);
+    for (int i = 0; i < g->n; i++) {
+        qt_node *n = &g->nodes[i];
+        memset(&n->save, 0, sizeof n->save);
+        memset(&n->save2, 0, sizeof n->save2);
+        if (qt__tensor(&g->acts, &n->out, 2, b, (int)n->per, 0, 0) ||
+            qt__tensor(&g->acts, &n->gout, 2, b, (int)n->per, 0, 0)) {
+            g->batch = 0;
+            return qt__fail(err, QT_ENOMEM, -1,
+                            "out of memory planning batch %d at node '%s'", b, n->name);
+        }
+    }
+    g->batch = b;
+    return QT_OK;
+}
+
+int qt__scratch(qt_opctx *c, qt_tensor *t, size_t per_sample)
+{
+    if (t->data && t->size >= (size_t)c->g->batch * per_sample) return QT_OK;
+    return qt__tensor(&c->g->acts, t, 2, c->g->batch, (int)per_sample, 0, 0);
+}
+
+static int ensure_wq(qt_graph *g, size_t n)
+{
+    if (g->wq_cap >= n) return QT_OK;
+    free(g->wq);
+    g->wq = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+    g->wq_cap = g->wq ? n : 0;
+    return g->wq ? QT_OK : QT_ENOMEM;
+}
+
+int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
+               int train, const qt_tensor **out, qt_error *err)
+{
+    int rc;
+    if (g->n == 0)
+        return qt__fail(err, QT_EINVAL, -1, "the graph is empty");
+    if (n < 1)
+        return qt__fail(err, QT_EINVAL, -1, "batch of %d samples", n);
+    if (n > g->batch && (rc = plan(g, n, err)))
+        return rc;
+    g->n_cur = n;
+    g->train = train;
+    g->step++;
+    qt_node *in = &g->nodes[0];
+    memcpy(in->out.data, x, (size_t)n * in->per * sizeof(float));
+    for (int i = 0; i < g->n; i++) {
+        qt_node *nd = &g->nodes[i];
+        qt_nodeq q;
+        node_q(cfg, i, &q);
+        qt_opctx c = { g, nd, &q, nd->p[QT_P_W].data, nd->p[QT_P_B].data, err };
+        if (i > 0) {
+            size_t nw = nd->p[QT_P_W].size, nb = nd->p[QT_P_B].size;
+            if ((q.fmt[QT_QP_WEIGHTS] && nw) || (q.fmt[QT_QP_BIAS] && nb)) {
+                if (ensure_wq(g, nw + nb + 16))
+                    return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+                float *wq = g->wq, *bq = g->wq + ((nw + 15) & ~(size_t)15);
+                if (nw) {
+                    memcpy(wq, nd->p[QT_P_W].data, nw * sizeof(float));
+                    qt__quantize_point(&q, QT_QP_WEIGHTS, wq, nw, 0);
+                    c.w = wq;
+                }
+                if (nb) {
+                    memcpy(bq, nd->p[QT_P_B].data, nb * sizeof(float));
+                    qt__quantize_point(&q, QT_QP_BIAS, bq, nb, 0);
+                    c.b = bq;
+                }
+            }
+            rc = qt__op(nd->op)->fn(&c, QT_ACT_FORWARD);
+            if (rc) return rc;
+        }
+        qt__quantize_point(&q, QT_QP_OUTPUT, nd->out.data, (size_t)n * nd->per,
+                           g->sample_base * nd->per);
+    }
+    if (out) *out = &g->nodes[g->output].out;
+    return QT_OK;
+}
+
+int qt_backward(qt_graph *g, const qt_qconfig *cfg, const float *dout, qt_error *err)
+{
+    int n = g->n_cur, rc;
+    if (g->batch == 0 || n == 0)
+        return qt__fail(err, QT_EINVAL, -1, "qt_backward needs a qt_forward first");
+    for (int i = 0; i < g->n; i++) {
+        qt_node *nd = &g->nodes[i];
+        memset(nd->gout.data, 0, (size_t)n * nd->per * sizeof(float));
+        for (int k = 0; k < 2; k++)
+            if (nd->gp[k].size) memset(nd->gp[k].data, 0, nd->gp[k].size * sizeof(float));
+    }
+    qt_node *o = &g->nodes[g->output];
+    memcpy(o->gout.data, dout, (size_t)n * o->per * sizeof(float));
+    for (int i = g->output; i > 0; i--) {
+        qt_node *nd = &g->nodes[i];
+        qt_nodeq q;
+        node_q(cfg, i, &q);
+        qt__quantize_point(&q, QT_QP_GRAD_OUTPUT, nd->gout.data, (size_t)n * nd->per,
+                           g->sample_base * nd->per);
+        qt_opctx c = { g, nd, &q, nd->p[QT_P_W].data, nd->p[QT_P_B].data, err };
+        rc = qt__op(nd->op)->fn(&c, QT_ACT_BACKWARD);
+        if (rc) return rc;
+        for (int k = 0; k < 2; k++)
+            if (nd->gp[k].size)
+                qt__quantize_point(&q, QT_QP_GRAD_WEIGHTS, nd->gp[k].data, nd->gp[k].size,
+                                   (uint64_t)k << 40);
+    }
+    return QT_OK;
+}
+
+const qt_tensor *qt_graph_grad(const qt_graph *g, int node, int which)
+{
+    if (node < 0 || node >= g->n) return NULL;
+    if (which == -1) return &g->nodes[node].gout;
+    if (which == 0 || which == 1)
+        return g->nodes[node].gp[which].size ? &g->nodes[node].gp[which] : NULL;
+    return NULL;
+}
+
+const qt_tensor *qt_graph_activation(const qt_graph *g, int node)
+{
+    return node >= 0 && node < g->n ? &g->nodes[node].out : NULL;
+}
+
+double qt_softmax_xent(const float *logits, const uint8_t *labels, int n,
+                       int classes, float *dlogits)
+{
+    double total = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * classes;
+        double mx = z[0], s = 0.0;
+        for (int k = 1; k < classes; k++) if (z[k] > mx) mx = z[k];
+        for (int k = 0; k < classes; k++) s += exp((double)z[k] - mx);
+        double lse = mx + log(s);
+        total += lse - z[labels[i]];
+        if (dlogits)
+            for (int k = 0; k < classes; k++)
+                dlogits[(size_t)i * classes + k] =
+                    (float)((exp((double)z[k] - lse) - (k == labels[i])) / n);
+    }
+    return n ? total / n : 0.0;
+}

@@ -1,0 +1,351 @@
+/*
+ * graph.c -- arenas, the op table, building graphs with shape inference,
+ * parameter initialisation, accessors and cloning.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------------ */
+/* Arenas                                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct qt_block {
+    struct qt_block *next;
+    size_t size, used;
+    unsigned char *mem;
+};
+
+#define ALIGN 64
+#define BLOCK_MIN (1u << 20)
+
+void *qt__arena_alloc(qt_arena *a, size_t bytes)
+{
+    struct qt_block *b = a->head;
+    bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (bytes == 0) bytes = ALIGN;
+    if (!b || b->size - b->used < bytes) {
+        size_t sz = bytes > BLOCK_MIN ? bytes : BLOCK_MIN;
+        b = malloc(sizeof *b);
+        if (!b) return NULL;
+        b->mem = aligned_alloc(ALIGN, sz);
+        if (!b->mem) { free(b); return NULL; }
+        b->size = sz;
+        b->used = 0;
+        b->next = a->head;
+        a->head = b;
+    }
+    void *p = b->mem + b->used;
+    b->used += bytes;
+    a->used += bytes;
+    memset(p, 0, bytes);
+    return p;
+}
+
+void qt__arena_free(qt_arena *a)
+{
+    struct qt_block *b = a->head;
+    while (b) {
+        struct qt_block *nx = b->next;
+        free(b->mem);
+        free(b);
+        b = nx;
+    }
+    a->head = NULL;
+    a->used = 0;
+}
+
+int qt__tensor(qt_arena *a, qt_tensor *t, int ndim, int d0, int d1, int d2, int d3)
+{
+    int d[4] = { d0, d1, d2, d3 };
+    size_t n = 1;
+    t->ndim = ndim;
+    for (int i = 0; i < 4; i++) {
+        t->shape[i] = i < ndim ? d[i] : 1;
+        if (i < ndim) n *= (size_t)d[i];
+    }
+    t->size = n;
+    t->data = qt__arena_alloc(a, n * sizeof(float));
+    return t->data ? QT_OK : QT_ENOMEM;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The op table                                                              */
+/* ------------------------------------------------------------------------ */
+
+static const qt_opdef ops[QT_OP_COUNT] = {
+    [QT_OP_INPUT]     = { "input",     qt__op_input,     0, 0, 0 },
+    [QT_OP_CONV]      = { "conv",      qt__op_conv,      1, 1, 1 },
+    [QT_OP_DENSE]     = { "dense",     qt__op_dense,     1, 1, 1 },
+    [QT_OP_MATMUL]    = { "matmul",    qt__op_matmul,    1, 1, 1 },
+    [QT_OP_MAXPOOL]   = { "maxpool",   qt__op_maxpool,   1, 1, 0 },
+    [QT_OP_AVGPOOL]   = { "avgpool",   qt__op_avgpool,   1, 1, 0 },
+    [QT_OP_GAP]       = { "gap",       qt__op_gap,       1, 1, 0 },
+    [QT_OP_BATCHNORM] = { "batchnorm", qt__op_batchnorm, 1, 1, 1 },
+    [QT_OP_RELU]      = { "relu",      qt__op_relu,      1, 1, 0 },
+    [QT_OP_CLIP]      = { "clip",      qt__op_clip,      1, 1, 0 },
+    [QT_OP_LEAKY]     = { "leaky",     qt__op_leaky,     1, 1, 0 },
+    [QT_OP_SIGMOID]   = { "sigmoid",   qt__op_sigmoid,   1, 1, 0 },
+    [QT_OP_TANH]      = { "tanh",      qt__op_tanh,      1, 1, 0 },
+    [QT_OP_SOFTMAX]   = { "softmax",   qt__op_softmax,   1, 1, 0 },
+    [QT_OP_ADD]       = { "add",       qt__op_add,       2, 2, 0 },
+    [QT_OP_MUL]       = { "mul",       qt__op_mul,       2, 2, 0 },
+    [QT_OP_CONCAT]    = { "concat",    qt__op_concat,    1, QT_MAX_INPUTS, 0 },
+    [QT_OP_FLATTEN]   = { "flatten",   qt__op_flatten,   1, 1, 0 },
+    [QT_OP_RESHAPE]   = { "reshape",   qt__op_reshape,   1, 1, 0 },
+    [QT_OP_DROPOUT]   = { "dropout",   qt__op_dropout,   1, 1, 0 },
+};
+_Static_assert(QT_OP_COUNT == 20, "a new op needs a row in ops[]");
+
+const qt_opdef *qt__op(qt_op op)
+{
+    return (unsigned)op < QT_OP_COUNT ? &ops[op] : NULL;
+}
+
+const char *qt_op_name(qt_op op)
+{
+    return (unsigned)op < QT_OP_COUNT ? ops[op].name : "?";
+}
+
+int qt__shape_fail(qt_opctx *c, const char *fmt, ...)
+{
+    if (c->err) {
+        char msg[96];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        snprintf(c->err->text, sizeof c->err->text, "node '%s' (%.12s): %s",
+                 c->n->name, qt_op_name(c->n->op), msg);
+        c->err->pos = -1;
+    }
+    return QT_EINVAL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Building                                                                  */
+/* ------------------------------------------------------------------------ */
+
+qt_graph *qt_graph_new(void)
+{
+    qt_graph *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->output = -1;
+    g->seed = 1;
+    return g;
+}
+
+void qt_graph_free(qt_graph *g)
+{
+    if (!g) return;
+    qt__arena_free(&g->params);
+    qt__arena_free(&g->acts);
+    free(g->nodes);
+    free(g->wq);
+    free(g);
+}
+
+void qt_graph_seed(qt_graph *g, uint64_t seed) { g->seed = seed; }
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* normal deviates from a counter: (seed, node, index) */
+static float gauss(uint64_t seed, uint64_t node, uint64_t i)
+{
+    uint64_t a = mix64(seed ^ mix64(node * 0x100000001b3ull + 2 * i));
+    uint64_t b = mix64(seed ^ mix64(node * 0x100000001b3ull + 2 * i + 1));
+    double u1 = ((double)(a >> 11) + 1.0) * 0x1p-53, u2 = (double)(b >> 11) * 0x1p-53;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* He initialisation for weights (fan-in from the weight shape), zero bias;
+ * batchnorm: gamma 1, beta 0, running mean 0, variance 1 */
+static void init_params(qt_graph *g, int id)
+{
+    qt_node *n = &g->nodes[id];
+    if (n->op == QT_OP_BATCHNORM) {
+        for (size_t i = 0; i < n->p[QT_P_W].size; i++) n->p[QT_P_W].data[i] = 1.0f;
+        for (size_t i = 0; i < n->p[QT_P_RVAR].size; i++) n->p[QT_P_RVAR].data[i] = 1.0f;
+        return;
+    }
+    if (n->p[QT_P_W].size) {
+        size_t fan_in = n->p[QT_P_W].size / (size_t)n->p[QT_P_W].shape[0];
+        float sd = (float)sqrt(2.0 / (double)fan_in);
+        for (size_t i = 0; i < n->p[QT_P_W].size; i++)
+            n->p[QT_P_W].data[i] = sd * gauss(g->seed, (uint64_t)id, i);
+    }
+}
+
+static int valid_name(const char *s)
+{
+    if (!s || !*s || strlen(s) >= QT_NAME_MAX) return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || *s == '"' || *s == '\\') return 0;
+    return 1;
+}
+
+static int add_node(qt_graph *g, qt_op op, const char *name, const int *inputs,
+                    int n_in, const qt_attr *attr, qt_error *err)
+{
+    const qt_opdef *d = qt__op(op);
+    char gen[QT_NAME_MAX];
+    int rc;
+    if (!d)
+        return qt__fail(err, QT_EINVAL, -1, "unknown op %d", (int)op);
+    if (!name) {
+        snprintf(gen, sizeof gen, "%s%d", d->name, g->n);
+        name = gen;
+    }
+    if (!valid_name(name))
+        return qt__fail(err, QT_EINVAL, -1,
+                        "node name '%.80s' must be 1..%d printable characters without "
+                        "spaces or quotes", name, QT_NAME_MAX - 1);
+    if (qt_graph_find(g, name) >= 0)
+        return qt__fail(err, QT_EINVAL, -1, "node name '%s' is already used", name);
+    if (n_in < d->min_in || n_in > d->max_in)
+        return qt__fail(err, QT_EINVAL, -1, "node '%s' (%s): takes %d..%d inputs, got %d",
+                        name, d->name, d->min_in, d->max_in, n_in);
+    if (op != QT_OP_INPUT && g->n == 0)
+        return qt__fail(err, QT_EINVAL, -1, "node '%s': add the input node first", name);
+    for (int i = 0; i < n_in; i++)
+        if (inputs[i] < 0 || inputs[i] >= g->n)
+            return qt__fail(err, QT_EINVAL, -1, "node '%s': input %d is node id %d, "
+                            "which does not exist yet", name, i, inputs[i]);
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 16;
+        qt_node *nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+        g->nodes = nn;
+        g->cap = cap;
+    }
+    qt_node *n = &g->nodes[g->n];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->op = op;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) n->in[i] = inputs[i];
+    if (attr) n->a = *attr;
+    qt_opctx c = { g, n, NULL, NULL, NULL, err };
+    rc = d->fn(&c, QT_ACT_SHAPE);
+    if (rc) return rc;
+    for (int i = 0; i < QT_P_COUNT; i++) {
+        qt_tensor *t = &n->p[i];
+        if (!t->size) continue;
+        if (qt__tensor(&g->params, t, t->ndim, t->shape[0], t->shape[1],
+                       t->shape[2], t->shape[3]) != QT_OK)
+            return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+        if (i < 2 && qt__tensor(&g->params, &n->gp[i], t->ndim, t->shape[0],
+                                t->shape[1], t->shape[2], t->shape[3]) != QT_OK)
+            return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    }
+    init_params(g, g->n);
+    g->output = g->n;
+    g->batch = 0;                         /* re-plan activations */
+    return g->n++;
+}
+
+int qt_graph_input(qt_graph *g, const char *name, int c, int h, int w, qt_error *err)
+{
+    qt_attr a;
+    memset(&a, 0, sizeof a);
+    if (g->n != 0)
+        return qt__fail(err, QT_EINVAL, -1, "the input must be the first node");
+    if (c < 1 || h < 1 || w < 1)
+        return qt__fail(err, QT_EINVAL, -1, "input shape %dx%dx%d: dims must be >= 1", c, h, w);
+    a.shape[0] = c; a.shape[1] = h; a.shape[2] = w;
+    return add_node(g, QT_OP_INPUT, name, NULL, 0, &a, err);
+}
+
+int qt_graph_add(qt_graph *g, qt_op op, const char *name, const int *inputs,
+                 int n_inputs, const qt_attr *attr, qt_error *err)
+{
+    if (op == QT_OP_INPUT)
+        return qt__fail(err, QT_EINVAL, -1, "use qt_graph_input for the input node");
+    return add_node(g, op, name, inputs, n_inputs, attr, err);
+}
+
+int qt_graph_set_output(qt_graph *g, int node)
+{
+    if (node < 0 || node >= g->n) return QT_EINVAL;
+    g->output = node;
+    return QT_OK;
+}
+
+int qt_graph_output(const qt_graph *g) { return g->output; }
+int qt_graph_nodes(const qt_graph *g) { return g->n; }
+
+int qt_graph_find(const qt_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return i;
+    return -1;
+}
+
+const char *qt_graph_node_name(const qt_graph *g, int node)
+{
+    return node >= 0 && node < g->n ? g->nodes[node].name : NULL;
+}
+
+qt_op qt_graph_node_op(const qt_graph *g, int node) { return g->nodes[node].op; }
+const qt_attr *qt_graph_node_attr(const qt_graph *g, int node) { return &g->nodes[node].a; }
+
+int qt_graph_node_inputs(const qt_graph *g, int node, const int **ids)
+{
+    *ids = g->nodes[node].in;
+    return g->nodes[node].n_in;
+}
+
+void qt_graph_node_shape(const qt_graph *g, int node, int shape[3])
+{
+    memcpy(shape, g->nodes[node].shape, 3 * sizeof(int));
+}
+
+qt_tensor *qt_graph_param(qt_graph *g, int node, int which)
+{
+    if (node < 0 || node >= g->n || which < 0 || which >= QT_P_COUNT) return NULL;
+    return g->nodes[node].p[which].size ? &g->nodes[node].p[which] : NULL;
+}
+
+size_t qt_graph_param_count(const qt_graph *g)
+{
+    size_t s = 0;
+    for (int i = 0; i < g->n; i++)
+        s += g->nodes[i].p[QT_P_W].size + g->nodes[i].p[QT_P_B].size;
+    return s;
+}
+
+uint64_t qt_graph_macs(const qt_graph *g)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < g->n; i++) s += g->nodes[i].macs;
+    return s;
+}
+
+uint64_t qt_graph_node_macs(const qt_graph *g, int node) { return g->nodes[node].macs; }
+
+qt_graph *qt_graph_clone(const qt_graph *src)
+{
+    qt_graph *g = qt_graph_new();
+    qt_error err;
+    if (!g) return NULL;
+    g->seed = src->seed;
+    for (int i = 0; i < src->n; i++) {
+        const qt_node *s = &src->nodes[i];
+        int rc = i == 0 ? qt_graph_input(g, s->name, s->a.shape[0], s->a.shape[1], s->a.shape[2], &err)
+                        : qt_graph_add(g, s->op, s->name, s->in, s->n_in, &s->a, &err);
+        if (rc < 0) { qt_graph_free(g); return NULL; }
+        for (int k = 0; k < QT_P_COUNT; k++)
+            if (s->p[k].size)
+                memcpy(g->nodes[i].p[k].data, s->p[k].data, s->p[k].size * sizeof(float));
+    }
+    g->output = src->output;
+    return g;
+}

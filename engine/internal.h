@@ -1,0 +1,153 @@
+/* internal.h -- private to engine/: nodes, the op table, arenas. */
+#ifndef QT_ENGINE_INTERNAL_H
+#define QT_ENGINE_INTERNAL_H
+
+#include "engine.h"
+
+#include <math.h>
+#include <string.h>
+
+#define qt__fail qt_errorf
+
+/* ------------------------------------------------------------------------ */
+/* Arenas: bump allocation in 64-byte aligned blocks, released at once.      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct qt_arena {
+    struct qt_block *head;     /* most recent block first */
+    size_t           used;     /* bytes handed out (for stats) */
+} qt_arena;
+
+/* zeroed, 64-byte aligned; NULL on out-of-memory */
+void *qt__arena_alloc(qt_arena *a, size_t bytes);
+void  qt__arena_free(qt_arena *a);
+
+/* A tensor of the given dims from an arena (zeroed); QT_ENOMEM. */
+int qt__tensor(qt_arena *a, qt_tensor *t, int ndim, int d0, int d1, int d2, int d3);
+
+/* ------------------------------------------------------------------------ */
+/* Nodes                                                                     */
+/* ------------------------------------------------------------------------ */
+
+enum { QT_P_W = 0, QT_P_B = 1, QT_P_RMEAN = 2, QT_P_RVAR = 3, QT_P_COUNT = 4 };
+
+typedef struct qt_node {
+    char      name[QT_NAME_MAX];
+    qt_op     op;
+    int       in[QT_MAX_INPUTS];   /* input node ids (all < this node's id) */
+    int       n_in;
+    qt_attr   a;
+    int       shape[3];            /* per-sample output: C,H,W (dense: F,1,1) */
+    size_t    per;                 /* per-sample output size */
+    uint64_t  macs;                /* multiply-accumulates per sample */
+    qt_tensor p[QT_P_COUNT];       /* parameters (size 0: none) */
+    qt_tensor gp[2];               /* gradients of p[W], p[B] */
+    /* per-batch state, in the activation arena */
+    qt_tensor out;                 /* [N, per] */
+    qt_tensor gout;                /* [N, per] gradient of out */
+    qt_tensor save;                /* op scratch kept from forward to backward */
+    qt_tensor save2;
+} qt_node;
+
+struct qt_graph {
+    qt_node  *nodes;
+    int       n, cap;
+    int       output;
+    int       batch;               /* planned batch size (0: none) */
+    int       n_cur;               /* samples in the current forward */
+    int       train;               /* the current forward is a training one */
+    uint64_t  seed;
+    uint64_t  step;                /* forward passes so far (dropout streams) */
+    uint64_t  sample_base;         /* data-set index of the current batch's first sample */
+    qt_arena  params;              /* parameters and their gradients */
+    qt_arena  acts;                /* activations, gradients, scratch */
+    float    *wq;                  /* scratch for quantized parameters */
+    size_t    wq_cap;
+};
+
+/* What a node's kernel needs to know about quantization in this pass. */
+typedef struct qt_nodeq {
+    const qt_format *fmt[QT_QP_COUNT];   /* NULL: float */
+    qt_intrinsic     mode;
+    uint64_t         seed;               /* stochastic rounding */
+    uint64_t         stream;             /* per node and point */
+} qt_nodeq;
+
+/* Op functions: one per op, shape + forward + backward together.
+ *  SHAPE:    from the inputs' shapes and n->a, set n->shape, n->per,
+ *            n->macs and the parameter tensors' sizes (dims only, in
+ *            n->p[i].shape/ndim/size; the graph allocates and initialises);
+ *            on a mismatch fill err naming the node and shapes, QT_EINVAL.
+ *  FORWARD:  read inputs' out, write n->out for g->n_cur samples. Weights
+ *            and bias come already quantized in w/b (either the parameters
+ *            or a quantized copy). q->fmt[QT_QP_INTRINSIC] is applied here;
+ *            the output point is applied by the caller afterwards.
+ *  BACKWARD: from n->gout, ADD into each input's gout and into n->gp[];
+ *            straight-through for all quantizers. */
+enum { QT_ACT_SHAPE = 0, QT_ACT_FORWARD = 1, QT_ACT_BACKWARD = 2 };
+
+typedef struct qt_opctx {
+    qt_graph        *g;
+    qt_node         *n;
+    const qt_nodeq  *q;
+    const float     *w;      /* weights to use (quantized copy or p[W]) */
+    const float     *b;      /* bias to use */
+    qt_error        *err;
+} qt_opctx;
+
+typedef int (*qt_opfn)(qt_opctx *c, int action);
+
+typedef struct qt_opdef {
+    const char *name;
+    qt_opfn     fn;
+    int         min_in, max_in;
+    int         has_weights;     /* weights/bias quantization points apply */
+} qt_opdef;
+
+const qt_opdef *qt__op(qt_op op);
+
+/* the op functions (ops_*.c) */
+int qt__op_input(qt_opctx *c, int action);
+int qt__op_conv(qt_opctx *c, int action);
+int qt__op_dense(qt_opctx *c, int action);
+int qt__op_matmul(qt_opctx *c, int action);
+int qt__op_maxpool(qt_opctx *c, int action);
+int qt__op_avgpool(qt_opctx *c, int action);
+int qt__op_gap(qt_opctx *c, int action);
+int qt__op_batchnorm(qt_opctx *c, int action);
+int qt__op_relu(qt_opctx *c, int action);
+int qt__op_clip(qt_opctx *c, int action);
+int qt__op_leaky(qt_opctx *c, int action);
+int qt__op_sigmoid(qt_opctx *c, int action);
+int qt__op_tanh(qt_opctx *c, int action);
+int qt__op_softmax(qt_opctx *c, int action);
+int qt__op_add(qt_opctx *c, int action);
+int qt__op_mul(qt_opctx *c, int action);
+int qt__op_concat(qt_opctx *c, int action);
+int qt__op_flatten(qt_opctx *c, int action);
+int qt__op_reshape(qt_opctx *c, int action);
+int qt__op_dropout(qt_opctx *c, int action);
+
+/* helpers for op functions */
+static inline qt_node *qt__in(qt_opctx *c, int i) { return &c->g->nodes[c->n->in[i]]; }
+int qt__shape_fail(qt_opctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* a scratch tensor in the activation arena, allocated on first use for the
+ * planned batch (count floats per sample); QT_ENOMEM */
+int qt__scratch(qt_opctx *c, qt_tensor *t, size_t per_sample);
+
+/* the random word for stochastic rounding at the intrinsic point */
+static inline uint32_t qt__intr_rand(const qt_nodeq *q, uint64_t index)
+{
+    return q->fmt[QT_QP_INTRINSIC]->round == QT_SR
+        ? qt_rand32(q->seed, q->stream ^ QT_QP_INTRINSIC, index) : 0;
+}
+
+/* the formats of one node under a configuration (qconfig.c) */
+void qt__qconfig_node(const qt_qconfig *c, int node, qt_nodeq *q);
+
+/* quantize an activation-sized buffer with node point p (no-op if float) */
+void qt__quantize_point(const qt_nodeq *q, qt_qpoint p, float *x, size_t n,
+                        uint64_t offset);
+
+#endif
