@@ -1,0 +1,287 @@
+/*
+ * test_train.c -- evaluation, training and checkpoints: training lowers
+ * the loss, the same seed gives the same weights, quantized training keeps
+ * weights in the accumulator format, checkpoints round-trip bit for bit and
+ * every kind of damage is refused with a message.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "engine.h"
+
+static qt_dataset *small;          /* 2000 training images */
+static qt_dataset *val;            /* 1000 validation images */
+
+static int setup(void **st)
+{
+    qt_dataset *tr, *v;
+    qt_error err;
+    if (qt_dataset_fashion_mnist(QT_SPLIT_TRAIN, &tr, &err)) return -1;
+    if (qt_dataset_fashion_mnist(QT_SPLIT_VAL, &v, &err)) return -1;
+    qt_dataset_subset(tr, 3, 0, 2000, &small, &err);
+    qt_dataset_subset(v, 0, 0, 1000, &val, &err);
+    qt_dataset_free(tr);
+    qt_dataset_free(v);
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    qt_dataset_free(small);
+    qt_dataset_free(val);
+    return 0;
+}
+
+static qt_graph *mlp(void)
+{
+    qt_graph *g;
+    qt_error err;
+    if (qt_zoo_build("mlp", &g, &err)) fail_msg("%s", err.text);
+    return g;
+}
+
+static int params_equal(qt_graph *a, qt_graph *b)
+{
+    for (int i = 0; i < qt_graph_nodes(a); i++)
+        for (int k = 0; k < 4; k++) {
+            qt_tensor *x = qt_graph_param(a, i, k), *y = qt_graph_param(b, i, k);
+            if (!x != !y) return 0;
+            if (x && (x->size != y->size || memcmp(x->data, y->data, x->size * sizeof(float))))
+                return 0;
+        }
+    return 1;
+}
+
+static void t_train_lowers_loss(void **st)
+{
+    qt_graph *g = mlp();
+    qt_metrics before, after;
+    qt_error err;
+    qt_train_opts o = qt_train_defaults();
+    qt_train_stats s;
+    o.epochs = 2;
+    o.lr = 0.05;
+    assert_int_equal(qt_evaluate(g, NULL, val, NULL, &before, &err), QT_OK);
+    assert_int_equal(qt_train(g, NULL, small, &o, &s, &err), QT_OK);
+    assert_int_equal(qt_evaluate(g, NULL, val, NULL, &after, &err), QT_OK);
+    assert_int_equal(s.epochs_done, 2);
+    assert_true(after.loss < 0.6 * before.loss);
+    assert_true(after.top1 > 0.70 && after.top1 > before.top1 + 0.4);
+    assert_true(after.top5 >= after.top1);
+    assert_int_equal(after.count, 1000);
+    qt_graph_free(g);
+}
+
+static void t_deterministic(void **st)
+{
+    qt_graph *a = mlp(), *b = mlp(), *c = mlp();
+    qt_error err;
+    qt_train_opts o = qt_train_defaults();
+    o.optim = QT_ADAM;
+    o.lr = 1e-3;
+    o.weight_decay = 1e-4;
+    assert_true(params_equal(a, b));                  /* same init seed */
+    qt_train(a, NULL, small, &o, NULL, &err);
+    qt_train(b, NULL, small, &o, NULL, &err);
+    assert_true(params_equal(a, b));
+    o.seed = 2;                                       /* other shuffling */
+    qt_train(c, NULL, small, &o, NULL, &err);
+    assert_false(params_equal(a, c));
+    qt_graph_free(a); qt_graph_free(b); qt_graph_free(c);
+}
+
+/* training with quantized gradients and an accumulator format: after
+ * training every weight is a value of the accumulator format */
+static void t_quantized_training(void **st)
+{
+    qt_graph *g = mlp();
+    qt_qconfig *cfg;
+    qt_error err;
+    qt_metrics m;
+    const char *json = "{\"default\": {\"output\": \"fixed<16,10>\", \"grad_output\": \"fixed<16,20>\","
+                       " \"grad_weights\": \"fixed<16,20>\", \"accumulator\": \"fixed<24,20>\"}}";
+    if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s", err.text);
+    qt_train_opts o = qt_train_defaults();
+    o.lr = 0.05;
+    assert_int_equal(qt_train(g, cfg, small, &o, NULL, &err), QT_OK);
+    qt_format acc;
+    qt_format_parse("fixed<24,20>", &acc, NULL);
+    for (int i = 0; i < qt_graph_nodes(g); i++)
+        for (int k = 0; k < 2; k++) {
+            qt_tensor *t = qt_graph_param(g, i, k);
+            if (!t) continue;
+            for (size_t e = 0; e < t->size; e++)
+                assert_true(qt_quantize1(&acc, t->data[e], 0) == t->data[e]);
+        }
+    assert_int_equal(qt_evaluate(g, cfg, val, NULL, &m, &err), QT_OK);
+    assert_true(m.top1 > 0.6);
+    qt_qconfig_free(cfg);
+    qt_graph_free(g);
+}
+
+static int stop_after_first(void *user, const qt_metrics *m, const uint8_t *correct)
+{
+    int *calls = user;
+    (*calls)++;
+    for (size_t i = 0; i < m->count; i++) assert_true(correct[i] <= 1);
+    return 1;
+}
+
+static void t_evaluate_options(void **st)
+{
+    qt_graph *g = mlp();
+    qt_error err;
+    qt_metrics m, full;
+    int calls = 0;
+    qt_eval_opts o = { 0 };
+    o.batch = 100;
+    o.cb = stop_after_first;
+    o.user = &calls;
+    assert_int_equal(qt_evaluate(g, NULL, val, &o, &m, &err), QT_OK);
+    assert_int_equal(calls, 1);
+    assert_true(m.stopped && m.count == 100);
+    /* per-image correctness matches top-1; limit and batch do not change it */
+    uint8_t *c = malloc(1000);
+    qt_eval_opts o2 = { 0 };
+    o2.correct = c;
+    o2.batch = 64;
+    assert_int_equal(qt_evaluate(g, NULL, val, &o2, &full, &err), QT_OK);
+    size_t k = 0;
+    for (int i = 0; i < 1000; i++) k += c[i];
+    assert_true(fabs((double)k / 1000 - full.top1) < 1e-12);
+    qt_eval_opts o3 = { 0 };
+    o3.limit = 300;
+    assert_int_equal(qt_evaluate(g, NULL, val, &o3, &m, &err), QT_OK);
+    assert_int_equal(m.count, 300);
+    free(c);
+    /* a data set that does not fit the input */
+    qt_graph *h = qt_graph_new();
+    int x = qt_graph_input(h, "x", 1, 10, 10, &err);
+    qt_attr a = { 0 };
+    a.out = 10;
+    qt_graph_add(h, QT_OP_DENSE, "fc", &x, 1, &a, &err);
+    assert_int_equal(qt_evaluate(h, NULL, val, NULL, &m, &err), QT_EINVAL);
+    assert_non_null(strstr(err.text, "does not fit"));
+    qt_graph_free(h);
+    qt_graph_free(g);
+}
+
+static char ckpt[] = "/tmp/qt_test_ckpt_XXXXXX";
+
+static void write_bytes(const char *p, const unsigned char *b, size_t n)
+{
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
+static unsigned char *read_bytes(const char *p, size_t *n)
+{
+    FILE *f = fopen(p, "rb");
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void t_checkpoint(void **st)
+{
+    qt_graph *g = mlp(), *h;
+    qt_error err;
+    int fd = mkstemp(ckpt);
+    close(fd);
+    qt_train_opts o = qt_train_defaults();
+    qt_train(g, NULL, small, &o, NULL, &err);
+    assert_int_equal(qt_checkpoint_save(g, ckpt, &err), QT_OK);
+    assert_int_equal(qt_checkpoint_load(ckpt, &h, &err), QT_OK);
+    assert_true(params_equal(g, h));
+    assert_int_equal(qt_graph_nodes(g), qt_graph_nodes(h));
+    for (int i = 0; i < qt_graph_nodes(g); i++)
+        assert_string_equal(qt_graph_node_name(g, i), qt_graph_node_name(h, i));
+    qt_metrics ma, mb;
+    qt_evaluate(g, NULL, val, NULL, &ma, &err);
+    qt_evaluate(h, NULL, val, NULL, &mb, &err);
+    assert_true(ma.top1 == mb.top1 && ma.loss == mb.loss);
+    qt_graph_free(h);
+
+    size_t n;
+    unsigned char *orig = read_bytes(ckpt, &n);
+    /* truncated at many points */
+    for (size_t cut = 0; cut < n; cut += n / 37 + 1) {
+        write_bytes(ckpt, orig, cut);
+        int rc = qt_checkpoint_load(ckpt, &h, &err);
+        if (rc == QT_OK) fail_msg("truncated at %zu accepted", cut);
+        assert_true(rc == QT_ECORRUPT);
+    }
+    /* any flipped byte: caught by the checksum (or the magic) */
+    for (size_t at = 0; at < n; at += n / 53 + 1) {
+        unsigned char *b = malloc(n);
+        memcpy(b, orig, n);
+        b[at] ^= 0x40;
+        write_bytes(ckpt, b, n);
+        int rc = qt_checkpoint_load(ckpt, &h, &err);
+        free(b);
+        if (rc == QT_OK) fail_msg("flip at %zu accepted", at);
+        if (at >= 8 && at < n - 4) assert_non_null(strstr(err.text, "checksum"));
+    }
+    /* a newer version (with a valid checksum) is refused as such */
+    unsigned char *b = malloc(n);
+    memcpy(b, orig, n);
+    b[4] = 99;
+    uint32_t c = (uint32_t)crc32(0L, b, (uInt)(n - 4));
+    b[n - 4] = (unsigned char)c; b[n - 3] = (unsigned char)(c >> 8);
+    b[n - 2] = (unsigned char)(c >> 16); b[n - 1] = (unsigned char)(c >> 24);
+    write_bytes(ckpt, b, n);
+    assert_int_equal(qt_checkpoint_load(ckpt, &h, &err), QT_ENOTSUP);
+    assert_non_null(strstr(err.text, "newer"));
+    free(b);
+    free(orig);
+    assert_int_equal(qt_checkpoint_load("/nonexistent/x.qtck", &h, &err), QT_ENOENT);
+    unlink(ckpt);
+    /* an unwritable path */
+    assert_int_not_equal(qt_checkpoint_save(g, "/nonexistent/dir/x.qtck", &err), QT_OK);
+    assert_non_null(strstr(err.text, "/nonexistent/dir"));
+    qt_graph_free(g);
+}
+
+/* the committed MLP checkpoint meets the test-accuracy target */
+static void t_committed_mlp(void **st)
+{
+    qt_graph *g;
+    qt_dataset *test;
+    qt_error err;
+    qt_metrics m;
+    if (qt_checkpoint_load(QT_SOURCE_DIR "/experiments/models/mlp.qtck", &g, &err))
+        fail_msg("%s", err.text);
+    assert_int_equal(qt_dataset_fashion_mnist(QT_SPLIT_TEST, &test, &err), QT_OK);
+    assert_int_equal(qt_evaluate(g, NULL, test, NULL, &m, &err), QT_OK);
+    print_message("mlp checkpoint: test top-1 %.2f%%\n", 100 * m.top1);
+    assert_true(m.top1 >= 0.88);
+    qt_dataset_free(test);
+    qt_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_train_lowers_loss),
+        cmocka_unit_test(t_deterministic),
+        cmocka_unit_test(t_quantized_training),
+        cmocka_unit_test(t_evaluate_options),
+        cmocka_unit_test(t_checkpoint),
+        cmocka_unit_test(t_committed_mlp),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
