@@ -70,7 +70,9 @@ static inline double qt__round_int(double s, int mode, uint32_t r)
     default: {
         double fl = floor(s);
         double u = (double)(r >> 8) * 0x1p-24;
-        return u < s - fl ? fl + 1.0 : fl;
+        /* copysign: a negative value rounded up to zero is -0, as in
+         * every other mode */
+        return copysign(u < s - fl ? fl + 1.0 : fl, s);
     }
     }
 }

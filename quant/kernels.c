@@ -32,7 +32,7 @@ static inline float r_sr(float s, uint32_t lo, uint32_t k0, uint32_t c)
     uint32_t r = qt__mix32(qt__mix32(lo ^ k0) + c);
     float u = (float)(r >> 8) * 0x1p-24f;
     float fl = __builtin_floorf(s);
-    return u < s - fl ? fl + 1.0f : fl;
+    return __builtin_copysignf(u < s - fl ? fl + 1.0f : fl, s);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1038,5 +1038,12 @@ float qt_mul(const qt_format *f, float a, float b, uint32_t rnd)
 
 float qt_add(const qt_format *f, float a, float b, uint32_t rnd)
 {
-    return arith_round(f, sum_round_odd(a, b), rnd);
+    double s = sum_round_odd(a, b);
+    /* an exact zero sum: -0 if both operands are -0, or if their signs
+     * differ and the rounding is toward -inf (IEEE 754 6.3) */
+    if (s == 0.0) {
+        int na = signbit(a) != 0, nb = signbit(b) != 0;
+        s = (na && nb) || (na != nb && f->round == QT_RD) ? -0.0 : 0.0;
+    }
+    return arith_round(f, s, rnd);
 }
