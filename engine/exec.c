@@ -6,7 +6,9 @@
  *   weights and bias are quantized into a scratch copy (weights, bias points;
  *   the float parameters stay as they are), the kernel runs (which applies
  *   the intrinsic point itself), then the output point quantizes the result
- *   in place. Backward passes gradients straight through every quantizer;
+ *   in place. Backward passes gradients straight through every quantizer
+ *   (a kernel's backward sees the same quantized weights and bias as its
+ *   forward, so dx = dy Wq);
  *   the gradient arriving at a node's output is quantized (grad_output)
  *   before the node's backward runs, and the parameter gradients after it
  *   (grad_weights).
@@ -74,6 +76,30 @@ static int ensure_wq(qt_graph *g, size_t n)
     return g->wq ? QT_OK : QT_ENOMEM;
 }
 
+/* point c->w, c->b at a quantized copy of the node's parameters when its
+ * weights or bias point is set (the float parameters stay as they are) */
+static int quant_params(qt_graph *g, qt_node *nd, const qt_nodeq *q, qt_opctx *c,
+                        qt_error *err)
+{
+    size_t nw = nd->p[QT_P_W].size, nb = nd->p[QT_P_B].size;
+    if (!((q->fmt[QT_QP_WEIGHTS] && nw) || (q->fmt[QT_QP_BIAS] && nb)))
+        return QT_OK;
+    if (ensure_wq(g, nw + nb + 16))
+        return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    float *wq = g->wq, *bq = g->wq + ((nw + 15) & ~(size_t)15);
+    if (nw) {
+        memcpy(wq, nd->p[QT_P_W].data, nw * sizeof(float));
+        qt__quantize_point(q, QT_QP_WEIGHTS, wq, nw, 0);
+        c->w = wq;
+    }
+    if (nb) {
+        memcpy(bq, nd->p[QT_P_B].data, nb * sizeof(float));
+        qt__quantize_point(q, QT_QP_BIAS, bq, nb, 0);
+        c->b = bq;
+    }
+    return QT_OK;
+}
+
 int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
                int train, const qt_tensor **out, qt_error *err)
 {
@@ -95,22 +121,8 @@ int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
         node_q(cfg, i, &q);
         qt_opctx c = { g, nd, &q, nd->p[QT_P_W].data, nd->p[QT_P_B].data, err };
         if (i > 0) {
-            size_t nw = nd->p[QT_P_W].size, nb = nd->p[QT_P_B].size;
-            if ((q.fmt[QT_QP_WEIGHTS] && nw) || (q.fmt[QT_QP_BIAS] && nb)) {
-                if (ensure_wq(g, nw + nb + 16))
-                    return qt__fail(err, QT_ENOMEM, -1, "out of memory");
-                float *wq = g->wq, *bq = g->wq + ((nw + 15) & ~(size_t)15);
-                if (nw) {
-                    memcpy(wq, nd->p[QT_P_W].data, nw * sizeof(float));
-                    qt__quantize_point(&q, QT_QP_WEIGHTS, wq, nw, 0);
-                    c.w = wq;
-                }
-                if (nb) {
-                    memcpy(bq, nd->p[QT_P_B].data, nb * sizeof(float));
-                    qt__quantize_point(&q, QT_QP_BIAS, bq, nb, 0);
-                    c.b = bq;
-                }
-            }
+            if ((rc = quant_params(g, nd, &q, &c, err)))
+                return rc;
             rc = qt__op(nd->op)->fn(&c, QT_ACT_FORWARD);
             if (rc) return rc;
         }
@@ -141,6 +153,8 @@ int qt_backward(qt_graph *g, const qt_qconfig *cfg, const float *dout, qt_error 
         qt__quantize_point(&q, QT_QP_GRAD_OUTPUT, nd->gout.data, (size_t)n * nd->per,
                            g->sample_base * nd->per);
         qt_opctx c = { g, nd, &q, nd->p[QT_P_W].data, nd->p[QT_P_B].data, err };
+        if ((rc = quant_params(g, nd, &q, &c, err)))
+            return rc;
         rc = qt__op(nd->op)->fn(&c, QT_ACT_BACKWARD);
         if (rc) return rc;
         for (int k = 0; k < 2; k++)

@@ -84,8 +84,12 @@ int qt__op_dropout(qt_opctx *c, int action)
         return QT_OK;
     }
     if (!c->g->train || p == 0.0f) {
-        if (action == QT_ACT_FORWARD) memcpy(n->out.data, in->out.data, m * sizeof(float));
-        else for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i];
+        if (action == QT_ACT_FORWARD) {
+            memcpy(n->out.data, in->out.data, m * sizeof(float));
+            intr_out(c);
+        } else {
+            for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i];
+        }
         return QT_OK;
     }
     if (action == QT_ACT_FORWARD) {
@@ -98,37 +102,41 @@ int qt__op_dropout(qt_opctx *c, int action)
             n->save.data[i] = keep;
             n->out.data[i] = in->out.data[i] * keep;
         }
+        intr_out(c);
         return QT_OK;
     }
     for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i] * n->save.data[i];
     return QT_OK;
 }
 
-/* softmax over the features of each sample */
+/* softmax over the channels at each position of each sample (dense: over
+ * the features); channel k of a position is k*P values further on */
 int qt__op_softmax(qt_opctx *c, int action)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
-    size_t N = N_CUR(c), F = n->per;
     if (action == QT_ACT_SHAPE) { same_shape(c, in); return QT_OK; }
+    size_t N = N_CUR(c), F = n->per, C = (size_t)n->shape[0], P = F / C;
     if (action == QT_ACT_FORWARD) {
-        for (size_t s = 0; s < N; s++) {
-            const float *x = in->out.data + s * F;
-            float *y = n->out.data + s * F, mx = x[0];
-            double sum = 0.0;
-            for (size_t k = 1; k < F; k++) if (x[k] > mx) mx = x[k];
-            for (size_t k = 0; k < F; k++) { y[k] = expf(x[k] - mx); sum += y[k]; }
-            for (size_t k = 0; k < F; k++) y[k] = (float)(y[k] / sum);
-        }
+        for (size_t s = 0; s < N; s++)
+            for (size_t p = 0; p < P; p++) {
+                const float *x = in->out.data + s * F + p;
+                float *y = n->out.data + s * F + p, mx = x[0];
+                double sum = 0.0;
+                for (size_t k = 1; k < C; k++) if (x[k * P] > mx) mx = x[k * P];
+                for (size_t k = 0; k < C; k++) { y[k * P] = expf(x[k * P] - mx); sum += y[k * P]; }
+                for (size_t k = 0; k < C; k++) y[k * P] = (float)(y[k * P] / sum);
+            }
         intr_out(c);
         return QT_OK;
     }
-    for (size_t s = 0; s < N; s++) {
-        const float *y = n->out.data + s * F, *d = n->gout.data + s * F;
-        float *g = in->gout.data + s * F;
-        double dot = 0.0;
-        for (size_t k = 0; k < F; k++) dot += (double)d[k] * y[k];
-        for (size_t k = 0; k < F; k++) g[k] += y[k] * (float)(d[k] - dot);
-    }
+    for (size_t s = 0; s < N; s++)
+        for (size_t p = 0; p < P; p++) {
+            const float *y = n->out.data + s * F + p, *d = n->gout.data + s * F + p;
+            float *g = in->gout.data + s * F + p;
+            double dot = 0.0;
+            for (size_t k = 0; k < C; k++) dot += (double)d[k * P] * y[k * P];
+            for (size_t k = 0; k < C; k++) g[k * P] += y[k * P] * (float)(d[k * P] - dot);
+        }
     return QT_OK;
 }
 

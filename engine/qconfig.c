@@ -158,10 +158,12 @@ int qt_qconfig_from_json(const qt_graph *g, const json_t *j, qt_qconfig **out,
             return qt__fail(err, QT_EINVAL, -1, "'%s' must map to an object of points", key);
     c = qt_qconfig_new(g);
     if (!c) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
-    /* pass 0: default; pass 1: globs in order; pass 2: exact names */
+    /* pass 0: default; pass 1: globs in order; pass 2: exact names (a key
+     * that names a node is exact even with glob characters: "blk[0]") */
     for (int pass = 0; pass < 3 && rc == QT_OK; pass++) {
         json_object_foreach((json_t *)j, key, val) {
-            int isdef = !strcmp(key, "default"), glob = !isdef && is_glob(key);
+            int isdef = !strcmp(key, "default");
+            int glob = !isdef && is_glob(key) && qt_graph_find(g, key) < 0;
             if ((pass == 0) != isdef || (pass == 1) != glob) continue;
             if (pass == 2 && (isdef || glob)) continue;
             int matched = 0;
