@@ -90,7 +90,7 @@ typedef struct qt_attr {
     int   kernel[2];       /* conv/pool: kh, kw */
     int   stride[2];       /* conv/pool */
     int   pad[4];          /* conv/pool: top, left, bottom, right */
-    int   dilation[2];     /* conv */
+    int   dilation[2];     /* conv, maxpool */
     int   groups;          /* conv */
     int   out;             /* conv: output channels; dense: output features */
     int   bias;            /* conv/dense: has a bias */
@@ -112,7 +112,8 @@ typedef struct qt_graph qt_graph;
 qt_graph *qt_graph_new(void);
 void      qt_graph_free(qt_graph *g);
 
-/* The input node: per-sample shape C,H,W (use 1,1,F for flat features).
+/* The input node: per-sample shape C,H,W (use F,1,1 for flat features, the
+ * shape dense layers produce).
  * Returns the node id (>= 0) or a negative qt_rc. */
 int qt_graph_input(qt_graph *g, const char *name, int c, int h, int w,
                    qt_error *err);
@@ -263,16 +264,19 @@ uint64_t     qt_dataset_hash(const qt_dataset *d);
 /* Running                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Forward one batch of n samples (n <= the batch size the graph was last
- * planned for; planning happens on demand). cfg may be NULL (float).
- * train: batchnorm uses batch statistics, dropout is active. The output
- * node's activations are returned (borrowed, valid until the next call). */
+/* Forward one batch of n samples (the graph plans its activations for the
+ * largest batch seen). cfg may be NULL (float). train: batchnorm uses batch
+ * statistics, dropout is active. The output node's activations for these
+ * n samples are returned (borrowed, valid until the next call; shape[0] is
+ * n). */
 int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
                int train, const qt_tensor **out, qt_error *err);
 
-/* Backward from any gradient of the output node (n x out-features),
- * accumulating parameter gradients; after qt_forward with the same n.
- * Quantizers pass gradients straight through. */
+/* Backward from any gradient of the output node (n x out-features), after
+ * qt_forward with the same n. Parameter gradients are overwritten with this
+ * batch's (summed over its samples). Quantizers pass gradients straight
+ * through; nodes whose derivative uses their output (sigmoid, tanh,
+ * softmax) use the output as quantized by the output point. */
 int qt_backward(qt_graph *g, const qt_qconfig *cfg, const float *dout,
                 qt_error *err);
 
@@ -317,6 +321,63 @@ int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
                 const qt_eval_opts *opts, qt_metrics *m, qt_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Tensor statistics                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* What a statistic is about, per node. */
+typedef enum qt_stat_kind {
+    QT_ST_ACT         = 0,   /* the node's output activations */
+    QT_ST_WEIGHTS     = 1,   /* its weights (batchnorm: gamma) */
+    QT_ST_BIAS        = 2,
+    QT_ST_GRAD_ACT    = 3,   /* gradient arriving at its output (training) */
+    QT_ST_GRAD_WEIGHTS= 4,   /* weight gradients (training) */
+    QT_ST_KINDS
+} qt_stat_kind;
+
+#define QT_HIST_OCT   96      /* octaves covered: 2^-64 .. 2^32 */
+#define QT_HIST_SUB   4       /* bins per octave */
+#define QT_HIST_BINS  (QT_HIST_OCT * QT_HIST_SUB + 2)
+
+/* Running statistics of one tensor over everything seen. Values are the
+ * float values before the point's quantization; zeros_q counts exact zeros
+ * after it (equal to zeros when the point is float). */
+typedef struct qt_tstats {
+    uint64_t count;          /* finite values seen */
+    uint64_t nonfinite;      /* NaN or inf values seen */
+    uint64_t zeros;          /* exact zeros before quantization */
+    uint64_t zeros_q;        /* exact zeros after quantization */
+    double   min, max, absmax;
+    double   sum, sum2;      /* for mean and standard deviation */
+    /* |x| histogram: bin 0 holds 0 and |x| < 2^-64, the last bin |x| >=
+     * 2^32, bin 1 + k holds 2^(-64 + k/4) <= |x| < 2^(-64 + (k+1)/4) */
+    uint64_t hist[QT_HIST_BINS];
+} qt_tstats;
+
+double qt_tstats_mean(const qt_tstats *s);
+double qt_tstats_std(const qt_tstats *s);
+double qt_tstats_sparsity(const qt_tstats *s);     /* zeros / all values */
+double qt_tstats_sparsity_q(const qt_tstats *s);   /* zeros_q / all values */
+/* The p-th percentile (0 < p <= 100) of |x|, from the histogram: the upper
+ * edge of the bin where it falls (within 19% above the true value; exact
+ * absmax for p = 100). */
+double qt_tstats_percentile_abs(const qt_tstats *s, double p);
+
+typedef struct qt_stats qt_stats;
+
+/* Statistics for every node and kind of a graph; new object. */
+qt_stats *qt_stats_new(const qt_graph *g);
+void      qt_stats_free(qt_stats *s);
+void      qt_stats_reset(qt_stats *s);
+/* Borrowed; all-zero when nothing of that kind was seen. */
+const qt_tstats *qt_stats_get(const qt_stats *s, int node, qt_stat_kind k);
+/* While attached, every qt_forward/qt_backward of g adds to s (activations
+ * and weights in forward, gradients in backward). NULL detaches. */
+void      qt_graph_attach_stats(qt_graph *g, qt_stats *s);
+/* A JSON report: {node: {kind: {count, min, max, absmax, mean, std,
+ * sparsity, sparsity_q, p99, p999}}}; new reference. */
+json_t   *qt_stats_to_json(const qt_stats *s, const qt_graph *g);
+
+/* ------------------------------------------------------------------------ */
 /* Training                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -336,6 +397,12 @@ typedef struct qt_train_opts {
     uint64_t seed;           /* shuffling and dropout */
     FILE    *progress;       /* a progress bar here when not NULL */
     const qt_dataset *val;   /* evaluated after each epoch when not NULL */
+    /* per-epoch statistics: when stats is not NULL it is attached during
+     * training, epoch_cb is called at the end of each epoch with what that
+     * epoch saw, and stats is reset after the call */
+    qt_stats *stats;
+    void    (*epoch_cb)(void *user, int epoch, const qt_stats *s);
+    void     *user;
 } qt_train_opts;
 
 /* Sensible defaults (SGD, momentum 0.9, lr 0.01, batch 64, 1 epoch). */

@@ -126,10 +126,25 @@ int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
             rc = qt__op(nd->op)->fn(&c, QT_ACT_FORWARD);
             if (rc) return rc;
         }
-        qt__quantize_point(&q, QT_QP_OUTPUT, nd->out.data, (size_t)n * nd->per,
-                           g->sample_base * nd->per);
+        size_t m = (size_t)n * nd->per;
+        uint64_t z = 0;
+        if (g->stats) {
+            z = qt__stats_add(g->stats, i, QT_ST_ACT, nd->out.data, NULL, m);
+            if (i > 0 && nd->p[QT_P_W].size)
+                qt__stats_add(g->stats, i, QT_ST_WEIGHTS, nd->p[QT_P_W].data,
+                              c.w != nd->p[QT_P_W].data ? c.w : NULL, nd->p[QT_P_W].size);
+            if (i > 0 && nd->p[QT_P_B].size)
+                qt__stats_add(g->stats, i, QT_ST_BIAS, nd->p[QT_P_B].data,
+                              c.b != nd->p[QT_P_B].data ? c.b : NULL, nd->p[QT_P_B].size);
+        }
+        qt__quantize_point(&q, QT_QP_OUTPUT, nd->out.data, m, g->sample_base * nd->per);
+        if (g->stats && q.fmt[QT_QP_OUTPUT])
+            qt__stats_zeros_q(g->stats, i, QT_ST_ACT, nd->out.data, m, z);
     }
-    if (out) *out = &g->nodes[g->output].out;
+    g->outview = g->nodes[g->output].out;
+    g->outview.shape[0] = n;
+    g->outview.size = (size_t)n * g->nodes[g->output].per;
+    if (out) *out = &g->outview;
     return QT_OK;
 }
 
@@ -150,17 +165,27 @@ int qt_backward(qt_graph *g, const qt_qconfig *cfg, const float *dout, qt_error 
         qt_node *nd = &g->nodes[i];
         qt_nodeq q;
         node_q(cfg, i, &q);
+        uint64_t z = g->stats ? qt__stats_add(g->stats, i, QT_ST_GRAD_ACT, nd->gout.data,
+                                              NULL, (size_t)n * nd->per) : 0;
         qt__quantize_point(&q, QT_QP_GRAD_OUTPUT, nd->gout.data, (size_t)n * nd->per,
                            g->sample_base * nd->per);
+        if (g->stats && q.fmt[QT_QP_GRAD_OUTPUT])
+            qt__stats_zeros_q(g->stats, i, QT_ST_GRAD_ACT, nd->gout.data, (size_t)n * nd->per, z);
         qt_opctx c = { g, nd, &q, nd->p[QT_P_W].data, nd->p[QT_P_B].data, err };
         if ((rc = quant_params(g, nd, &q, &c, err)))
             return rc;
         rc = qt__op(nd->op)->fn(&c, QT_ACT_BACKWARD);
         if (rc) return rc;
-        for (int k = 0; k < 2; k++)
-            if (nd->gp[k].size)
-                qt__quantize_point(&q, QT_QP_GRAD_WEIGHTS, nd->gp[k].data, nd->gp[k].size,
-                                   (uint64_t)k << 40);
+        for (int k = 0; k < 2; k++) {
+            if (!nd->gp[k].size) continue;
+            uint64_t zw = 0;
+            if (g->stats && k == 0)
+                zw = qt__stats_add(g->stats, i, QT_ST_GRAD_WEIGHTS, nd->gp[k].data, NULL, nd->gp[k].size);
+            qt__quantize_point(&q, QT_QP_GRAD_WEIGHTS, nd->gp[k].data, nd->gp[k].size,
+                               (uint64_t)k << 40);
+            if (g->stats && k == 0 && q.fmt[QT_QP_GRAD_WEIGHTS])
+                qt__stats_zeros_q(g->stats, i, QT_ST_GRAD_WEIGHTS, nd->gp[k].data, nd->gp[k].size, zw);
+        }
     }
     return QT_OK;
 }

@@ -177,7 +177,9 @@ static void init_params(qt_graph *g, int id)
         return;
     }
     if (n->p[QT_P_W].size) {
-        size_t fan_in = n->p[QT_P_W].size / (size_t)n->p[QT_P_W].shape[0];
+        /* fan-in: dense/conv store W as [out, ...]; matmul's B is [in, out] */
+        size_t fan_in = n->op == QT_OP_MATMUL ? (size_t)n->p[QT_P_W].shape[0]
+                      : n->p[QT_P_W].size / (size_t)n->p[QT_P_W].shape[0];
         float sd = (float)sqrt(2.0 / (double)fan_in);
         for (size_t i = 0; i < n->p[QT_P_W].size; i++)
             n->p[QT_P_W].data[i] = sd * gauss(g->seed, (uint64_t)id, i);
@@ -210,6 +212,9 @@ static int add_node(qt_graph *g, qt_op op, const char *name, const int *inputs,
                         "spaces or quotes", name, QT_NAME_MAX - 1);
     if (qt_graph_find(g, name) >= 0)
         return qt__fail(err, QT_EINVAL, -1, "node name '%s' is already used", name);
+    if (!strcmp(name, "default"))
+        return qt__fail(err, QT_EINVAL, -1, "'default' is reserved (it names every node "
+                        "in a configuration)");
     if (n_in < d->min_in || n_in > d->max_in)
         return qt__fail(err, QT_EINVAL, -1, "node '%s' (%s): takes %d..%d inputs, got %d",
                         name, d->name, d->min_in, d->max_in, n_in);

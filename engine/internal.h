@@ -61,6 +61,8 @@ struct qt_graph {
     uint64_t  sample_base;         /* data-set index of the current batch's first sample */
     qt_arena  params;              /* parameters and their gradients */
     qt_arena  acts;                /* activations, gradients, scratch */
+    qt_stats *stats;               /* attached statistics, or NULL */
+    qt_tensor outview;             /* the output's first n_cur samples */
     float    *wq;                  /* scratch for quantized parameters */
     size_t    wq_cap;
 };
@@ -142,6 +144,12 @@ static inline uint32_t qt__intr_rand(const qt_nodeq *q, uint64_t index)
     return q->fmt[QT_QP_INTRINSIC]->round == QT_SR
         ? qt_rand32(q->seed, q->stream ^ QT_QP_INTRINSIC, index) : 0;
 }
+
+/* statistics (stats.c) */
+uint64_t qt__stats_add(qt_stats *st, int node, qt_stat_kind k, const float *x,
+                       const float *q, size_t n);
+void qt__stats_zeros_q(qt_stats *st, int node, qt_stat_kind k, const float *q,
+                       size_t n, uint64_t zeros_before);
 
 /* the formats of one node under a configuration (qconfig.c) */
 void qt__qconfig_node(const qt_qconfig *c, int node, qt_nodeq *q);

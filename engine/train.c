@@ -136,6 +136,7 @@ int qt_train(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
              const qt_train_opts *opts, qt_train_stats *stats, qt_error *err)
 {
     qt_train_opts o = opts ? *opts : qt_train_defaults();
+    qt_stats *prev_stats = g->stats;
     int rc;
     if ((rc = check_input(g, d, err))) return rc;
     if (o.batch <= 0 || o.epochs < 0 || !(o.lr >= 0))
@@ -169,6 +170,7 @@ int qt_train(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
         }
         double sum_loss = 0.0, correct = 0.0;
         size_t seen = 0;
+        if (o.stats) qt_graph_attach_stats(g, o.stats);
         for (size_t start = 0; start < count; start += (size_t)o.batch) {
             int n = (int)(count - start < (size_t)o.batch ? count - start : (size_t)o.batch);
             for (int i = 0; i < n; i++) {
@@ -235,6 +237,11 @@ int qt_train(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
                          (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
             }
         }
+        if (o.stats) {
+            qt_graph_attach_stats(g, prev_stats);
+            if (o.epoch_cb) o.epoch_cb(o.user, ep, o.stats);
+            qt_stats_reset(o.stats);
+        }
         if (stats) {
             stats->epochs_done = ep + 1;
             stats->loss = seen ? sum_loss / seen : 0;
@@ -251,6 +258,7 @@ int qt_train(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
     rc = QT_OK;
 out:
     g->sample_base = 0;
+    g->stats = prev_stats;
     free(m1); free(m2); free(xb); free(dz); free(lb); free(perm);
     return rc;
 }

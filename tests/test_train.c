@@ -273,6 +273,91 @@ static void t_committed_mlp(void **st)
     qt_graph_free(g);
 }
 
+/* statistics against a direct recomputation over the same activations */
+static int epochs_seen;
+static void on_epoch(void *user, int epoch, const qt_stats *s)
+{
+    const qt_graph *g = user;
+    int fc1 = qt_graph_find(g, "fc1");
+    const qt_tstats *gw = qt_stats_get(s, fc1, QT_ST_GRAD_WEIGHTS);
+    const qt_tstats *ga = qt_stats_get(s, fc1, QT_ST_GRAD_ACT);
+    assert_int_equal(epoch, epochs_seen);
+    /* 2000 images in batches of 64: 32 backward passes */
+    assert_int_equal(gw->count, 32 * 300 * 784);
+    assert_int_equal(ga->count, 2000 * 300);
+    assert_true(gw->absmax > 0);
+    epochs_seen++;
+}
+
+static void t_stats(void **st)
+{
+    qt_graph *g = mlp();
+    qt_error err;
+    qt_stats *s = qt_stats_new(g);
+    qt_qconfig *cfg;
+    qt_metrics m;
+    int relu1 = qt_graph_find(g, "relu1"), fc1 = qt_graph_find(g, "fc1");
+    qt_train_opts o = qt_train_defaults();
+    qt_train(g, NULL, small, &o, NULL, &err);
+    assert_int_equal(qt_qconfig_parse(g, "{\"relu1\": {\"output\": \"ufixed<4,2>\"}}", &cfg, &err), QT_OK);
+    qt_graph_attach_stats(g, s);
+    qt_eval_opts eo = { 0 };
+    eo.limit = 500;
+    assert_int_equal(qt_evaluate(g, cfg, val, &eo, &m, &err), QT_OK);
+    qt_graph_attach_stats(g, NULL);
+    /* recompute relu1's float activations directly */
+    const qt_tensor *y;
+    const float *x = qt_dataset_images(val);
+    double mx = 0, sum = 0, sum2 = 0;
+    size_t zeros = 0, zq = 0, n = 0;
+    qt_format f;
+    qt_format_parse("ufixed<4,2>", &f, NULL);
+    float *v = malloc(300 * sizeof *v);
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(qt_forward(g, NULL, x + (size_t)i * 784, 1, 0, &y, &err), QT_OK);
+        const float *a = qt_graph_activation(g, relu1)->data;
+        memcpy(v, a, 300 * sizeof *v);
+        qt_quantize(&f, v, 300, NULL);
+        for (int k = 0; k < 300; k++) {
+            if (a[k] > mx) mx = a[k];
+            sum += a[k]; sum2 += (double)a[k] * a[k];
+            zeros += a[k] == 0.0f; zq += v[k] == 0.0f; n++;
+        }
+    }
+    free(v);
+    const qt_tstats *t = qt_stats_get(s, relu1, QT_ST_ACT);
+    assert_int_equal(t->count, n);
+    assert_true(t->min == 0.0 && t->absmax == mx && t->max == mx);
+    assert_int_equal(t->zeros, zeros);
+    assert_int_equal(t->zeros_q, zq);
+    assert_true(zq > zeros);                        /* small values round to 0 */
+    assert_true(fabs(qt_tstats_mean(t) - sum / n) < 1e-9 * (1 + sum / n));
+    assert_true(fabs(qt_tstats_sparsity(t) - (double)zeros / n) < 1e-12);
+    double p99 = qt_tstats_percentile_abs(t, 99.0);
+    assert_true(p99 > 0 && p99 <= mx);
+    assert_true(qt_tstats_percentile_abs(t, 100.0) == mx);
+    /* weights: seen once per forward, the float values of fc1 */
+    const qt_tstats *w = qt_stats_get(s, fc1, QT_ST_WEIGHTS);
+    assert_int_equal(w->count % (300 * 784), 0);
+    assert_true(w->absmax > 0 && w->min < 0);
+    json_t *j = qt_stats_to_json(s, g);
+    assert_non_null(json_object_get(json_object_get(j, "relu1"), "activations"));
+    json_decref(j);
+    /* training: per-epoch callback with gradient statistics, then reset */
+    qt_stats_reset(s);
+    o.epochs = 2;
+    o.stats = s;
+    o.epoch_cb = on_epoch;
+    o.user = g;
+    epochs_seen = 0;
+    assert_int_equal(qt_train(g, NULL, small, &o, NULL, &err), QT_OK);
+    assert_int_equal(epochs_seen, 2);
+    assert_int_equal(qt_stats_get(s, fc1, QT_ST_GRAD_WEIGHTS)->count, 0);   /* reset after */
+    qt_qconfig_free(cfg);
+    qt_stats_free(s);
+    qt_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +367,7 @@ int main(void)
         cmocka_unit_test(t_evaluate_options),
         cmocka_unit_test(t_checkpoint),
         cmocka_unit_test(t_committed_mlp),
+        cmocka_unit_test(t_stats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
