@@ -358,6 +358,70 @@ static void t_stats(void **st)
     qt_graph_free(g);
 }
 
+/* every zoo model builds with the node names users configure, runs
+ * forward and backward to finite values, and survives a checkpoint */
+static void t_zoo(void **st)
+{
+    static const struct { const char *name; const char *nodes[4]; } z[] = {
+        { "mlp", { "fc1", "relu1", "fc3", NULL } },
+        { "lenet5", { "conv1", "pool1", "conv2", "fc4" } },
+        { "vgg", { "conv1_1", "conv2_2", "drop1", "fc2" } },
+        { "resnet", { "conv0", "res2.proj", "res3.add", "gap" } },
+    };
+    const float *x = qt_dataset_images(val);
+    int n = 0;
+    for (const char *const *p = qt_zoo_names(); *p; p++) n++;
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 4; i++) {
+        qt_graph *g, *h;
+        qt_error err;
+        const qt_tensor *y;
+        if (qt_zoo_build(z[i].name, &g, &err)) fail_msg("%s: %s", z[i].name, err.text);
+        for (int k = 0; k < 4 && z[i].nodes[k]; k++)
+            if (qt_graph_find(g, z[i].nodes[k]) < 0) fail_msg("%s lacks %s", z[i].name, z[i].nodes[k]);
+        int shape[3];
+        qt_graph_node_shape(g, qt_graph_output(g), shape);
+        assert_true(shape[0] == 10 && shape[1] == 1 && shape[2] == 1);
+        assert_int_equal(qt_forward(g, NULL, x, 8, 1, &y, &err), QT_OK);
+        assert_int_equal(y->size, 80);
+        float *dz = calloc(80, sizeof *dz);
+        qt_softmax_xent(y->data, qt_dataset_labels(val), 8, 10, dz);
+        assert_int_equal(qt_backward(g, NULL, dz, &err), QT_OK);
+        free(dz);
+        for (int k = 0; k < 80; k++) assert_true(isfinite(y->data[k]));
+        const qt_tensor *gi = qt_graph_grad(g, 0, -1);
+        double s = 0;
+        for (size_t k = 0; k < 8 * 784; k++) s += fabs(gi->data[k]);
+        assert_true(s > 0 && isfinite(s));
+        /* checkpoint round trip, inference outputs bit for bit */
+        char path[] = "/tmp/qt_zoo_XXXXXX";
+        close(mkstemp(path));
+        assert_int_equal(qt_checkpoint_save(g, path, &err), QT_OK);
+        assert_int_equal(qt_checkpoint_load(path, &h, &err), QT_OK);
+        unlink(path);
+        float *a = malloc(80 * sizeof *a);
+        assert_int_equal(qt_forward(g, NULL, x, 8, 0, &y, &err), QT_OK);
+        memcpy(a, y->data, 80 * sizeof *a);
+        assert_int_equal(qt_forward(h, NULL, x, 8, 0, &y, &err), QT_OK);
+        assert_memory_equal(a, y->data, 80 * sizeof *a);
+        free(a);
+        qt_graph_free(h);
+        qt_graph_free(g);
+    }
+    qt_graph *g;
+    qt_error err;
+    assert_int_equal(qt_zoo_build("alexnet", &g, &err), QT_ENOENT);
+    assert_non_null(strstr(err.text, "lenet5"));
+    /* LeNet-5's multiply-accumulates per image */
+    qt_zoo_build("lenet5", &g, &err);
+    /* convs + pooling windows (C*H'*W'*k*k) + dense layers */
+    uint64_t want = 6ull * 28 * 28 * 25 + 16ull * 10 * 10 * 150
+                  + 6ull * 14 * 14 * 4 + 16ull * 5 * 5 * 4
+                  + 400ull * 120 + 120ull * 84 + 84ull * 10;
+    assert_int_equal(qt_graph_macs(g), want);
+    qt_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +432,7 @@ int main(void)
         cmocka_unit_test(t_checkpoint),
         cmocka_unit_test(t_committed_mlp),
         cmocka_unit_test(t_stats),
+        cmocka_unit_test(t_zoo),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
