@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build, and run the most complete
-# thing qtune does today. (Grows with the project: daemon, tuning job and
-# Pareto front once those land.)
+# thing qtune does today. Until the daemon and tuner land (issues 5-7) that
+# is: the number formats' speed, then the trained zoo checkpoints evaluated
+# on the Fashion-MNIST test set with one format everywhere (weights, biases
+# and every layer's output), from fp32 down to 4-bit floats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+q=./build/api/qtune
+
 echo
-echo "== qtune quant: number formats on a Fashion-MNIST-sized buffer =="
+echo "== number formats: quantizing 2 M floats (elements/s beside memcpy) =="
 ./build/experiments/bench_quant --quick --json build/bench_quant.json
+
+echo
+echo "== trained models under one format everywhere (test set, 10000 images) =="
+printf '%-8s %-10s %6s  %s\n' model format bits result
+for m in experiments/models/*.qtck; do
+  name=$(basename "$m" .qtck)
+  for f in none bf16 fp16 fp8e5m2 fp8e4m3 mxfp8 mxfp6 mxfp4 'float<4,e2,b1,finite>'; do
+    cfg="{\"default\":{\"weights\":\"$f\",\"bias\":\"$f\",\"output\":\"$f\"}}"
+    bits=$($q format "$f" | awk '$1 == "bits" {print $2}')
+    res=$($q eval "$m" --split test --config "$cfg" | sed 's/.*: //')
+    printf '%-8s %-10s %6s  %s\n' "$name" "$f" "$bits" "$res"
+  done
+done
