@@ -174,16 +174,26 @@ const char *qt_qpoint_name(qt_qpoint p);
 
 /* Semantics of the intrinsic point.
  *  EACH:  bit-true W-bit hardware. The kernel's operands (inputs, weights,
- *         bias) are quantized to the format, then every product and every
- *         partial sum is rounded and saturated with qt_mul/qt_add, summed in
- *         the stated order: for each output element, acc = 0, then over
- *         input channel, kernel row, kernel column (conv) or input feature
- *         (dense/matmul) ascending, acc = add(acc, mul(w, x)); finally
- *         acc = add(acc, bias). Pooling: sums (avg) the same way, then one
- *         rounded division; max is exact.
+ *         bias) are quantized to the format (see "Operands" below), then
+ *         every product and every partial sum is rounded and saturated with
+ *         qt_mul/qt_add, summed in the stated order: for each output
+ *         element, acc = 0, then over input channel, kernel row, kernel
+ *         column (conv) or input feature (dense/matmul) ascending,
+ *         acc = add(acc, mul(w, x)); finally acc = add(acc, bias).
+ *         Pooling: sums (avg) the same way, then one rounded division; max
+ *         is exact.
  *  FINAL: TensorQuant's semantics (REFERENCES.md 1(c)): products quantized,
  *         the dot product summed in float and quantized once, then the bias
- *         add, the normalisation and the activation each quantized. */
+ *         add, the normalisation and the activation each quantized.
+ *  Operands: operands and per-channel constants (EACH's operands, and
+ *         batchnorm's constants in either mode, ops_pool.c) are rounded to
+ *         the format with its own rounding mode, except that a stochastic
+ *         format (sr) stores them rounded to nearest-even: they are values
+ *         held in the format's storage, and the rounding that made them is
+ *         not part of the unit's arithmetic (random word 0 would round every
+ *         inexact operand up). Only the products, partial sums and the other
+ *         per-element roundings documented with indexed random words are
+ *         stochastic. */
 typedef enum qt_intrinsic { QT_INTR_EACH = 0, QT_INTR_FINAL = 1 } qt_intrinsic;
 
 typedef struct qt_qconfig qt_qconfig;

@@ -145,6 +145,17 @@ static inline uint32_t qt__intr_rand(const qt_nodeq *q, uint64_t index)
         ? qt_rand32(q->seed, q->stream ^ QT_QP_INTRINSIC, index) : 0;
 }
 
+/* an operand or constant in format f: f's own rounding, except that a
+ * stochastic format stores its operands rounded to nearest-even (random
+ * word 0 would round every inexact operand up: engine.h, qt_intrinsic) */
+static inline float qt__operand(const qt_format *f, float v)
+{
+    if (f->round != QT_SR) return qt_quantize1(f, v, 0);
+    qt_format n = *f;
+    n.round = QT_RNE;
+    return qt_quantize1(&n, v, 0);
+}
+
 /* statistics (stats.c) */
 uint64_t qt__stats_add(qt_stats *st, int node, qt_stat_kind k, const float *x,
                        const float *q, size_t n);

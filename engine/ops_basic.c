@@ -3,7 +3,10 @@
  *
  * Each op is one function: SHAPE, FORWARD and BACKWARD together. For
  * weightless ops an intrinsic format (either semantics) quantizes the
- * result, as TensorQuant does for layers without an intrinsic path.
+ * result, as TensorQuant does for layers without an intrinsic path; add
+ * and mul in EACH are bit-true instead: qt_add/qt_mul of the two operands
+ * rounded to f (f's rounding, nearest-even if f is stochastic: engine.h),
+ * element i with the intrinsic random word sample_base*per + i.
  */
 #include "internal.h"
 
@@ -163,7 +166,7 @@ int qt__op_add(qt_opctx *c, int action)
         if (f && c->q->mode == QT_INTR_EACH) {
             uint64_t base = c->g->sample_base * n->per;
             for (size_t i = 0; i < m; i++) {
-                float x = qt_quantize1(f, a->out.data[i], 0), y = qt_quantize1(f, b->out.data[i], 0);
+                float x = qt__operand(f, a->out.data[i]), y = qt__operand(f, b->out.data[i]);
                 n->out.data[i] = qt_add(f, x, y, qt__intr_rand(c->q, base + i));
             }
             return QT_OK;
@@ -189,7 +192,7 @@ int qt__op_mul(qt_opctx *c, int action)
         if (f && c->q->mode == QT_INTR_EACH) {
             uint64_t base = c->g->sample_base * n->per;
             for (size_t i = 0; i < m; i++) {
-                float x = qt_quantize1(f, a->out.data[i], 0), y = qt_quantize1(f, b->out.data[i], 0);
+                float x = qt__operand(f, a->out.data[i]), y = qt__operand(f, b->out.data[i]);
                 n->out.data[i] = qt_mul(f, x, y, qt__intr_rand(c->q, base + i));
             }
             return QT_OK;
@@ -290,9 +293,11 @@ int qt__op_reshape(qt_opctx *c, int action)
 /* dense (y = x W^T + b, W [out, in]) and matmul (y = x B, B [in, out])      */
 /* ------------------------------------------------------------------------ */
 
-/* intrinsic dot products. each: operands in f, every product and partial
- * sum rounded in order k = 0..K-1, then the bias. final: products in f,
- * summed in float, quantized once, then + bias, quantized.
+/* intrinsic dot products. each: operands (x, w, bias) in f with
+ * qt__operand (f's rounding, nearest-even if f is stochastic: engine.h),
+ * every product and partial sum rounded with its indexed random word in
+ * order k = 0..K-1, then the bias add. final: products in f, summed in
+ * float, quantized once, then + bias, quantized.
  * w is addressed w[o*ws_o + k*ws_k]. */
 static void intrinsic_dot(qt_opctx *c, const float *X, size_t N, size_t K,
                           size_t O, const float *w, size_t ws_o, size_t ws_k,
@@ -310,8 +315,8 @@ static void intrinsic_dot(qt_opctx *c, const float *X, size_t N, size_t K,
             for (size_t k = 0; k < K; k++) {
                 float x = X[s * K + k], wv = w[o * ws_o + k * ws_k];
                 if (each) {
-                    x = qt_quantize1(f, x, 0);
-                    wv = qt_quantize1(f, wv, 0);
+                    x = qt__operand(f, x);
+                    wv = qt__operand(f, wv);
                     float p = qt_mul(f, x, wv, qt__intr_rand(c->q, idx + 2 * k));
                     acc = qt_add(f, acc, p, qt__intr_rand(c->q, idx + 2 * k + 1));
                 } else {
@@ -320,7 +325,7 @@ static void intrinsic_dot(qt_opctx *c, const float *X, size_t N, size_t K,
             }
             if (!each) acc = qt_quantize1(f, (float)facc, qt__intr_rand(c->q, idx + 2 * K));
             if (b) {
-                float bv = each ? qt_quantize1(f, b[o], 0) : b[o];
+                float bv = each ? qt__operand(f, b[o]) : b[o];
                 acc = each ? qt_add(f, acc, bv, qt__intr_rand(c->q, idx + 2 * K + 1))
                            : qt_quantize1(f, acc + bv, qt__intr_rand(c->q, idx + 2 * K + 1));
             }

@@ -288,7 +288,8 @@ static int backward_float(qt_opctx *c, const geom *G)
 }
 
 /* intrinsic forward, EACH or FINAL (engine.h): one output element at a time
- * in the documented order; random words at
+ * in the documented order; EACH's operands (input, weights, bias) rounded to
+ * f by qt__operand (no random word); random words at
  *   idx = (((sample_base + s)*O + co)*P + oy*W' + ox) * (2*Kg + 2)
  *   + 2k (product of tap k), + 2k+1 (EACH: partial sum after tap k),
  *   + 2Kg (FINAL: the rounded dot product), + 2Kg+1 (the bias add) */
@@ -305,14 +306,16 @@ static int forward_intrinsic(qt_opctx *c, const geom *G)
     uint64_t base = c->g->sample_base;
 
     if (each) {
-        /* operands quantized once (qt_quantize1 is a pure function) */
+        /* operands quantized once (a pure function): f's own rounding,
+         * nearest-even if f is stochastic (engine.h); only the products
+         * and sums below draw indexed random words */
         buf = malloc((nx + nw + O) * sizeof *buf);
         if (!buf) return oom(c);
         float *xq = buf, *wq = buf + nx, *bq = buf + nx + nw;
         #pragma omp parallel for schedule(static) if (nx > 65536)
-        for (size_t i = 0; i < nx; i++) xq[i] = qt_quantize1(f, X[i], 0);
-        for (size_t i = 0; i < nw; i++) wq[i] = qt_quantize1(f, Wt[i], 0);
-        if (B) for (size_t i = 0; i < O; i++) bq[i] = qt_quantize1(f, B[i], 0);
+        for (size_t i = 0; i < nx; i++) xq[i] = qt__operand(f, X[i]);
+        for (size_t i = 0; i < nw; i++) wq[i] = qt__operand(f, Wt[i]);
+        if (B) for (size_t i = 0; i < O; i++) bq[i] = qt__operand(f, B[i]);
         X = xq; Wt = wq; B = B ? bq : NULL;
     }
 

@@ -36,8 +36,10 @@
  *   kept from forward in n->save as int32 plane offsets, -1 for none).
  *   Intrinsic (either mode): the max is exact, so the result is quantized
  *   once, element e of the batch with the intrinsic stream at offset
- *   sample_base*per + e (for monotone formats this equals quantizing the
- *   operands first). macs = C*H'*W'*kh*kw.
+ *   sample_base*per + e (for monotone formats with a deterministic
+ *   rounding this equals quantizing the operands first; a stochastic
+ *   format rounds the max with its indexed word, not as an operand).
+ *   macs = C*H'*W'*kh*kw.
  *
  * ---- avgpool --------------------------------------------------------------
  *   y = (sum of the window's positions inside the input) / D, with
@@ -48,10 +50,12 @@
  *   macs = C*H'*W'*kh*kw.
  *   Intrinsic, format f, with KK = kh*kw, the tap index k = ky*kw + kx
  *   (padding taps are skipped but keep their index), r(i) the intrinsic
- *   random word i (0 unless f rounds stochastically) and
+ *   random word i (0 unless f rounds stochastically), Q(v) an operand
+ *   rounded to f (f's own rounding, but nearest-even if f is stochastic:
+ *   engine.h, qt_intrinsic) and
  *       idx = (((sample_base + s)*C + ch)*H'*W' + oy*W' + ox) * (KK + 1):
  *     EACH:  acc = 0; over the taps inside the input in window order,
- *            acc = qt_add(f, acc, qt_quantize1(f, x, 0), r(idx + k));
+ *            acc = qt_add(f, acc, Q(x), r(idx + k));
  *            y = qt_quantize1(f, (float)((double)acc / D), r(idx + KK)).
  *     FINAL: (TensorQuant) sum = the taps' float values summed in double in
  *            window order; s = qt_quantize1(f, (float)sum, r(idx));
@@ -87,9 +91,12 @@
  *                (the full gradient through the batch statistics);
  *     inference: dx = dy*gamma/sqrt(rvar + eps).
  *   macs = 2*per (one multiply and one add per element).
- *   Intrinsic, format f: Q(v) = qt_quantize1(f, v, 0) (random word 0 for
- *   the per-channel constants), all arithmetic below in float32, mean and
- *   var rounded to float first, eps as a float:
+ *   Intrinsic, format f: Q(v) rounds an operand or per-channel constant
+ *   to f with f's own rounding mode, except that a stochastic f rounds it
+ *   to nearest-even (qt_quantize1 of f with round = rne; no random word:
+ *   a word of 0 would round every inexact constant up). The per-channel
+ *   constants, the same in EACH and FINAL, with all arithmetic in float32,
+ *   mean and var rounded to float first and eps as a float:
  *       inv  = Q(1 / Q(sqrtf(Q(var) + eps)));  inv = Q(inv * Q(gamma));
  *       rest = Q(Q(beta) - Q(Q(mean) * inv));
  *   and per element, e = (sample_base + s)*per + (index within the sample),
@@ -340,7 +347,7 @@ static int avg_common(qt_opctx *c, int action, int count_pad)
                         for (int iy = w.ya; iy < w.yb; iy++)
                             for (int ix = w.xa; ix < w.xb; ix++) {
                                 uint64_t k = (uint64_t)(iy - w.y0) * p.kw + (uint64_t)(ix - w.x0);
-                                acc = qt_add(f, acc, qt_quantize1(f, x[iy * p.W + ix], 0),
+                                acc = qt_add(f, acc, qt__operand(f, x[iy * p.W + ix]),
                                              qt__intr_rand(c->q, idx + k));
                             }
                         y = qt_quantize1(f, (float)((double)acc / w.div),
@@ -400,12 +407,12 @@ static void bn_shape_param(qt_tensor *t, int C)
 static void bn_consts(const qt_format *f, float mean, float var, float eps, float gamma,
                       float beta, float *inv, float *rest)
 {
-    float v = qt_quantize1(f, sqrtf(qt_quantize1(f, var, 0) + eps), 0);
-    float i = qt_quantize1(f, 1.0f / v, 0);
-    i = qt_quantize1(f, i * qt_quantize1(f, gamma, 0), 0);
-    float mi = qt_quantize1(f, qt_quantize1(f, mean, 0) * i, 0);
+    float v = qt__operand(f, sqrtf(qt__operand(f, var) + eps));
+    float i = qt__operand(f, 1.0f / v);
+    i = qt__operand(f, i * qt__operand(f, gamma));
+    float mi = qt__operand(f, qt__operand(f, mean) * i);
     *inv = i;
-    *rest = qt_quantize1(f, qt_quantize1(f, beta, 0) - mi, 0);
+    *rest = qt__operand(f, qt__operand(f, beta) - mi);
 }
 
 int qt__op_batchnorm(qt_opctx *c, int action)
@@ -499,7 +506,7 @@ int qt__op_batchnorm(qt_opctx *c, int action)
                 uint64_t e = e0 + i;
                 uint32_t r1 = qt__intr_rand(c->q, 2 * e), r2 = qt__intr_rand(c->q, 2 * e + 1);
                 if (each)
-                    y[i] = qt_add(f, qt_mul(f, qt_quantize1(f, x[i], 0), inv, r1), rest, r2);
+                    y[i] = qt_add(f, qt_mul(f, qt__operand(f, x[i]), inv, r1), rest, r2);
                 else
                     y[i] = qt_quantize1(f, qt_quantize1(f, x[i] * inv, r1) + rest, r2);
             }

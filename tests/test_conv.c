@@ -7,7 +7,8 @@
  *     double adjoint (itself checked against the differences);
  *   - intrinsic EACH and FINAL: scalar references applying qt_quantize1,
  *     qt_mul and qt_add in the documented order with the documented random
- *     words, compared bit for bit;
+ *     words (EACH's operands rounded to nearest-even when the format is
+ *     stochastic), compared bit for bit;
  *   - shape errors, MAC counts, parameter shapes;
  *   - determinism across OpenMP (and OpenBLAS) thread counts.
  * Only the public API is used. The stochastic-rounding stream of the
@@ -666,6 +667,15 @@ static uint32_t rnd(const intr_ref *r, uint64_t i)
     return r->f->round == QT_SR ? qt_rand32(r->seed, r->stream, i) : 0;
 }
 
+/* an EACH operand (input, weight, bias) as the unit stores it (engine.h):
+ * f's own rounding, but nearest-even when f is stochastic -- no word */
+static float operand(const qt_format *f, float v)
+{
+    qt_format rn = *f;
+    if (rn.round == QT_SR) rn.round = QT_RNE;
+    return qt_quantize1(&rn, v, 0);
+}
+
 /* the documented semantics, one scalar at a time (engine.h, ops_conv.c) */
 static void ref_intrinsic(const cc *k, const intr_ref *r, const float *x, const float *w,
                           const float *b, float *y)
@@ -691,7 +701,7 @@ static void ref_intrinsic(const cc *k, const intr_ref *r, const float *x, const 
                                 float xv = x[(((size_t)s * k->C + (co / Og) * Cg + ci) * k->H + iy) * k->W + ix];
                                 float wv = w[(size_t)co * K + t];
                                 if (r->each) {
-                                    float p = qt_mul(f, qt_quantize1(f, wv, 0), qt_quantize1(f, xv, 0),
+                                    float p = qt_mul(f, operand(f, wv), operand(f, xv),
                                                      rnd(r, idx + 2 * t));
                                     acc = qt_add(f, acc, p, rnd(r, idx + 2 * t + 1));
                                 } else {
@@ -701,7 +711,7 @@ static void ref_intrinsic(const cc *k, const intr_ref *r, const float *x, const 
                     if (!r->each) acc = qt_quantize1(f, (float)sum, rnd(r, idx + 2 * K));
                     if (b) {
                         if (r->each)
-                            acc = qt_add(f, acc, qt_quantize1(f, b[co], 0), rnd(r, idx + 2 * K + 1));
+                            acc = qt_add(f, acc, operand(f, b[co]), rnd(r, idx + 2 * K + 1));
                         else
                             acc = qt_quantize1(f, acc + b[co], rnd(r, idx + 2 * K + 1));
                     }

@@ -1187,13 +1187,30 @@ static uint32_t intr_word(const qt_format *f, uint64_t seed, int node_id, uint64
         ? qt_rand32(seed, ((uint64_t)node_id << 8) ^ QT_QP_INTRINSIC, idx) : 0;
 }
 
-/* engine.h's order: acc = 0; acc = add(acc, mul(w, x)) over k ascending;
- * acc = add(acc, bias). FINAL: products rounded, the sum in float rounded
- * once, then the bias add rounded. Word idx = (s*O + o)*(2K+2): product k
- * idx+2k, sum idx+2k+1, FINAL's sum idx+2K, bias idx+2K+1. w[o*wo + k*wk] */
-static void ref_intr_dot(const qt_format *f, int each, uint64_t seed, int id, const float *X,
-                         int N, int K, int O, const float *w, int wo, int wk,
-                         const float *b, float *Y)
+/* how the intrinsic point stores an operand or constant (engine.h,
+ * qt_intrinsic): f's own rounding, except that a stochastic format rounds
+ * its operands to nearest-even (no random word) */
+typedef float (*operand_fn)(const qt_format *f, float v);
+
+static float intr_operand(const qt_format *f, float v)
+{
+    qt_format rn = *f;
+    if (rn.round == QT_SR) rn.round = QT_RNE;
+    return qt_quantize1(&rn, v, 0);
+}
+
+/* the rule before the fix, kept only to show that t_intrinsic_sr_unbiased
+ * detects it: random word 0, which rounds every inexact operand up */
+static float operand_word0(const qt_format *f, float v) { return qt_quantize1(f, v, 0); }
+
+/* engine.h's order: EACH's operands stored by op (intr_operand), then
+ * acc = 0; acc = add(acc, mul(w, x)) over k ascending; acc = add(acc, bias).
+ * FINAL: products rounded, the sum in float rounded once, then the bias add
+ * rounded. Word idx = (s*O + o)*(2K+2): product k idx+2k, sum idx+2k+1,
+ * FINAL's sum idx+2K, bias idx+2K+1. w[o*wo + k*wk] */
+static void ref_intr_dot_op(const qt_format *f, int each, uint64_t seed, int id, const float *X,
+                            int N, int K, int O, const float *w, int wo, int wk,
+                            const float *b, float *Y, operand_fn op)
 {
     for (int s = 0; s < N; s++)
         for (int o = 0; o < O; o++) {
@@ -1203,7 +1220,7 @@ static void ref_intr_dot(const qt_format *f, int each, uint64_t seed, int id, co
             for (int k = 0; k < K; k++) {
                 float xv = X[s * K + k], wv = w[o * wo + k * wk];
                 if (each) {
-                    float p = qt_mul(f, qt_quantize1(f, wv, 0), qt_quantize1(f, xv, 0),
+                    float p = qt_mul(f, op(f, wv), op(f, xv),
                                      intr_word(f, seed, id, idx + 2 * (uint64_t)k));
                     acc = qt_add(f, acc, p, intr_word(f, seed, id, idx + 2 * (uint64_t)k + 1));
                 } else {
@@ -1213,11 +1230,18 @@ static void ref_intr_dot(const qt_format *f, int each, uint64_t seed, int id, co
             if (!each) acc = qt_quantize1(f, (float)facc, intr_word(f, seed, id, idx + 2 * (uint64_t)K));
             if (b) {
                 uint32_t r = intr_word(f, seed, id, idx + 2 * (uint64_t)K + 1);
-                acc = each ? qt_add(f, acc, qt_quantize1(f, b[o], 0), r)
+                acc = each ? qt_add(f, acc, op(f, b[o]), r)
                            : qt_quantize1(f, acc + b[o], r);
             }
             Y[s * O + o] = acc;
         }
+}
+
+static void ref_intr_dot(const qt_format *f, int each, uint64_t seed, int id, const float *X,
+                         int N, int K, int O, const float *w, int wo, int wk,
+                         const float *b, float *Y)
+{
+    ref_intr_dot_op(f, each, seed, id, X, N, K, O, w, wo, wk, b, Y, intr_operand);
 }
 
 static void t_intrinsic_dense(void **st)
@@ -1269,8 +1293,9 @@ static void t_intrinsic_dense(void **st)
     qt_graph_free(g);
 }
 
-/* weightless ops: add and mul bit-true on quantized operands (EACH), the
- * float result quantized (FINAL); relu, concat and dropout quantize after */
+/* weightless ops: add and mul bit-true on operands stored as intr_operand
+ * does (EACH), the float result quantized (FINAL); relu, concat and dropout
+ * quantize after */
 static void t_intrinsic_elementwise(void **st)
 {
     enum { N = 4, C = 3, H = 5, W = 3, M = N * C * H * W, NF = 4 };
@@ -1306,7 +1331,7 @@ static void t_intrinsic_elementwise(void **st)
                 int id = op ? mu : ad;
                 for (int i = 0; i < M; i++) {
                     if (each) {
-                        float a = qt_quantize1(&f, xs[i], 0), b = qt_quantize1(&f, ts[i], 0);
+                        float a = intr_operand(&f, xs[i]), b = intr_operand(&f, ts[i]);
                         uint32_t r = intr_word(&f, seed, id, (uint64_t)i);
                         want[i] = op ? qt_mul(&f, a, b, r) : qt_add(&f, a, b, r);
                     } else {
@@ -1346,6 +1371,129 @@ static void t_intrinsic_elementwise(void **st)
             }
             qt_qconfig_free(cfg);
         }
+    qt_graph_free(g);
+}
+
+/* a value in +-[0.005, 0.3) that fixed<8,4> cannot hold (not a multiple
+ * of 1/16), either sign */
+static float small_inexact(void)
+{
+    for (;;) {
+        float v = (float)runif(0.005, 0.3);
+        if (rng_next() & 1) v = -v;
+        if (v * 16.0f != floorf(v * 16.0f)) return v;
+    }
+}
+
+/* The intrinsic point of a stochastic format must not bias a dot product:
+ * its operands are stored rounded to nearest-even, only the products and
+ * sums are rounded stochastically (engine.h). Dense, no bias, EACH with
+ * fixed<8,4,sr> (step 1/16), inputs and weights small inexact values of
+ * both signs (small_inexact), S seeds; d = y_intrinsic - y_float over all
+ * N*O*S outputs.
+ * Why the mean of d is near 0: with x_q = x + e_x and w_q = w + e_w the
+ * stored operands, x_q*w_q - x*w = x*e_w + w*e_x + e_x*e_w. The products
+ * (|x_q*w_q| <= (5/16)^2) are rounded stochastically, which is unbiased
+ * given the operands; the partial sums, of multiples of 1/16, are exact as
+ * nothing saturates (|y| < 2 here, checked). x and w are symmetric and
+ * independent of each other and of the other operand's error, so
+ * E[d] = K*E[e_x]*E[e_w]: 0 with nearest-even (mean operand error 0), but
+ * K*(1/32)^2 = K/1024 = 0.0625 with the old random word 0, which rounds
+ * every inexact operand up (mean operand error +1/32).
+ * Bound: |mean d| < K/4096 = 0.0156, a quarter of the old bias. The
+ * standard error of the mean is about 0.002 (per output the rounding noise
+ * of K products has sd < sqrt(K/1024) = 0.25, over N*O*S = 8192 outputs;
+ * measured 0.0022, asserted below to be < bound/3), so the bound is ~7
+ * standard errors from 0 and the old bias ~27 from 0. Measured: mean d
+ * = 0.0002 now; 0.0592 with the old rule, both in the kernel and in the
+ * same scalar reference run with operand_word0, which is asserted to
+ * exceed 2*K/4096 so that the test is known to detect the bias. */
+static void t_intrinsic_sr_unbiased(void **st)
+{
+    enum { N = 16, K = 64, O = 32, S = 16 };
+    (void)st;
+    rng_seed(15);
+    qt_graph *g = qt_graph_new();
+    qt_attr dn = dense_attr(O, 0);
+    input(g, "x", 1, 1, K);
+    int id = node1(g, QT_OP_DENSE, "fc", 0, &dn);
+    float *x = fmalloc((size_t)N * K), *yf = fmalloc((size_t)N * O);
+    float *ref = fmalloc((size_t)N * O), *old = fmalloc((size_t)N * O);
+    qt_tensor *wt = qt_graph_param(g, id, 0);
+    for (size_t i = 0; i < wt->size; i++) wt->data[i] = small_inexact();
+    for (size_t i = 0; i < (size_t)N * K; i++) x[i] = small_inexact();
+    const float *w = wt->data;
+    memcpy(yf, fwd(g, NULL, x, N, 0), (size_t)N * O * sizeof *yf);
+    qt_format f = fmt("fixed<8,4,sr>");
+    double sum_new = 0.0, sum_old = 0.0, sq_new = 0.0;
+    for (int si = 0; si < S; si++) {
+        uint64_t seed = 700 + (uint64_t)si;
+        qt_qconfig *cfg = qt_qconfig_new(g);
+        assert_non_null(cfg);
+        qt_qconfig_set_seed(cfg, seed);
+        assert_int_equal(qt_qconfig_set(cfg, id, QT_QP_INTRINSIC, &f), QT_OK);
+        qt_qconfig_set_intrinsic_mode(cfg, id, QT_INTR_EACH);
+        const float *y = fwd(g, cfg, x, N, 0);
+        ref_intr_dot(&f, 1, seed, id, x, N, K, O, w, K, 1, NULL, ref);
+        check_bits("sr unbiased", y, ref, (size_t)N * O);
+        ref_intr_dot_op(&f, 1, seed, id, x, N, K, O, w, K, 1, NULL, old, operand_word0);
+        for (int i = 0; i < N * O; i++) {
+            double d = (double)y[i] - yf[i];
+            assert_true(fabsf(y[i]) < 2.0f && fabsf(old[i]) < 2.0f);   /* no saturation */
+            sum_new += d;
+            sq_new += d * d;
+            sum_old += (double)old[i] - yf[i];
+        }
+        qt_qconfig_free(cfg);
+    }
+    double M = (double)N * O * S, mean_new = sum_new / M, mean_old = sum_old / M;
+    double se = sqrt((sq_new / M - mean_new * mean_new) / M), bound = K / 4096.0;
+    print_message("intrinsic fixed<8,4,sr> dense: mean(y - y_float) = %.5f (se %.5f, bound %.4f);"
+                  " old operand rule %.5f (expected %.4f)\n", mean_new, se, bound, mean_old,
+                  K / 1024.0);
+    assert_true(fabs(mean_new) < bound);
+    assert_true(bound > 3.0 * se);        /* the bound is not loose noise */
+    assert_true(mean_old > 2.0 * bound);  /* the old rule would have failed */
+    free(x); free(yf); free(ref); free(old);
+    qt_graph_free(g);
+}
+
+/* an operand that the format cannot hold is stored at the nearest value
+ * (ties to even), whatever the seed: fixed<8,4,sr> stores 0.01 as 0, not
+ * as 0.0625 (what random word 0 gave), and so a dense layer with input
+ * 0.01, weight 1.0 (and a bias 0.01, also stored as 0) gives exactly 0 */
+static void t_intrinsic_operand_nearest(void **st)
+{
+    enum { N = 6 };
+    /* input, the stored operand (nearest-even to a multiple of 1/16) */
+    static const float xs[N] = { 0.01f, -0.01f, 0.03125f, 0.04f, 0.09375f, -0.09375f };
+    static const float want[N] = { 0.0f, 0.0f, 0.0f, 0.0625f, 0.125f, -0.125f };
+    (void)st;
+    qt_graph *g = qt_graph_new();
+    qt_attr db = dense_attr(2, 1);
+    input(g, "x", 1, 1, 1);
+    int id = node1(g, QT_OP_DENSE, "fc", 0, &db);
+    float *w = qt_graph_param(g, id, 0)->data, *b = qt_graph_param(g, id, 1)->data;
+    w[0] = w[1] = 1.0f;
+    b[0] = 0.0f;
+    b[1] = 0.01f;
+    qt_format f = fmt("fixed<8,4,sr>");
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        qt_qconfig *cfg = qt_qconfig_new(g);
+        assert_non_null(cfg);
+        qt_qconfig_set_seed(cfg, seed);
+        assert_int_equal(qt_qconfig_set(cfg, id, QT_QP_INTRINSIC, &f), QT_OK);
+        qt_qconfig_set_intrinsic_mode(cfg, id, QT_INTR_EACH);
+        const float *y = fwd(g, cfg, xs, N, 0);
+        for (int s = 0; s < N; s++)
+            for (int o = 0; o < 2; o++)
+                if (y[s * 2 + o] != want[s])
+                    fail_msg("seed %llu: x = %g, bias %g: got %g, want %g",
+                             (unsigned long long)seed, (double)xs[s], (double)b[o],
+                             (double)y[s * 2 + o], (double)want[s]);
+        qt_qconfig_free(cfg);
+    }
+    assert_true(fwd(g, NULL, xs, 1, 0)[0] == 0.01f);   /* the float path is untouched */
     qt_graph_free(g);
 }
 
@@ -1839,6 +1987,8 @@ int main(void)
         cmocka_unit_test(t_qpoint_streams),
         cmocka_unit_test(t_intrinsic_dense),
         cmocka_unit_test(t_intrinsic_elementwise),
+        cmocka_unit_test(t_intrinsic_sr_unbiased),
+        cmocka_unit_test(t_intrinsic_operand_nearest),
         cmocka_unit_test(t_qconfig_parse),
         cmocka_unit_test(t_qconfig_errors),
         cmocka_unit_test(t_qconfig_roundtrip),

@@ -10,7 +10,9 @@
  *     analytic argmax routing;
  *   - batchnorm running statistics against PyTorch's update rule;
  *   - intrinsic quantization bit for bit against scalar references that
- *     apply qt_quantize1/qt_mul/qt_add in the documented order;
+ *     apply qt_quantize1/qt_mul/qt_add in the documented order (operands
+ *     and batchnorm constants to nearest-even when the format is
+ *     stochastic);
  *   - shape errors, and the same bits on 1 and 2 OpenMP threads.
  */
 #include <stdarg.h>
@@ -787,6 +789,15 @@ static uint32_t R_(const iref *q, uint64_t i)
     return q->f->round == QT_SR ? qt_rand32(q->seed, q->stream, i) : 0;
 }
 
+/* an operand or per-channel constant as the unit stores it (engine.h,
+ * ops_pool.c): f's own rounding, but nearest-even when f is stochastic */
+static float opnd(const qt_format *f, float v)
+{
+    qt_format rn = *f;
+    if (rn.round == QT_SR) rn.round = QT_RNE;
+    return qt_quantize1(&rn, v, 0);
+}
+
 /* avgpool (and gap, as a whole-plane window) in the documented order */
 static void ref_avg_intr(const iref *q, int each, const float *x, int N, int C, int H, int W,
                          const rgeom *r, int Ho, int Wo, uint64_t sb, float *y)
@@ -811,7 +822,7 @@ static void ref_avg_intr(const iref *q, int each, const float *x, int N, int C, 
                             in++;
                             float v = xp[iy * W + ix];
                             if (each)
-                                acc = qt_add(f, acc, qt_quantize1(f, v, 0),
+                                acc = qt_add(f, acc, opnd(f, v),
                                              R_(q, idx + (uint64_t)(ky * r->kw + kx)));
                             else
                                 sum += v;
@@ -834,7 +845,7 @@ static void ref_bn_intr(const iref *q, int each, int train, const float *x, int 
                         const float *rv, float eps, uint64_t sb, float *y)
 {
     const qt_format *f = q->f;
-#define Q(v) qt_quantize1(f, (v), 0)
+#define Q(v) opnd(f, (v))
     for (int c = 0; c < C; c++) {
         float mean, var;
         if (train) {
