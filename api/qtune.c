@@ -264,6 +264,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
 
 int main(int argc, char **argv)
 {
+    qt_runtime_init(argv);
     if (argc >= 2)
         for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
             if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc, argv);

@@ -431,6 +431,18 @@ int qt_train(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
              const qt_train_opts *opts, qt_train_stats *stats, qt_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Process set-up                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Call first in main(). Debian's OpenBLAS runs its own thread pool, and
+ * OpenMP threads spinning between kernels fight it for the cores (measured
+ * 4-10x slower on 2 cores). libgomp reads OMP_WAIT_POLICY before main, so
+ * when the user has not set it, this re-executes the program once with
+ * OMP_WAIT_POLICY=passive (argv must be main's). Returns only if it did not
+ * re-execute. Set QT_NO_REEXEC=1 to keep the spinning policy. */
+void qt_runtime_init(char **argv);
+
+/* ------------------------------------------------------------------------ */
 /* Model zoo and checkpoints                                                 */
 /* ------------------------------------------------------------------------ */
 

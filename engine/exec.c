@@ -20,6 +20,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 static uint64_t stream_of(int node, int point)
 {
@@ -221,4 +222,13 @@ double qt_softmax_xent(const float *logits, const uint8_t *labels, int n,
                     (float)((exp((double)z[k] - lse) - (k == labels[i])) / n);
     }
     return n ? total / n : 0.0;
+}
+
+void qt_runtime_init(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("QT_NO_REEXEC")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("QT_NO_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* if that fails, carry on with the spinning policy */
 }
