@@ -151,21 +151,30 @@ typedef struct fltk {
     float   inf_pos;       /* result for +inf input (inf or maxv) */
     float   minn, iminn;   /* 2^emin, 2^-emin (no-subnormal formats) */
     int     nosub;
+    int     split;         /* scales need two factors (bf16-like ranges) */
 } fltk;
 
-/* The scale factors 2^(M-e) and 2^(e-M) are built from bits; this path is
- * used only where they are normal floats (qt__float_fast_ok). */
-#define FLOAT_BODY(ROUNDEXPR, ROUND2EXPR)                                   \
+/* The scale factors 2^(M-e) and 2^(e-M) are built from bits, each as two
+ * normal powers of two (a*b) so that formats reaching below float32's
+ * normal range (bf16: steps down to 2^-133) stay exact: v*a*b only grows
+ * or stays normal, q*a*b passes through a normal intermediate. Used where
+ * every binade of the format starts at or above 2^-126
+ * (qt__float_fast_ok). */
+#define FLOAT_BODY(ROUNDEXPR, ROUND2EXPR, SPLIT)                            \
     float v = x[i];                                                         \
     uint32_t b = qt__f2bits(v);                                             \
     int32_t e = (int32_t)((b >> 23) & 0xff) - 127;                          \
     e = e < k.emin ? k.emin : e;                                            \
     e = e > k.emax ? k.emax : e;                                            \
-    float up = qt__bits2f((uint32_t)(127 + k.M - e) << 23);                 \
-    float dn = qt__bits2f((uint32_t)(127 - k.M + e) << 23);                 \
-    float s = v * up;                                                       \
+    int32_t u = k.M - e, ua = SPLIT && u > 127 ? 127 : u, ub = u - ua;      \
+    int32_t d = e - k.M, da = SPLIT && d < -126 ? -126 : d, db = d - da;    \
+    float up = qt__bits2f((uint32_t)(127 + ua) << 23);                      \
+    float up2 = qt__bits2f((uint32_t)(127 + ub) << 23);                     \
+    float dn = qt__bits2f((uint32_t)(127 + da) << 23);                      \
+    float dn2 = qt__bits2f((uint32_t)(127 + db) << 23);                     \
+    float s = SPLIT ? (v * up) * up2 : v * up;                              \
     float q = ROUNDEXPR;                                                    \
-    float y = q * dn;                                                       \
+    float y = SPLIT ? (q * dn) * dn2 : q * dn;                              \
     if (k.nosub) {                                                          \
         float s2 = v * k.iminn;                                             \
         float q2 = ROUND2EXPR;                                              \
@@ -177,43 +186,63 @@ typedef struct fltk {
     y = ab == 0x7f800000u ? (v > 0.0f ? k.inf_pos : -k.inf_pos) : y;        \
     x[i] = y;
 
-#define FLOAT_KERNEL(NAME, ROUND, FIXUP)                                    \
+#define FLOAT_KERNEL(NAME, ROUND, FIXUP, SPLIT)                             \
     QT_CLONES static void NAME(float *restrict x, size_t n, fltk k)         \
     {                                                                       \
         for (size_t i = 0; i < n; i++) {                                    \
-            FLOAT_BODY(FIXUP(s, ROUND(s)), FIXUP(s2, ROUND(s2)))            \
+            FLOAT_BODY(FIXUP(s, ROUND(s)), FIXUP(s2, ROUND(s2)), SPLIT)     \
         }                                                                   \
     }
 
 #define NOFIX(s, q) (q)
 #define RDFIX(s, q) ((s) == 0.0f && v < 0.0f ? -1.0f : (q))
 
-FLOAT_KERNEL(float_rne, R_RNE, NOFIX)
-FLOAT_KERNEL(float_rna, R_RNA, NOFIX)
-FLOAT_KERNEL(float_rz, R_RZ, NOFIX)
-FLOAT_KERNEL(float_rd, R_RD, RDFIX)
+FLOAT_KERNEL(float_rne, R_RNE, NOFIX, 0)
+FLOAT_KERNEL(float_rna, R_RNA, NOFIX, 0)
+FLOAT_KERNEL(float_rz, R_RZ, NOFIX, 0)
+FLOAT_KERNEL(float_rd, R_RD, RDFIX, 0)
+FLOAT_KERNEL(float_rne2, R_RNE, NOFIX, 1)
+FLOAT_KERNEL(float_rna2, R_RNA, NOFIX, 1)
+FLOAT_KERNEL(float_rz2, R_RZ, NOFIX, 1)
+FLOAT_KERNEL(float_rd2, R_RD, RDFIX, 1)
 
-QT_CLONES static void float_sr(float *restrict x, size_t n, fltk k,
-                               uint32_t lo0, uint32_t k0, uint32_t c)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t lo = lo0 + (uint32_t)i;
-        FLOAT_BODY(r_sr(s, lo, k0, c), r_sr(s2, lo, k0, c))
+#define FLOAT_SR_KERNEL(NAME, SPLIT)                                        \
+    QT_CLONES static void NAME(float *restrict x, size_t n, fltk k,         \
+                               uint32_t lo0, uint32_t k0, uint32_t c)       \
+    {                                                                       \
+        for (size_t i = 0; i < n; i++) {                                    \
+            uint32_t lo = lo0 + (uint32_t)i;                                \
+            FLOAT_BODY(r_sr(s, lo, k0, c), r_sr(s2, lo, k0, c), SPLIT)      \
+        }                                                                   \
     }
-}
+FLOAT_SR_KERNEL(float_sr, 0)
+FLOAT_SR_KERNEL(float_sr2, 1)
 
 int qt__float_fast_ok(const qt_format *f)
 {
     qt_fparams p;
     qt__float_params(f, &p);
-    return p.emin - p.M >= -126 && p.M - p.emin <= 127 &&
-           p.M - p.emax >= -126 && p.emax - p.M <= 127 &&
-           p.emin >= -126 && p.emin <= 127 && p.emax <= 127;
+    /* ub, db stay within [0, 127] and [-23, 0]; da >= -126 by construction;
+     * ua >= -126 needs M - emax >= -126; the no-subnormal scales 2^+-emin
+     * must be normal */
+    return p.emin >= -126 && p.emin <= 126 && p.emax <= 127 &&
+           p.M - p.emax >= -126 && p.M - p.emin <= 127 + 127;
 }
 
 static void float_chunk(const qt_format *f, const fltk *k, float *x, size_t n,
                         qt_key key, uint64_t off)
 {
+    if (k->split) {
+        switch (f->round) {
+        case QT_RNE: float_rne2(x, n, *k); break;
+        case QT_RNA: float_rna2(x, n, *k); break;
+        case QT_RD:  float_rd2(x, n, *k); break;
+        case QT_RZ:  float_rz2(x, n, *k); break;
+        default:
+            SR_SPLIT(float_sr2(xs_, ns_, *k, lo_, key.k0, c_));
+        }
+        return;
+    }
     switch (f->round) {
     case QT_RNE: float_rne(x, n, *k); break;
     case QT_RNA: float_rna(x, n, *k); break;
@@ -250,6 +279,7 @@ void qt__float_array(const qt_format *f, float *x, size_t n, const qt_sr *sr)
     k.ovf_neg = (f->round == QT_RZ || !inf) ? k.maxv : INFINITY;
     k.inf_pos = inf ? INFINITY : k.maxv;
     k.nosub = !p.sub;
+    k.split = p.M - p.emin > 127 || p.emin - p.M < -126;
     k.minn = (float)ldexp(1.0, p.emin);
     k.iminn = (float)ldexp(1.0, -p.emin);
     #pragma omp parallel for schedule(static) if (nc > 1)
