@@ -111,10 +111,12 @@ static inline uint32_t qt__mix32(uint32_t x)
     return x;
 }
 
+/* one avalanche round per element: the high word of the index is mixed
+ * with the key once (the kernels hoist it out of their loops) */
 static inline uint32_t qt__rand_k(qt_key k, uint64_t index)
 {
     uint32_t lo = (uint32_t)index, hi = (uint32_t)(index >> 32);
-    return qt__mix32(qt__mix32(lo ^ k.k0) + (hi ^ k.k1));
+    return qt__mix32((lo ^ k.k0) + qt__mix32(hi ^ k.k1));
 }
 
 static inline float qt__bits2f(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }

@@ -4,8 +4,9 @@
  * Each kernel is a straight loop over one chunk, specialised per rounding
  * mode so the compiler vectorises it; OpenMP spreads chunks over threads.
  * They give exactly what the scalar references in quant.c give (tests
- * compare them bit for bit). Built twice by target_clones: an AVX2 version
- * chosen at run time where the CPU has it, and a portable one.
+ * compare them bit for bit). Built three times by target_clones: AVX-512
+ * (512-bit vectors, see CMakeLists), AVX2 and a portable version, chosen
+ * at run time by what the CPU has.
  */
 #include "internal.h"
 
@@ -15,7 +16,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(__SANITIZE_ADDRESS__)
-#define QT_CLONES __attribute__((target_clones("avx2", "default")))
+#define QT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define QT_CLONES
 #endif
@@ -29,7 +30,7 @@
 /* stochastic: up iff u < frac, u from the counter-based generator */
 static inline float r_sr(float s, uint32_t lo, uint32_t k0, uint32_t c)
 {
-    uint32_t r = qt__mix32(qt__mix32(lo ^ k0) + c);
+    uint32_t r = qt__mix32((lo ^ k0) + c);
     float u = (float)(r >> 8) * 0x1p-24f;
     float fl = __builtin_floorf(s);
     return __builtin_copysignf(u < s - fl ? fl + 1.0f : fl, s);
@@ -85,7 +86,7 @@ QT_CLONES static void fixed_sr(float *restrict x, size_t n, fixk k,
             uint32_t lo_ = (uint32_t)idx_;                                  \
             uint64_t room_ = 0x100000000ull - lo_;                          \
             size_t len_ = n - done_ < room_ ? n - done_ : (size_t)room_;    \
-            uint32_t c_ = (uint32_t)(idx_ >> 32) ^ key.k1;                  \
+            uint32_t c_ = qt__mix32((uint32_t)(idx_ >> 32) ^ key.k1);       \
             float *xs_ = x + done_;                                         \
             size_t ns_ = len_;                                              \
             CALL;                                                           \
@@ -168,9 +169,12 @@ typedef struct fltk {
     e = e > k.emax ? k.emax : e;                                            \
     int32_t u = k.M - e, ua = SPLIT && u > 127 ? 127 : u, ub = u - ua;      \
     int32_t d = e - k.M, da = SPLIT && d < -126 ? -126 : d, db = d - da;    \
-    float up = qt__bits2f((uint32_t)(127 + ua) << 23);                      \
+    uint32_t ubits = (uint32_t)(127 + ua) << 23;                            \
+    float up = qt__bits2f(ubits);                                           \
     float up2 = qt__bits2f((uint32_t)(127 + ub) << 23);                     \
-    float dn = qt__bits2f((uint32_t)(127 + da) << 23);                      \
+    /* unsplit, 2^(e-M) = 2^-(M-e): its bits are 254<<23 minus up's */      \
+    float dn = SPLIT ? qt__bits2f((uint32_t)(127 + da) << 23)               \
+                     : qt__bits2f(0x7F000000u - ubits);                     \
     float dn2 = qt__bits2f((uint32_t)(127 + db) << 23);                     \
     float s = SPLIT ? (v * up) * up2 : v * up;                              \
     float q = ROUNDEXPR;                                                    \
