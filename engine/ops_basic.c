@@ -156,57 +156,40 @@ static int binary_shape(qt_opctx *c)
     return QT_OK;
 }
 
-int qt__op_add(qt_opctx *c, int action)
+/* add and mul share shape and forward; mul != 0 selects the product */
+static int binary(qt_opctx *c, int action, int mul)
 {
     qt_node *n = c->n, *a = qt__in(c, 0), *b = qt__in(c, 1);
     size_t m = N_CUR(c) * n->per;
     if (action == QT_ACT_SHAPE) return binary_shape(c);
     if (action == QT_ACT_FORWARD) {
         const qt_format *f = c->q ? c->q->fmt[QT_QP_INTRINSIC] : NULL;
-        if (f && c->q->mode == QT_INTR_EACH) {
+        const float *A = a->out.data, *B = b->out.data;
+        float *Y = n->out.data;
+        if (f && c->q->mode == QT_INTR_EACH) {       /* bit-true on stored operands */
             uint64_t base = c->g->sample_base * n->per;
             for (size_t i = 0; i < m; i++) {
-                float x = qt__operand(f, a->out.data[i]), y = qt__operand(f, b->out.data[i]);
-                n->out.data[i] = qt_add(f, x, y, qt__intr_rand(c->q, base + i));
+                float x = qt__operand(f, A[i]), y = qt__operand(f, B[i]);
+                uint32_t r = qt__intr_rand(c->q, base + i);
+                Y[i] = mul ? qt_mul(f, x, y, r) : qt_add(f, x, y, r);
             }
             return QT_OK;
         }
-        for (size_t i = 0; i < m; i++) n->out.data[i] = a->out.data[i] + b->out.data[i];
+        if (mul) for (size_t i = 0; i < m; i++) Y[i] = A[i] * B[i];
+        else     for (size_t i = 0; i < m; i++) Y[i] = A[i] + B[i];
         intr_out(c);
         return QT_OK;
     }
     for (size_t i = 0; i < m; i++) {
-        a->gout.data[i] += n->gout.data[i];
-        b->gout.data[i] += n->gout.data[i];
+        float d = n->gout.data[i];
+        a->gout.data[i] += mul ? d * b->out.data[i] : d;
+        b->gout.data[i] += mul ? d * a->out.data[i] : d;
     }
     return QT_OK;
 }
 
-int qt__op_mul(qt_opctx *c, int action)
-{
-    qt_node *n = c->n, *a = qt__in(c, 0), *b = qt__in(c, 1);
-    size_t m = N_CUR(c) * n->per;
-    if (action == QT_ACT_SHAPE) return binary_shape(c);
-    if (action == QT_ACT_FORWARD) {
-        const qt_format *f = c->q ? c->q->fmt[QT_QP_INTRINSIC] : NULL;
-        if (f && c->q->mode == QT_INTR_EACH) {
-            uint64_t base = c->g->sample_base * n->per;
-            for (size_t i = 0; i < m; i++) {
-                float x = qt__operand(f, a->out.data[i]), y = qt__operand(f, b->out.data[i]);
-                n->out.data[i] = qt_mul(f, x, y, qt__intr_rand(c->q, base + i));
-            }
-            return QT_OK;
-        }
-        for (size_t i = 0; i < m; i++) n->out.data[i] = a->out.data[i] * b->out.data[i];
-        intr_out(c);
-        return QT_OK;
-    }
-    for (size_t i = 0; i < m; i++) {
-        a->gout.data[i] += n->gout.data[i] * b->out.data[i];
-        b->gout.data[i] += n->gout.data[i] * a->out.data[i];
-    }
-    return QT_OK;
-}
+int qt__op_add(qt_opctx *c, int action) { return binary(c, action, 0); }
+int qt__op_mul(qt_opctx *c, int action) { return binary(c, action, 1); }
 
 /* concat along channels: inputs share H and W */
 int qt__op_concat(qt_opctx *c, int action)

@@ -55,9 +55,8 @@ typedef struct qt_traits {
 
 const qt_traits *qt__traits(int type);
 
-/* errors */
-int qt__fail(qt_error *err, int rc, int pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* errors: the public qt_errorf under the module's short name */
+#define qt__fail qt_errorf
 
 /* rounding of a double to an integer, by mode; r is the random word */
 static inline double qt__round_int(double s, int mode, uint32_t r)

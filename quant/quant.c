@@ -40,18 +40,6 @@ int qt_errorf(qt_error *err, int rc, int pos, const char *fmt, ...)
     return rc;
 }
 
-int qt__fail(qt_error *err, int rc, int pos, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->text, sizeof err->text, fmt, ap);
-        va_end(ap);
-        err->pos = pos;
-    }
-    return rc;
-}
-
 void qt__prefix(qt_error *err, const char *prefix)
 {
     size_t n, m;
