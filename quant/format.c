@@ -79,11 +79,11 @@ static int type_by_name(const char *name, size_t len)
 static int only(const qt_spec *s, const char *allowed, const char *tname, qt_error *err)
 {
     static const struct { char c; const char *what; } fields[] = {
-        { 'w', "a width" }, { 'f', "fractional bits" }, { 'e', "exponent bits" },
-        { 'b', "a bias" }, { 't', "a threshold" }, { 'k', "a block size" },
-        { 'r', "a rounding mode" }, { 'o', "an overflow mode" },
+        { 'w', "width" }, { 'f', "fractional bits" }, { 'e', "exponent bits" },
+        { 'b', "bias" }, { 't', "threshold" }, { 'k', "block size" },
+        { 'r', "rounding mode" }, { 'o', "overflow mode" },
         { 's', "sym" }, { 'n', "nosub" }, { 'p', "ieee/fn/finite" },
-        { 'a', "auto" }, { 'x', "an element format" },
+        { 'a', "auto" }, { 'x', "element format" },
     };
     int given[13] = {
         s->has_w, s->has_f, s->has_e, s->has_b, s->has_t, s->has_k,
@@ -442,7 +442,6 @@ static int parse_arg(qt_spec *s, tok a, const char **pp, qt_error *err, int dept
         return qt__fail(err, QT_EPARSE, a.pos,
                         "%s: too many positional numbers at '%.*s'", tn, (int)a.n, a.p);
     }
-    (void)pos_kinds;
     return qt__fail(err, QT_EPARSE, a.pos, "%s: unknown option '%.*s'", tn,
                     (int)a.n, a.p);
 }
