@@ -261,6 +261,7 @@ static void t_committed_models(void **st)
 {
     static const struct { const char *file; double target; } ck[] = {
         { "mlp.qtck", 0.88 }, { "lenet5.qtck", 0.89 }, { "resnet.qtck", 0.91 },
+        { "vgg.qtck", 0.90 },            /* no target in the issue: a regression floor */
     };
     qt_dataset *test;
     qt_error err;
@@ -270,10 +271,6 @@ static void t_committed_models(void **st)
         qt_graph *g;
         qt_metrics m;
         snprintf(path, sizeof path, "%s/experiments/models/%s", QT_SOURCE_DIR, ck[i].file);
-        if (access(path, R_OK) != 0 && i >= 2) {       /* not trained yet */
-            print_message("%s: not committed yet\n", ck[i].file);
-            continue;
-        }
         if (qt_checkpoint_load(path, &g, &err)) fail_msg("%s", err.text);
         assert_int_equal(qt_evaluate(g, NULL, test, NULL, &m, &err), QT_OK);
         print_message("%s: test top-1 %.2f%% (target %.0f%%)\n", ck[i].file, 100 * m.top1, 100 * ck[i].target);
