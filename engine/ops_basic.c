@@ -74,6 +74,20 @@ UNARY_OP(qt__op_leaky, x > 0.0f ? x : a->alpha * x, x > 0.0f ? d : a->alpha * d)
 UNARY_OP(qt__op_sigmoid, 1.0f / (1.0f + expf(-x)), d * y * (1.0f - y))
 UNARY_OP(qt__op_tanh, tanhf(x), d * (1.0f - y * y))
 
+/* identity on the data: flatten, reshape, and dropout outside training */
+static int copy_through(qt_opctx *c, int action)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    size_t m = N_CUR(c) * n->per;
+    if (action == QT_ACT_FORWARD) {
+        memcpy(n->out.data, in->out.data, m * sizeof(float));
+        intr_out(c);
+    } else {
+        for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i];
+    }
+    return QT_OK;
+}
+
 /* dropout: inverted; a keep mask from the graph's seed and step */
 int qt__op_dropout(qt_opctx *c, int action)
 {
@@ -86,15 +100,8 @@ int qt__op_dropout(qt_opctx *c, int action)
         same_shape(c, in);
         return QT_OK;
     }
-    if (!c->g->train || p == 0.0f) {
-        if (action == QT_ACT_FORWARD) {
-            memcpy(n->out.data, in->out.data, m * sizeof(float));
-            intr_out(c);
-        } else {
-            for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i];
-        }
-        return QT_OK;
-    }
+    if (!c->g->train || p == 0.0f)
+        return copy_through(c, action);
     if (action == QT_ACT_FORWARD) {
         if (qt__scratch(c, &n->save, n->per)) return QT_ENOMEM;
         float scale = 1.0f / (1.0f - p);
@@ -224,20 +231,6 @@ int qt__op_concat(qt_opctx *c, int action)
         }
     }
     if (action == QT_ACT_FORWARD) intr_out(c);
-    return QT_OK;
-}
-
-/* flatten and reshape keep the data, change the per-sample shape */
-static int copy_through(qt_opctx *c, int action)
-{
-    qt_node *n = c->n, *in = qt__in(c, 0);
-    size_t m = N_CUR(c) * n->per;
-    if (action == QT_ACT_FORWARD) {
-        memcpy(n->out.data, in->out.data, m * sizeof(float));
-        intr_out(c);
-    } else {
-        for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i];
-    }
     return QT_OK;
 }
 
