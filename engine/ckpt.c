@@ -3,11 +3,14 @@
  *
  * Format (all integers little-endian, floats IEEE binary32 LE):
  *   "QTCK"            magic
- *   u32 version       1
+ *   u32 version       2 (version 1 is still read)
  *   u32 nodes, u32 output
  *   per node:         u8 name length, name bytes, u32 op, u32 inputs,
- *                     u32 input ids..., attributes (17 i32, then 6 f32 in
- *                     the order of write_attr), then for each of the four
+ *                     u32 input ids..., attributes (version 2: u32 count,
+ *                     that many i32, u32 count, that many f32, in the
+ *                     order of attr_ints/attr_floats; a reader takes the
+ *                     ones it knows and zero for the rest; version 1: 17
+ *                     i32 then 6 f32, read_attr_v1), then for each of the four
  *                     parameter slots (weights, bias, running mean,
  *                     running variance): u32 count, count f32
  *   u32 crc32         zlib CRC-32 of every byte before it
@@ -23,7 +26,7 @@
 #include <stdlib.h>
 #include <zlib.h>
 
-#define CK_VERSION 1
+#define CK_VERSION 2
 #define CK_MAX (1ull << 31)
 
 typedef struct buf { unsigned char *p; size_t n, cap; int oom; } buf;
@@ -57,15 +60,43 @@ static void putf(buf *b, float f)
     put32(b, v);
 }
 
-static void write_attr(buf *b, const qt_attr *a)
+/* the attributes in file order (version 2); append only */
+static int attr_ints(qt_attr *a, int **v)
 {
-    int32_t iv[17] = { a->kernel[0], a->kernel[1], a->stride[0], a->stride[1],
-                       a->pad[0], a->pad[1], a->pad[2], a->pad[3], a->dilation[0],
-                       a->dilation[1], a->groups, a->out, a->bias, a->ceil_mode,
-                       a->count_pad, a->shape[0], a->shape[1] };
-    for (int i = 0; i < 17; i++) put32(b, (uint32_t)iv[i]);
-    float fv[6] = { a->alpha, a->lo, a->hi, a->eps, a->momentum, (float)a->shape[2] };
-    for (int i = 0; i < 6; i++) putf(b, fv[i]);
+    int n = 0;
+    for (int i = 0; i < 3; i++) v[n++] = &a->kernel[i];
+    for (int i = 0; i < 3; i++) v[n++] = &a->stride[i];
+    for (int i = 0; i < 6; i++) v[n++] = &a->pad[i];
+    for (int i = 0; i < 3; i++) v[n++] = &a->dilation[i];
+    v[n++] = &a->groups; v[n++] = &a->out; v[n++] = &a->bias;
+    v[n++] = &a->ceil_mode; v[n++] = &a->count_pad; v[n++] = &a->axis;
+    v[n++] = &a->mode; v[n++] = &a->rank;
+    for (int i = 0; i < QT_MAX_RANK; i++) v[n++] = &a->shape[i];
+    for (int i = 0; i < QT_MAX_RANK; i++) v[n++] = &a->perm[i];
+    for (int i = 0; i < 2 * QT_MAX_RANK; i++) v[n++] = &a->pads[i];
+    return n;
+}
+
+static int attr_floats(qt_attr *a, float **v)
+{
+    int n = 0;
+    v[n++] = &a->alpha; v[n++] = &a->lo; v[n++] = &a->hi; v[n++] = &a->eps;
+    v[n++] = &a->momentum; v[n++] = &a->value;
+    return n;
+}
+
+#define ATTR_MAX 128
+
+static void write_attr(buf *b, const qt_attr *ac)
+{
+    qt_attr a = *ac;
+    int *iv[ATTR_MAX];
+    float *fv[ATTR_MAX];
+    int ni = attr_ints(&a, iv), nf = attr_floats(&a, fv);
+    put32(b, (uint32_t)ni);
+    for (int i = 0; i < ni; i++) put32(b, (uint32_t)*iv[i]);
+    put32(b, (uint32_t)nf);
+    for (int i = 0; i < nf; i++) putf(b, *fv[i]);
 }
 
 int qt_checkpoint_save(const qt_graph *g, const char *path, qt_error *err)
@@ -136,7 +167,7 @@ static float getf(rd *r)
     return f;
 }
 
-static void read_attr(rd *r, qt_attr *a)
+static void read_attr_v1(rd *r, qt_attr *a, int is_input)
 {
     int32_t iv[17];
     for (int i = 0; i < 17; i++) iv[i] = (int32_t)get32(r);
@@ -148,6 +179,26 @@ static void read_attr(rd *r, qt_attr *a)
     a->alpha = getf(r); a->lo = getf(r); a->hi = getf(r); a->eps = getf(r);
     a->momentum = getf(r);
     a->shape[2] = (int)getf(r);
+    if (is_input) a->rank = 3;      /* version 1 inputs were C,H,W */
+}
+
+static void read_attr_v2(rd *r, qt_attr *a)
+{
+    int *iv[ATTR_MAX];
+    float *fv[ATTR_MAX];
+    int ni = attr_ints(a, iv), nf = attr_floats(a, fv);
+    uint32_t n = get32(r);
+    if (n > 4096) { r->bad = 1; return; }
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t v = (int32_t)get32(r);
+        if ((int)i < ni) *iv[i] = v;
+    }
+    n = get32(r);
+    if (n > 4096) { r->bad = 1; return; }
+    for (uint32_t i = 0; i < n; i++) {
+        float v = getf(r);
+        if ((int)i < nf) *fv[i] = v;
+    }
 }
 
 static int load_bytes(const char *path, unsigned char **out, size_t *n, qt_error *err)
@@ -219,14 +270,15 @@ int qt_checkpoint_load(const char *path, qt_graph **out, qt_error *err)
         uint32_t op = get32(&r), nin = get32(&r);
         if (r.bad || nin > QT_MAX_INPUTS) { r.bad = 1; break; }
         for (uint32_t k = 0; k < nin; k++) in[k] = (int)get32(&r);
-        read_attr(&r, &a);
+        if (version == 1) read_attr_v1(&r, &a, op == QT_OP_INPUT);
+        else read_attr_v2(&r, &a);
         if (r.bad) break;
         qt_error ne;
         int id;
         if (i == 0 && op != QT_OP_INPUT)
             id = qt__fail(&ne, QT_ECORRUPT, -1, "the first node is not the input");
         else if (i == 0)
-            id = qt_graph_input(g, name, a.shape[0], a.shape[1], a.shape[2], &ne);
+            id = qt_graph_input_nd(g, name, a.rank, a.shape, &ne);
         else
             id = qt_graph_add(g, (qt_op)op, name, in, (int)nin, &a, &ne);
         if (id < 0) {

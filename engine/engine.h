@@ -25,7 +25,12 @@
  * two graphs (qt_graph_clone shares nothing). Datasets and configurations
  * are read-only after construction and may be shared across threads.
  *
- * Layout: tensors are float32, row-major NCHW (dense activations are N x C).
+ * Layout: tensors are float32 and row-major. An activation is [N, d0, d1,
+ * ...]: the batch, then the node's per-sample dims (rank 0 to QT_MAX_RANK).
+ * Zoo models use [N, C, H, W] and [N, F]. Ops that see channels and spatial
+ * dims (conv, pools, batchnorm) take the channel axis from their attributes;
+ * per-sample dims before it are folded into the batch, so a graph imported
+ * from ONNX can also run a whole ONNX tensor as one sample (qt_onnx_opts).
  */
 #ifndef QT_ENGINE_H
 #define QT_ENGINE_H
@@ -43,6 +48,8 @@ extern "C" {
 #define QT_ENGINE_VERSION 1      /* bump when results of a kernel change */
 #define QT_NAME_MAX       64     /* node names, including the NUL */
 #define QT_MAX_INPUTS     8
+#define QT_MAX_DIMS       8      /* dims of a tensor, batch included */
+#define QT_MAX_RANK       (QT_MAX_DIMS - 1)   /* per-sample dims */
 
 /* ------------------------------------------------------------------------ */
 /* Tensors                                                                  */
@@ -50,8 +57,9 @@ extern "C" {
 
 typedef struct qt_tensor {
     float *data;        /* 64-byte aligned; owned by the graph's arena */
-    int    ndim;        /* 1..4 */
-    int    shape[4];    /* dims; shape[0] is the batch for activations */
+    int    ndim;        /* 1..QT_MAX_DIMS */
+    int    shape[QT_MAX_DIMS]; /* dims (1 past ndim); shape[0] is the batch
+                                  for activations */
     size_t size;        /* product of the dims */
 } qt_tensor;
 
@@ -60,46 +68,94 @@ typedef struct qt_tensor {
 /* ------------------------------------------------------------------------ */
 
 typedef enum qt_op {
-    QT_OP_INPUT     = 0,   /* the graph's input [N,C,H,W] */
-    QT_OP_CONV      = 1,   /* conv2d: stride, padding, dilation, groups */
-    QT_OP_DENSE     = 2,   /* y = x W^T + b, W is [out, in] */
-    QT_OP_MATMUL    = 3,   /* y = a b (2-D, batch as rows of a) */
-    QT_OP_MAXPOOL   = 4,
+    QT_OP_INPUT     = 0,   /* the graph's input */
+    QT_OP_CONV      = 1,   /* 1-D, 2-D or 3-D convolution: stride, padding,
+                              dilation, groups; W is [out, C/groups, k...] */
+    QT_OP_DENSE     = 2,   /* y = x W^T + b, W is [out, in] (see axis) */
+    QT_OP_MATMUL    = 3,   /* y = x B, B a parameter (see rank/shape) */
+    QT_OP_MAXPOOL   = 4,   /* 1-D, 2-D or 3-D, with dilation and ceil mode */
     QT_OP_AVGPOOL   = 5,
-    QT_OP_GAP       = 6,   /* global average pool: [N,C,H,W] -> [N,C] */
-    QT_OP_BATCHNORM = 7,   /* per channel; training or inference */
+    QT_OP_GAP       = 6,   /* global average pool over the dims after the
+                              channel axis: [C,H,W] -> [C] (mode 1: [C,1,1]) */
+    QT_OP_BATCHNORM = 7,   /* per channel (axis); training or inference */
     QT_OP_RELU      = 8,
     QT_OP_CLIP      = 9,   /* clamp to [lo, hi] (relu6 = clip 0..6) */
     QT_OP_LEAKY     = 10,  /* leaky relu, slope alpha */
     QT_OP_SIGMOID   = 11,
     QT_OP_TANH      = 12,
-    QT_OP_SOFTMAX   = 13,  /* over the channel axis (the logits stay apart) */
-    QT_OP_ADD       = 14,  /* element-wise, same shapes (residual) */
-    QT_OP_MUL       = 15,  /* element-wise, same shapes */
-    QT_OP_CONCAT    = 16,  /* along channels */
+    QT_OP_SOFTMAX   = 13,  /* along axis (the logits stay apart) */
+    QT_OP_ADD       = 14,  /* element-wise with numpy broadcasting of the
+                              per-sample dims (aligned from the right) */
+    QT_OP_MUL       = 15,  /* like add */
+    QT_OP_CONCAT    = 16,  /* along axis; the other dims must agree */
     QT_OP_FLATTEN   = 17,  /* [N,...] -> [N, prod] */
-    QT_OP_RESHAPE   = 18,  /* to a given per-sample shape */
+    QT_OP_RESHAPE   = 18,  /* to a given per-sample shape (rank, shape) */
     QT_OP_DROPOUT   = 19,  /* inverted dropout in training, identity else */
+    QT_OP_SUB       = 20,  /* a - b, like add */
+    QT_OP_DIV       = 21,  /* a / b, like add (IEEE: x/0 is inf or NaN) */
+    QT_OP_PRELU     = 22,  /* x < 0 ? slope x : x; the slope is the weights
+                              parameter (dims rank/shape), broadcast to x */
+    QT_OP_TRANSPOSE = 23,  /* output axis i is input axis perm[i] */
+    QT_OP_PAD       = 24,  /* pads per axis (negative: crop); constant,
+                              reflect or edge */
+    QT_OP_LOGSOFTMAX= 25,  /* log of softmax, along axis */
+    QT_OP_GMP       = 26,  /* global max pool, like gap */
+    QT_OP_CONST     = 27,  /* a constant per-sample tensor (the weights
+                              parameter, dims rank/shape), the same for
+                              every sample; no inputs */
     QT_OP_COUNT
 } qt_op;
 
 const char *qt_op_name(qt_op op);
 
-/* Attributes of a node, by op (unused fields zero). */
+/* Attributes of a node, by op (unused fields zero; zero means the default).
+ *
+ * Spatial ops (conv, maxpool, avgpool): the spatial rank S (1..3) is the
+ * number of leading kernel entries >= 1. The input's last S per-sample dims
+ * are spatial, the one before them is the channel axis, and any dims before
+ * that are folded into the batch. kernel, stride and dilation list the
+ * spatial dims in order (2-D: h, w); pad lists the S begins then the S ends
+ * (2-D: top, left, bottom, right), as ONNX does.
+ *
+ * axis (per-sample, counted from 0):
+ *   softmax, logsoftmax: the axis normalised over (mode 1: all axes from
+ *       axis on, taken as one, as ONNX opsets < 13 do);
+ *   concat: the axis joined along;
+ *   batchnorm, gap, gmp: the channel axis (dims before it fold into the
+ *       batch, dims after it are reduced over / normalised together);
+ *   dense, matmul: the per-sample dims before axis are kept as rows and the
+ *       dims from axis on are the contracted features (0: one row of all).
+ * matmul's B is [in, out] when rank is 0; else B has dims shape[0..rank)
+ *   = [batch..., K, out] with rank >= 2, x's dims from axis on are [M, K]
+ *   batches broadcast as numpy does, and y is [batch..., M, out].
+ * rank, shape: reshape's target per-sample dims (rank 0: the legacy form,
+ *   shape[0..2] as C, H, W with 0 read as 1); input's, const's and prelu's
+ *   per-sample dims (const: the parameter's; prelu: the slope's).
+ * perm: transpose, rank entries (a permutation of 0..rank-1).
+ * pads: pad, the begins of every per-sample axis, then the ends. */
+typedef enum qt_padmode { QT_PAD_CONSTANT = 0, QT_PAD_REFLECT = 1, QT_PAD_EDGE = 2 } qt_padmode;
+
 typedef struct qt_attr {
-    int   kernel[2];       /* conv/pool: kh, kw */
-    int   stride[2];       /* conv/pool */
-    int   pad[4];          /* conv/pool: top, left, bottom, right */
-    int   dilation[2];     /* conv, maxpool */
+    int   kernel[3];       /* conv/pool: kernel size per spatial dim */
+    int   stride[3];       /* conv/pool (0 means 1) */
+    int   pad[6];          /* conv/pool: begins, then ends */
+    int   dilation[3];     /* conv, maxpool (0 means 1) */
     int   groups;          /* conv */
-    int   out;             /* conv: output channels; dense: output features */
+    int   out;             /* conv: output channels; dense/matmul: outputs */
     int   bias;            /* conv/dense: has a bias */
     int   ceil_mode;       /* pool */
     int   count_pad;       /* avgpool: divide by the full window */
+    int   axis;            /* see above */
+    int   mode;            /* softmax/logsoftmax: 1 = from axis on; gap/gmp:
+                              1 = keep the reduced dims as 1s; pad: qt_padmode */
+    int   rank;            /* see above */
+    int   shape[QT_MAX_RANK];
+    int   perm[QT_MAX_RANK];
+    int   pads[2 * QT_MAX_RANK];
     float alpha;           /* leaky: slope; dropout: drop probability */
     float lo, hi;          /* clip */
     float eps, momentum;   /* batchnorm */
-    int   shape[3];        /* reshape: per-sample shape (C,H,W; 0 = unused) */
+    float value;           /* pad: the constant */
 } qt_attr;
 
 /* ------------------------------------------------------------------------ */
@@ -112,11 +168,13 @@ typedef struct qt_graph qt_graph;
 qt_graph *qt_graph_new(void);
 void      qt_graph_free(qt_graph *g);
 
-/* The input node: per-sample shape C,H,W (use F,1,1 for flat features, the
- * shape dense layers produce).
+/* The input node: per-sample shape C,H,W (use F,1,1 for flat features).
  * Returns the node id (>= 0) or a negative qt_rc. */
 int qt_graph_input(qt_graph *g, const char *name, int c, int h, int w,
                    qt_error *err);
+/* The input node with any per-sample dims (rank 0..QT_MAX_RANK, dims >= 1). */
+int qt_graph_input_nd(qt_graph *g, const char *name, int rank, const int *dims,
+                      qt_error *err);
 
 /* Add a node of op with the given inputs (node ids) and attributes; the
  * name must be unique and non-empty (NULL: "<op><id>"). Shapes are inferred
@@ -136,8 +194,13 @@ const char *qt_graph_node_name(const qt_graph *g, int node);
 qt_op       qt_graph_node_op(const qt_graph *g, int node);
 const qt_attr *qt_graph_node_attr(const qt_graph *g, int node);
 int         qt_graph_node_inputs(const qt_graph *g, int node, const int **ids);
-/* Per-sample output shape of a node (C, H, W; dense: F, 1, 1). */
+/* Per-sample output dims of a node; returns the rank. */
+int         qt_graph_node_dims(const qt_graph *g, int node, int dims[QT_MAX_RANK]);
+/* The same as C, H, W: ranks below 3 padded with 1s (dense: F, 1, 1); for
+ * ranks above 3 the leading dims are multiplied into C. */
 void        qt_graph_node_shape(const qt_graph *g, int node, int shape[3]);
+/* Per-sample output size of a node (the product of its dims). */
+size_t      qt_graph_node_size(const qt_graph *g, int node);
 
 /* Parameters: which = 0 weights, 1 bias, 2 batchnorm running mean,
  * 3 running variance. Borrowed; NULL when the node has none. */
@@ -457,6 +520,71 @@ const char *const *qt_zoo_names(void);   /* NULL-terminated */
  * newer-version files are QT_ECORRUPT/QT_ENOTSUP with a message. */
 int qt_checkpoint_save(const qt_graph *g, const char *path, qt_error *err);
 int qt_checkpoint_load(const char *path, qt_graph **out, qt_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* ONNX import                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A tensor read from ONNX (an initializer, a Constant, or a TensorProto
+ * file such as the conformance tests' input_0.pb). Values are kept both as
+ * floats (every numeric type converted) and, for integer and bool types,
+ * exactly as int64. */
+typedef enum qt_onnx_dtype {      /* ONNX TensorProto.DataType numbers */
+    QT_ONNX_FLOAT = 1, QT_ONNX_UINT8 = 2, QT_ONNX_INT8 = 3, QT_ONNX_UINT16 = 4,
+    QT_ONNX_INT16 = 5, QT_ONNX_INT32 = 6, QT_ONNX_INT64 = 7, QT_ONNX_STRING = 8,
+    QT_ONNX_BOOL = 9, QT_ONNX_FLOAT16 = 10, QT_ONNX_DOUBLE = 11,
+    QT_ONNX_UINT32 = 12, QT_ONNX_UINT64 = 13, QT_ONNX_BFLOAT16 = 16
+} qt_onnx_dtype;
+
+#define QT_ONNX_MAX_DIMS 8
+
+typedef struct qt_onnx_tensor {
+    char     name[256];          /* may be empty */
+    int      dtype;              /* qt_onnx_dtype */
+    int      ndim;               /* 0 (a scalar) .. QT_ONNX_MAX_DIMS */
+    int64_t  dims[QT_ONNX_MAX_DIMS];
+    size_t   count;              /* product of dims */
+    float   *f;                  /* count values */
+    int64_t *i;                  /* count values for integer/bool types, else NULL */
+} qt_onnx_tensor;
+
+/* Read a serialized TensorProto; malformed, truncated, of an unsupported
+ * type (strings, complex) or with data that does not match its dims:
+ * QT_ECORRUPT / QT_ENOTSUP naming the file and the problem. New object. */
+int  qt_onnx_tensor_load(const char *path, qt_onnx_tensor **out, qt_error *err);
+void qt_onnx_tensor_free(qt_onnx_tensor *t);
+
+typedef struct qt_onnx_opts {
+    /* 0 (models): dim 0 of every activation is the batch: the runtime
+     * input's per-sample dims are its dims after the first, and an op that
+     * would mix samples (a transpose, concat, softmax, flatten or reshape
+     * across dim 0) is an error naming it. 1: each whole ONNX tensor is one
+     * sample (the engine's batch is an extra leading dim; conformance tests
+     * use this). */
+    int whole;
+    /* The graph's inputs that are not initializers, in order: binds[i]
+     * non-NULL makes input i a constant with that value; exactly one input
+     * must stay unbound and becomes the engine's input node. NULL: only one
+     * input may be unbound. */
+    const qt_onnx_tensor *const *binds;
+    int n_binds;
+    int output;               /* which graph output is the engine's (0) */
+} qt_onnx_opts;
+
+/* Build an engine graph from an ONNX model file (opsets 7-17) or bytes.
+ * Names: ONNX node names are kept (shortened with a hash past
+ * QT_NAME_MAX - 1 characters, made unique with a suffix); an unnamed node
+ * is named <OpType>_<index in the graph>; nodes an ONNX node expands to
+ * are suffixed (".bias", ".t"); constants that become nodes are named after
+ * their tensors. Initializers feeding weights become the nodes' parameters
+ * (so weight and bias quantization applies to them).
+ * Errors (QT_ENOTSUP, QT_ECORRUPT, QT_EINVAL) name the op and node: an
+ * unsupported op, attribute value or data type, a malformed or truncated
+ * file, shapes that do not fit. New graph. */
+int qt_onnx_load(const char *path, const qt_onnx_opts *opts, qt_graph **out,
+                 qt_error *err);
+int qt_onnx_load_mem(const void *buf, size_t len, const qt_onnx_opts *opts,
+                     qt_graph **out, qt_error *err);
 
 #ifdef __cplusplus
 }

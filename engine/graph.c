@@ -57,18 +57,57 @@ void qt__arena_free(qt_arena *a)
     a->used = 0;
 }
 
+void qt__param_dims(qt_tensor *t, int ndim, const int *dims)
+{
+    size_t n = 1;
+    t->ndim = ndim;
+    for (int i = 0; i < QT_MAX_DIMS; i++) {
+        t->shape[i] = i < ndim ? dims[i] : 1;
+        if (i < ndim) n *= (size_t)dims[i];
+    }
+    t->size = n;
+}
+
+int qt__tensor_nd(qt_arena *a, qt_tensor *t, int ndim, const int *dims)
+{
+    qt__param_dims(t, ndim, dims);
+    t->data = qt__arena_alloc(a, t->size * sizeof(float));
+    return t->data ? QT_OK : QT_ENOMEM;
+}
+
 int qt__tensor(qt_arena *a, qt_tensor *t, int ndim, int d0, int d1, int d2, int d3)
 {
     int d[4] = { d0, d1, d2, d3 };
-    size_t n = 1;
-    t->ndim = ndim;
-    for (int i = 0; i < 4; i++) {
-        t->shape[i] = i < ndim ? d[i] : 1;
-        if (i < ndim) n *= (size_t)d[i];
+    return qt__tensor_nd(a, t, ndim, d);
+}
+
+void qt__set_dims(qt_node *n, int rank, const int *dims)
+{
+    n->rank = rank;
+    n->per = 1;
+    for (int i = 0; i < QT_MAX_RANK; i++) {
+        n->shape[i] = i < rank ? dims[i] : 1;
+        if (i < rank) n->per *= (size_t)dims[i];
     }
-    t->size = n;
-    t->data = qt__arena_alloc(a, n * sizeof(float));
-    return t->data ? QT_OK : QT_ENOMEM;
+}
+
+void qt__set_chw(qt_node *n, int c, int h, int w)
+{
+    int d[3] = { c, h, w };
+    qt__set_dims(n, 3, d);
+}
+
+const char *qt__dims_str(char *buf, size_t cap, int rank, const int *dims)
+{
+    size_t at = 0;
+    if (rank == 0) { snprintf(buf, cap, "scalar"); return buf; }
+    buf[0] = 0;
+    for (int i = 0; i < rank && at < cap; i++) {
+        int k = snprintf(buf + at, cap - at, i ? "x%d" : "%d", dims[i]);
+        if (k < 0) break;
+        at += (size_t)k;
+    }
+    return buf;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -96,8 +135,16 @@ static const qt_opdef ops[QT_OP_COUNT] = {
     [QT_OP_FLATTEN]   = { "flatten",   qt__op_flatten,   1, 1, 0 },
     [QT_OP_RESHAPE]   = { "reshape",   qt__op_reshape,   1, 1, 0 },
     [QT_OP_DROPOUT]   = { "dropout",   qt__op_dropout,   1, 1, 0 },
+    [QT_OP_SUB]       = { "sub",       qt__op_sub,       2, 2, 0 },
+    [QT_OP_DIV]       = { "div",       qt__op_div,       2, 2, 0 },
+    [QT_OP_PRELU]     = { "prelu",     qt__op_prelu,     1, 1, 1 },
+    [QT_OP_TRANSPOSE] = { "transpose", qt__op_transpose, 1, 1, 0 },
+    [QT_OP_PAD]       = { "pad",       qt__op_pad,       1, 1, 0 },
+    [QT_OP_LOGSOFTMAX]= { "logsoftmax",qt__op_logsoftmax,1, 1, 0 },
+    [QT_OP_GMP]       = { "gmp",       qt__op_gmp,       1, 1, 0 },
+    [QT_OP_CONST]     = { "const",     qt__op_const,     0, 0, 1 },
 };
-_Static_assert(QT_OP_COUNT == 20, "a new op needs a row in ops[]");
+_Static_assert(QT_OP_COUNT == 28, "a new op needs a row in ops[]");
 
 const qt_opdef *qt__op(qt_op op)
 {
@@ -244,11 +291,11 @@ static int add_node(qt_graph *g, qt_op op, const char *name, const int *inputs,
     for (int i = 0; i < QT_P_COUNT; i++) {
         qt_tensor *t = &n->p[i];
         if (!t->size) continue;
-        if (qt__tensor(&g->params, t, t->ndim, t->shape[0], t->shape[1],
-                       t->shape[2], t->shape[3]) != QT_OK)
+        int dims[QT_MAX_DIMS];
+        memcpy(dims, t->shape, sizeof dims);
+        if (qt__tensor_nd(&g->params, t, t->ndim, dims) != QT_OK)
             return qt__fail(err, QT_ENOMEM, -1, "out of memory");
-        if (i < 2 && qt__tensor(&g->params, &n->gp[i], t->ndim, t->shape[0],
-                                t->shape[1], t->shape[2], t->shape[3]) != QT_OK)
+        if (i < 2 && qt__tensor_nd(&g->params, &n->gp[i], t->ndim, dims) != QT_OK)
             return qt__fail(err, QT_ENOMEM, -1, "out of memory");
     }
     init_params(g, g->n);
@@ -257,16 +304,29 @@ static int add_node(qt_graph *g, qt_op op, const char *name, const int *inputs,
     return g->n++;
 }
 
-int qt_graph_input(qt_graph *g, const char *name, int c, int h, int w, qt_error *err)
+int qt_graph_input_nd(qt_graph *g, const char *name, int rank, const int *dims,
+                      qt_error *err)
 {
     qt_attr a;
+    char buf[96];
     memset(&a, 0, sizeof a);
     if (g->n != 0)
         return qt__fail(err, QT_EINVAL, -1, "the input must be the first node");
-    if (c < 1 || h < 1 || w < 1)
-        return qt__fail(err, QT_EINVAL, -1, "input shape %dx%dx%d: dims must be >= 1", c, h, w);
-    a.shape[0] = c; a.shape[1] = h; a.shape[2] = w;
+    if (rank < 0 || rank > QT_MAX_RANK)
+        return qt__fail(err, QT_EINVAL, -1, "input rank %d: must be 0..%d", rank, QT_MAX_RANK);
+    for (int i = 0; i < rank; i++)
+        if (dims[i] < 1)
+            return qt__fail(err, QT_EINVAL, -1, "input shape %s: dims must be >= 1",
+                            qt__dims_str(buf, sizeof buf, rank, dims));
+    a.rank = rank;
+    for (int i = 0; i < rank; i++) a.shape[i] = dims[i];
     return add_node(g, QT_OP_INPUT, name, NULL, 0, &a, err);
+}
+
+int qt_graph_input(qt_graph *g, const char *name, int c, int h, int w, qt_error *err)
+{
+    int d[3] = { c, h, w };
+    return qt_graph_input_nd(g, name, 3, d, err);
 }
 
 int qt_graph_add(qt_graph *g, qt_op op, const char *name, const int *inputs,
@@ -308,10 +368,27 @@ int qt_graph_node_inputs(const qt_graph *g, int node, const int **ids)
     return g->nodes[node].n_in;
 }
 
+int qt_graph_node_dims(const qt_graph *g, int node, int dims[QT_MAX_RANK])
+{
+    const qt_node *n = &g->nodes[node];
+    memcpy(dims, n->shape, QT_MAX_RANK * sizeof(int));
+    return n->rank;
+}
+
 void qt_graph_node_shape(const qt_graph *g, int node, int shape[3])
 {
-    memcpy(shape, g->nodes[node].shape, 3 * sizeof(int));
+    const qt_node *n = &g->nodes[node];
+    shape[0] = shape[1] = shape[2] = 1;
+    if (n->rank <= 3) {
+        for (int i = 0; i < n->rank; i++) shape[i] = n->shape[i];
+        return;
+    }
+    for (int i = 0; i < n->rank - 2; i++) shape[0] *= n->shape[i];
+    shape[1] = n->shape[n->rank - 2];
+    shape[2] = n->shape[n->rank - 1];
 }
+
+size_t qt_graph_node_size(const qt_graph *g, int node) { return g->nodes[node].per; }
 
 qt_tensor *qt_graph_param(qt_graph *g, int node, int which)
 {
@@ -344,8 +421,8 @@ qt_graph *qt_graph_clone(const qt_graph *src)
     g->seed = src->seed;
     for (int i = 0; i < src->n; i++) {
         const qt_node *s = &src->nodes[i];
-        int rc = i == 0 ? qt_graph_input(g, s->name, s->a.shape[0], s->a.shape[1], s->a.shape[2], &err)
-                        : qt_graph_add(g, s->op, s->name, s->in, s->n_in, &s->a, &err);
+        int rc = s->op == QT_OP_INPUT ? qt_graph_input_nd(g, s->name, s->a.rank, s->a.shape, &err)
+                                      : qt_graph_add(g, s->op, s->name, s->in, s->n_in, &s->a, &err);
         if (rc < 0) { qt_graph_free(g); return NULL; }
         for (int k = 0; k < QT_P_COUNT; k++)
             if (s->p[k].size)

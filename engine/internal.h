@@ -24,6 +24,10 @@ void  qt__arena_free(qt_arena *a);
 
 /* A tensor of the given dims from an arena (zeroed); QT_ENOMEM. */
 int qt__tensor(qt_arena *a, qt_tensor *t, int ndim, int d0, int d1, int d2, int d3);
+int qt__tensor_nd(qt_arena *a, qt_tensor *t, int ndim, const int *dims);
+/* Set a parameter tensor's dims (no data; SHAPE does this, the graph
+ * allocates). */
+void qt__param_dims(qt_tensor *t, int ndim, const int *dims);
 
 /* ------------------------------------------------------------------------ */
 /* Nodes                                                                     */
@@ -37,7 +41,8 @@ typedef struct qt_node {
     int       in[QT_MAX_INPUTS];   /* input node ids (all < this node's id) */
     int       n_in;
     qt_attr   a;
-    int       shape[3];            /* per-sample output: C,H,W (dense: F,1,1) */
+    int       rank;                /* per-sample output rank (0..QT_MAX_RANK) */
+    int       shape[QT_MAX_RANK];  /* per-sample output dims (1 past rank) */
     size_t    per;                 /* per-sample output size */
     uint64_t  macs;                /* multiply-accumulates per sample */
     qt_tensor p[QT_P_COUNT];       /* parameters (size 0: none) */
@@ -129,10 +134,24 @@ int qt__op_concat(qt_opctx *c, int action);
 int qt__op_flatten(qt_opctx *c, int action);
 int qt__op_reshape(qt_opctx *c, int action);
 int qt__op_dropout(qt_opctx *c, int action);
+int qt__op_sub(qt_opctx *c, int action);
+int qt__op_div(qt_opctx *c, int action);
+int qt__op_prelu(qt_opctx *c, int action);
+int qt__op_transpose(qt_opctx *c, int action);
+int qt__op_pad(qt_opctx *c, int action);
+int qt__op_logsoftmax(qt_opctx *c, int action);
+int qt__op_gmp(qt_opctx *c, int action);
+int qt__op_const(qt_opctx *c, int action);
 
 /* helpers for op functions */
 static inline qt_node *qt__in(qt_opctx *c, int i) { return &c->g->nodes[c->n->in[i]]; }
 int qt__shape_fail(qt_opctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* set a node's per-sample dims (and per); the legacy C,H,W form */
+void qt__set_dims(qt_node *n, int rank, const int *dims);
+void qt__set_chw(qt_node *n, int c, int h, int w);
+/* dims as text ("3x4x5", "scalar") into buf; returns buf */
+const char *qt__dims_str(char *buf, size_t cap, int rank, const int *dims);
 
 /* a scratch tensor in the activation arena, allocated on first use for the
  * planned batch (count floats per sample); QT_ENOMEM */

@@ -17,8 +17,7 @@
 
 static void same_shape(qt_opctx *c, const qt_node *x)
 {
-    memcpy(c->n->shape, x->shape, sizeof c->n->shape);
-    c->n->per = x->per;
+    qt__set_dims(c->n, x->rank, x->shape);
 }
 
 /* intrinsic on a weightless op: quantize the result */
@@ -31,10 +30,7 @@ static void intr_out(qt_opctx *c)
 
 int qt__op_input(qt_opctx *c, int action)
 {
-    if (action == QT_ACT_SHAPE) {
-        memcpy(c->n->shape, c->n->a.shape, sizeof c->n->shape);
-        c->n->per = (size_t)c->n->shape[0] * c->n->shape[1] * c->n->shape[2];
-    }
+    if (action == QT_ACT_SHAPE) qt__set_dims(c->n, c->n->a.rank, c->n->a.shape);
     return QT_OK;
 }
 
@@ -214,8 +210,7 @@ int qt__op_concat(qt_opctx *c, int action)
                                       x->shape[1], x->shape[2]);
             C += x->shape[0];
         }
-        n->shape[0] = C; n->shape[1] = f->shape[1]; n->shape[2] = f->shape[2];
-        n->per = (size_t)C * f->shape[1] * f->shape[2];
+        qt__set_chw(n, C, f->shape[1], f->shape[2]);
         return QT_OK;
     }
     for (size_t s = 0; s < N; s++) {
@@ -238,8 +233,8 @@ int qt__op_flatten(qt_opctx *c, int action)
 {
     if (action == QT_ACT_SHAPE) {
         qt_node *in = qt__in(c, 0);
-        c->n->per = in->per;
-        c->n->shape[0] = (int)in->per; c->n->shape[1] = 1; c->n->shape[2] = 1;
+        int d = (int)in->per;
+        qt__set_dims(c->n, 1, &d);
         return QT_OK;
     }
     return copy_through(c, action);
@@ -258,8 +253,7 @@ int qt__op_reshape(qt_opctx *c, int action)
         if (p != in->per)
             return qt__shape_fail(c, "cannot reshape %zu values of '%s' to %dx%dx%d",
                                   in->per, in->name, s[0], s[1], s[2]);
-        memcpy(c->n->shape, s, sizeof s);
-        c->n->per = p;
+        qt__set_dims(c->n, 3, s);
         return QT_OK;
     }
     return copy_through(c, action);
@@ -317,19 +311,17 @@ static int linear(qt_opctx *c, int action, int transposed_w)
     if (action == QT_ACT_SHAPE) {
         if (n->a.out < 1)
             return qt__shape_fail(c, "needs out >= 1 output features (got %d)", n->a.out);
-        n->shape[0] = n->a.out; n->shape[1] = 1; n->shape[2] = 1;
-        n->per = O;
+        qt__set_dims(n, 1, &n->a.out);
         n->macs = (uint64_t)K * O;
         qt_tensor *w = &n->p[QT_P_W];
         w->ndim = 2;
         w->shape[0] = transposed_w ? (int)O : (int)K;
         w->shape[1] = transposed_w ? (int)K : (int)O;
-        w->shape[2] = w->shape[3] = 1;
+        for (int i = 2; i < QT_MAX_DIMS; i++) w->shape[i] = 1;
         w->size = K * O;
         if (transposed_w && n->a.bias) {
-            n->p[QT_P_B].ndim = 1; n->p[QT_P_B].shape[0] = (int)O;
-            n->p[QT_P_B].shape[1] = n->p[QT_P_B].shape[2] = n->p[QT_P_B].shape[3] = 1;
-            n->p[QT_P_B].size = O;
+            int o = (int)O;
+            qt__param_dims(&n->p[QT_P_B], 1, &o);
         }
         return QT_OK;
     }

@@ -369,19 +369,12 @@ int qt__op_conv(qt_opctx *c, int action)
     int rc = geom_of(c, &G);
     if (rc) return rc;
     if (action == QT_ACT_SHAPE) {
-        n->shape[0] = G.O; n->shape[1] = G.Ho; n->shape[2] = G.Wo;
-        n->per = (size_t)G.O * G.P;
+        qt__set_chw(n, G.O, G.Ho, G.Wo);
         n->macs = (uint64_t)G.O * G.P * G.Kg;
         qt_tensor *w = &n->p[QT_P_W];
-        w->ndim = 4;
-        w->shape[0] = G.O; w->shape[1] = G.Cg; w->shape[2] = G.kh; w->shape[3] = G.kw;
-        w->size = (size_t)G.O * G.Kg;
-        if (n->a.bias) {
-            qt_tensor *b = &n->p[QT_P_B];
-            b->ndim = 1;
-            b->shape[0] = G.O; b->shape[1] = b->shape[2] = b->shape[3] = 1;
-            b->size = (size_t)G.O;
-        }
+        int wd[4] = { G.O, G.Cg, G.kh, G.kw };
+        qt__param_dims(w, 4, wd);
+        if (n->a.bias) qt__param_dims(&n->p[QT_P_B], 1, &G.O);
         return QT_OK;
     }
     if (action == QT_ACT_FORWARD) {

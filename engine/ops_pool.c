@@ -193,8 +193,7 @@ static int pool_shape(qt_opctx *c, int is_max)
                               "dil %dx%d%s: output %dx%d", p.C, p.H, p.W, p.kh, p.kw,
                               p.sh, p.sw, p.pt, p.pl, p.pb, p.pr, p.dh, p.dw,
                               a->ceil_mode ? " ceil" : "", ho, wo);
-    n->shape[0] = p.C; n->shape[1] = ho; n->shape[2] = wo;
-    n->per = (size_t)p.C * ho * wo;
+    qt__set_chw(n, p.C, ho, wo);
     n->macs = (uint64_t)n->per * (uint64_t)p.kh * (uint64_t)p.kw;
     return QT_OK;
 }
@@ -377,8 +376,7 @@ int qt__op_gap(qt_opctx *c, int action)
 {
     if (action == QT_ACT_SHAPE) {
         qt_node *n = c->n, *in = qt__in(c, 0);
-        n->shape[0] = in->shape[0]; n->shape[1] = 1; n->shape[2] = 1;
-        n->per = (size_t)in->shape[0];
+        qt__set_dims(n, 1, in->shape);
         n->macs = (uint64_t)in->per;
         return QT_OK;
     }
@@ -398,9 +396,7 @@ enum { BN_MEAN = 0, BN_VAR = 1, BN_INV = 2, BN_STATS = 3 };
 
 static void bn_shape_param(qt_tensor *t, int C)
 {
-    t->ndim = 1;
-    t->shape[0] = C; t->shape[1] = t->shape[2] = t->shape[3] = 1;
-    t->size = (size_t)C;
+    qt__param_dims(t, 1, &C);
 }
 
 /* the intrinsic per-channel constants (see the top of the file) */
@@ -427,8 +423,7 @@ int qt__op_batchnorm(qt_opctx *c, int action)
             return qt__shape_fail(c, "momentum %g must be in [0, 1] (0 means 0.1)",
                                   (double)a->momentum);
         int C = in->shape[0];
-        memcpy(n->shape, in->shape, sizeof n->shape);
-        n->per = in->per;
+        qt__set_dims(n, in->rank, in->shape);
         n->macs = 2 * (uint64_t)n->per;
         bn_shape_param(&n->p[QT_P_W], C);
         bn_shape_param(&n->p[QT_P_B], C);
@@ -547,4 +542,10 @@ int qt__op_batchnorm(qt_opctx *c, int action)
         }
     }
     return QT_OK;
+}
+
+int qt__op_gmp(qt_opctx *c, int action)
+{
+    (void)action;
+    return qt__shape_fail(c, "not implemented yet");
 }
