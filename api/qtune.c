@@ -74,12 +74,10 @@ static int num(const char *s, double *v, const char *what)
     return 0;
 }
 
-/* a model name from the zoo, or a checkpoint path */
+/* a zoo name, a checkpoint or an ONNX file */
 static int load_model(const char *m, qt_graph **g, qt_error *err)
 {
-    for (const char *const *z = qt_zoo_names(); *z; z++)
-        if (!strcmp(*z, m)) return qt_zoo_build(m, g, err);
-    return qt_checkpoint_load(m, g, err);
+    return qt_model_load(m, g, err);
 }
 
 /* a configuration: inline JSON, or @file */
@@ -218,7 +216,7 @@ static int cmd_eval(int argc, char **argv)
     int n, rc;
     qt_error err;
     if (argc < 3 || parse_opts(argc, argv, 3, known, o, &n)) {
-        fprintf(stderr, "usage: qtune eval MODEL|CKPT [--config JSON|@FILE] [--split val|test] "
+        fprintf(stderr, "usage: qtune eval MODEL|CKPT|FILE.onnx [--config JSON|@FILE] [--split val|test] "
                 "[--limit N] [--batch B] [--seed S]\n");
         return EXIT_USAGE;
     }
@@ -248,7 +246,7 @@ static int cmd_eval(int argc, char **argv)
     goto done;
 fail:
     fprintf(stderr, "qtune eval: %s\n", err.text);
-    rc = rc == QT_EINVAL || rc == QT_EPARSE || rc == QT_ENOENT || rc == QT_ECORRUPT ? EXIT_USAGE : 1;
+    rc = rc == QT_EINVAL || rc == QT_EPARSE || rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP ? EXIT_USAGE : 1;
 done:
     qt_qconfig_free(cfg);
     qt_graph_free(g);
@@ -256,10 +254,57 @@ done:
     return rc;
 }
 
+/* ---- qtune show ---- */
+
+static int cmd_show(int argc, char **argv)
+{
+    qt_graph *g = NULL;
+    qt_error err;
+    if (argc != 3) {
+        fprintf(stderr, "usage: qtune show MODEL|CKPT|FILE.onnx\n");
+        return EXIT_USAGE;
+    }
+    int rc = load_model(argv[2], &g, &err);
+    if (rc) {
+        fprintf(stderr, "qtune show: %s\n", err.text);
+        return rc == QT_EINVAL || rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP
+               ? EXIT_USAGE : 1;
+    }
+    printf("%-4s %-28s %-10s %-18s %10s %12s  %s\n", "id", "node", "op", "output", "params",
+           "MACs", "inputs");
+    for (int i = 0; i < qt_graph_nodes(g); i++) {
+        int dims[QT_MAX_RANK], r = qt_graph_node_dims(g, i, dims);
+        char shape[64] = "", ins[128] = "";
+        size_t at = 0, params = 0;
+        for (int k = 0; k < r && at < sizeof shape; k++)
+            at += (size_t)snprintf(shape + at, sizeof shape - at, k ? "x%d" : "%d", dims[k]);
+        if (r == 0) snprintf(shape, sizeof shape, "scalar");
+        for (int k = 0; k < 2; k++) {
+            qt_tensor *t = qt_graph_param(g, i, k);
+            if (t) params += t->size;
+        }
+        const int *in;
+        int nin = qt_graph_node_inputs(g, i, &in);
+        at = 0;
+        for (int k = 0; k < nin && at < sizeof ins; k++)
+            at += (size_t)snprintf(ins + at, sizeof ins - at, k ? ", %s" : "%s",
+                                   qt_graph_node_name(g, in[k]));
+        printf("%-4d %-28s %-10s %-18s %10zu %12llu  %s%s\n", i, qt_graph_node_name(g, i),
+               qt_op_name(qt_graph_node_op(g, i)), shape, params,
+               (unsigned long long)qt_graph_node_macs(g, i), ins,
+               i == qt_graph_output(g) ? "  (output)" : "");
+    }
+    printf("%d nodes, %zu parameters, %.3g MACs per sample\n", qt_graph_nodes(g),
+           qt_graph_param_count(g), (double)qt_graph_macs(g));
+    qt_graph_free(g);
+    return 0;
+}
+
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } cmds[] = {
     { "format", cmd_format, "describe number formats" },
     { "train",  cmd_train,  "train a zoo model on Fashion-MNIST and save a checkpoint" },
     { "eval",   cmd_eval,   "evaluate a model under a quantization configuration" },
+    { "show",   cmd_show,   "list a model's nodes (names for configurations), shapes and sizes" },
 };
 
 int main(int argc, char **argv)

@@ -586,6 +586,10 @@ int qt_onnx_load(const char *path, const qt_onnx_opts *opts, qt_graph **out,
 int qt_onnx_load_mem(const void *buf, size_t len, const qt_onnx_opts *opts,
                      qt_graph **out, qt_error *err);
 
+/* A model by name or path: a zoo name (untrained), a checkpoint, or an
+ * ONNX file (batched; qt_onnx_load). New graph. */
+int qt_model_load(const char *spec, qt_graph **out, qt_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -97,17 +97,60 @@ void qt__set_chw(qt_node *n, int c, int h, int w)
     qt__set_dims(n, 3, d);
 }
 
-const char *qt__dims_str(char *buf, size_t cap, int rank, const int *dims)
+const char *qt__ints(char *buf, size_t cap, const int *v, int n, char sep)
 {
     size_t at = 0;
-    if (rank == 0) { snprintf(buf, cap, "scalar"); return buf; }
     buf[0] = 0;
-    for (int i = 0; i < rank && at < cap; i++) {
-        int k = snprintf(buf + at, cap - at, i ? "x%d" : "%d", dims[i]);
+    for (int i = 0; i < n && at < cap; i++) {
+        int k = i ? snprintf(buf + at, cap - at, "%c%d", sep, v[i])
+                  : snprintf(buf + at, cap - at, "%d", v[i]);
         if (k < 0) break;
         at += (size_t)k;
     }
     return buf;
+}
+
+int qt__spatial_attrs(qt_opctx *c, int *rank)
+{
+    const qt_attr *a = &c->n->a;
+    char b1[48], b2[48], b3[48];
+    int S = 0;
+    if (a->kernel[0] < 1)
+        return qt__shape_fail(c, "kernel %s: the first entry must be >= 1",
+                              qt__ints(b1, sizeof b1, a->kernel, 3, 'x'));
+    while (S < 3 && a->kernel[S] >= 1) S++;
+    for (int j = S; j < 3; j++)
+        if (a->kernel[j] != 0)
+            return qt__shape_fail(c, "kernel %s: the entries after the leading ones >= 1 (the "
+                                  "spatial rank, %d) must be 0",
+                                  qt__ints(b1, sizeof b1, a->kernel, 3, 'x'), S);
+    for (int j = S; j < 3; j++)
+        if (a->stride[j] != 0 || a->dilation[j] != 0)
+            return qt__shape_fail(c, "kernel %s is %d-D: stride %s and dilation %s must be 0 past it",
+                                  qt__ints(b1, sizeof b1, a->kernel, S, 'x'), S,
+                                  qt__ints(b2, sizeof b2, a->stride, 3, 'x'),
+                                  qt__ints(b3, sizeof b3, a->dilation, 3, 'x'));
+    for (int j = 2 * S; j < 6; j++)
+        if (a->pad[j] != 0)
+            return qt__shape_fail(c, "kernel %s is %d-D: pad %s has entries past the %d used",
+                                  qt__ints(b1, sizeof b1, a->kernel, S, 'x'), S,
+                                  qt__ints(b2, sizeof b2, a->pad, 6, ','), 2 * S);
+    for (int j = 0; j < S; j++)
+        if (a->stride[j] < 0)
+            return qt__shape_fail(c, "stride %s must be >= 0 (0 means 1)",
+                                  qt__ints(b1, sizeof b1, a->stride, S, 'x'));
+    for (int j = 0; j < S; j++)
+        if (a->dilation[j] < 0)
+            return qt__shape_fail(c, "dilation %s must be >= 0 (0 means 1)",
+                                  qt__ints(b1, sizeof b1, a->dilation, S, 'x'));
+    *rank = S;
+    return QT_OK;
+}
+
+const char *qt__dims_str(char *buf, size_t cap, int rank, const int *dims)
+{
+    if (rank == 0) { snprintf(buf, cap, "scalar"); return buf; }
+    return qt__ints(buf, cap, dims, rank, 'x');
 }
 
 /* ------------------------------------------------------------------------ */
@@ -159,13 +202,15 @@ const char *qt_op_name(qt_op op)
 int qt__shape_fail(qt_opctx *c, const char *fmt, ...)
 {
     if (c->err) {
-        char msg[96];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        snprintf(c->err->text, sizeof c->err->text, "node '%s' (%.12s): %s",
-                 c->n->name, qt_op_name(c->n->op), msg);
+        /* the node first, then as much of the message as fits */
+        int k = snprintf(c->err->text, sizeof c->err->text, "node '%s' (%.12s): ",
+                         c->n->name, qt_op_name(c->n->op));
+        if (k > 0 && (size_t)k < sizeof c->err->text) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(c->err->text + k, sizeof c->err->text - (size_t)k, fmt, ap);
+            va_end(ap);
+        }
         c->err->pos = -1;
     }
     return QT_EINVAL;
@@ -221,6 +266,10 @@ static void init_params(qt_graph *g, int id)
     if (n->op == QT_OP_BATCHNORM) {
         for (size_t i = 0; i < n->p[QT_P_W].size; i++) n->p[QT_P_W].data[i] = 1.0f;
         for (size_t i = 0; i < n->p[QT_P_RVAR].size; i++) n->p[QT_P_RVAR].data[i] = 1.0f;
+        return;
+    }
+    if (n->op == QT_OP_PRELU) {             /* PyTorch's default slope */
+        for (size_t i = 0; i < n->p[QT_P_W].size; i++) n->p[QT_P_W].data[i] = 0.25f;
         return;
     }
     if (n->p[QT_P_W].size) {

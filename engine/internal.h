@@ -152,6 +152,12 @@ void qt__set_dims(qt_node *n, int rank, const int *dims);
 void qt__set_chw(qt_node *n, int c, int h, int w);
 /* dims as text ("3x4x5", "scalar") into buf; returns buf */
 const char *qt__dims_str(char *buf, size_t cap, int rank, const int *dims);
+/* conv/pool: check the spatial attributes that do not depend on the input
+ * (kernel, and stride/dilation/pad entries past the spatial rank, signs)
+ * and give the spatial rank; a shape error naming the node */
+int qt__spatial_attrs(qt_opctx *c, int *rank);
+/* n ints joined by sep ("1,2,3") into buf; returns buf */
+const char *qt__ints(char *buf, size_t cap, const int *v, int n, char sep);
 
 /* a scratch tensor in the activation arena, allocated on first use for the
  * planned batch (count floats per sample); QT_ENOMEM */
@@ -175,6 +181,25 @@ static inline float qt__operand(const qt_format *f, float v)
     return qt_quantize1(&n, v, 0);
 }
 
+/* the output has the input's dims */
+static inline void qt__same_shape(qt_opctx *c, const qt_node *x)
+{
+    qt__set_dims(c->n, x->rank, x->shape);
+}
+
+/* quantize an activation-sized buffer with node point p (no-op if float) */
+void qt__quantize_point(const qt_nodeq *q, qt_qpoint p, float *x, size_t n,
+                        uint64_t offset);
+
+/* an op without an intrinsic path under an intrinsic format (either
+ * semantics): quantize its result, as TensorQuant does */
+static inline void qt__intr_out(qt_opctx *c)
+{
+    if (c->q && c->q->fmt[QT_QP_INTRINSIC])
+        qt__quantize_point(c->q, QT_QP_INTRINSIC, c->n->out.data,
+                           (size_t)c->g->n_cur * c->n->per, c->g->sample_base * c->n->per);
+}
+
 /* statistics (stats.c) */
 uint64_t qt__stats_add(qt_stats *st, int node, qt_stat_kind k, const float *x,
                        const float *q, size_t n);
@@ -183,9 +208,5 @@ void qt__stats_zeros_q(qt_stats *st, int node, qt_stat_kind k, const float *q,
 
 /* the formats of one node under a configuration (qconfig.c) */
 void qt__qconfig_node(const qt_qconfig *c, int node, qt_nodeq *q);
-
-/* quantize an activation-sized buffer with node point p (no-op if float) */
-void qt__quantize_point(const qt_nodeq *q, qt_qpoint p, float *x, size_t n,
-                        uint64_t offset);
 
 #endif

@@ -1,12 +1,11 @@
 /*
- * ops_basic.c -- element-wise and shape ops, dense and matmul.
+ * ops_basic.c -- element-wise unary ops, dropout, concat, flatten, reshape,
+ * dense and matmul. (Broadcasting element-wise ops and softmax live in
+ * ops_shape.c.)
  *
  * Each op is one function: SHAPE, FORWARD and BACKWARD together. For
  * weightless ops an intrinsic format (either semantics) quantizes the
- * result, as TensorQuant does for layers without an intrinsic path; add
- * and mul in EACH are bit-true instead: qt_add/qt_mul of the two operands
- * rounded to f (f's rounding, nearest-even if f is stochastic: engine.h),
- * element i with the intrinsic random word sample_base*per + i.
+ * result, as TensorQuant does for layers without an intrinsic path.
  */
 #include "internal.h"
 
@@ -15,18 +14,7 @@
 
 #define N_CUR(c) ((size_t)(c)->g->n_cur)
 
-static void same_shape(qt_opctx *c, const qt_node *x)
-{
-    qt__set_dims(c->n, x->rank, x->shape);
-}
 
-/* intrinsic on a weightless op: quantize the result */
-static void intr_out(qt_opctx *c)
-{
-    if (c->q && c->q->fmt[QT_QP_INTRINSIC])
-        qt__quantize_point(c->q, QT_QP_INTRINSIC, c->n->out.data,
-                           N_CUR(c) * c->n->per, c->g->sample_base * c->n->per);
-}
 
 int qt__op_input(qt_opctx *c, int action)
 {
@@ -43,13 +31,13 @@ int NAME(qt_opctx *c, int action)                                           \
     const qt_attr *a = &n->a;                                               \
     size_t m = N_CUR(c) * n->per;                                           \
     (void)a;                                                                \
-    if (action == QT_ACT_SHAPE) { same_shape(c, in); return QT_OK; }        \
+    if (action == QT_ACT_SHAPE) { qt__same_shape(c, in); return QT_OK; }        \
     if (action == QT_ACT_FORWARD) {                                         \
         const float *X = in->out.data;                                      \
         float *Y = n->out.data;                                             \
         _Pragma("omp parallel for schedule(static) if (m > 65536)")        \
         for (size_t i = 0; i < m; i++) { float x = X[i]; Y[i] = (FWD); }   \
-        intr_out(c);                                                        \
+        qt__intr_out(c);                                                        \
         return QT_OK;                                                       \
     }                                                                       \
     const float *X = in->out.data, *Y = n->out.data, *D = n->gout.data;    \
@@ -77,7 +65,7 @@ static int copy_through(qt_opctx *c, int action)
     size_t m = N_CUR(c) * n->per;
     if (action == QT_ACT_FORWARD) {
         memcpy(n->out.data, in->out.data, m * sizeof(float));
-        intr_out(c);
+        qt__intr_out(c);
     } else {
         for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i];
     }
@@ -93,7 +81,7 @@ int qt__op_dropout(qt_opctx *c, int action)
     if (action == QT_ACT_SHAPE) {
         if (!(p >= 0.0f && p < 1.0f))
             return qt__shape_fail(c, "drop probability %g must be in [0, 1)", (double)p);
-        same_shape(c, in);
+        qt__same_shape(c, in);
         return QT_OK;
     }
     if (!c->g->train || p == 0.0f)
@@ -108,124 +96,70 @@ int qt__op_dropout(qt_opctx *c, int action)
             n->save.data[i] = keep;
             n->out.data[i] = in->out.data[i] * keep;
         }
-        intr_out(c);
+        qt__intr_out(c);
         return QT_OK;
     }
     for (size_t i = 0; i < m; i++) in->gout.data[i] += n->gout.data[i] * n->save.data[i];
     return QT_OK;
 }
 
-/* softmax over the channels at each position of each sample (dense: over
- * the features); channel k of a position is k*P values further on */
-int qt__op_softmax(qt_opctx *c, int action)
-{
-    qt_node *n = c->n, *in = qt__in(c, 0);
-    if (action == QT_ACT_SHAPE) { same_shape(c, in); return QT_OK; }
-    size_t N = N_CUR(c), F = n->per, C = (size_t)n->shape[0], P = F / C;
-    if (action == QT_ACT_FORWARD) {
-        for (size_t s = 0; s < N; s++)
-            for (size_t p = 0; p < P; p++) {
-                const float *x = in->out.data + s * F + p;
-                float *y = n->out.data + s * F + p, mx = x[0];
-                double sum = 0.0;
-                for (size_t k = 1; k < C; k++) if (x[k * P] > mx) mx = x[k * P];
-                for (size_t k = 0; k < C; k++) { y[k * P] = expf(x[k * P] - mx); sum += y[k * P]; }
-                for (size_t k = 0; k < C; k++) y[k * P] = (float)(y[k * P] / sum);
-            }
-        intr_out(c);
-        return QT_OK;
-    }
-    for (size_t s = 0; s < N; s++)
-        for (size_t p = 0; p < P; p++) {
-            const float *y = n->out.data + s * F + p, *d = n->gout.data + s * F + p;
-            float *g = in->gout.data + s * F + p;
-            double dot = 0.0;
-            for (size_t k = 0; k < C; k++) dot += (double)d[k * P] * y[k * P];
-            for (size_t k = 0; k < C; k++) g[k * P] += y[k * P] * (float)(d[k * P] - dot);
-        }
-    return QT_OK;
-}
+/* ------------------------------------------------------------------------ */
+/* concat along a.axis; the other dims must agree. An input of lower rank   */
+/* counts as having trailing 1s (the legacy [F] beside [F,1,1]); the output */
+/* has the highest rank.                                                     */
+/* ------------------------------------------------------------------------ */
 
-/* ---- binary element-wise ---- */
-
-static int binary_shape(qt_opctx *c)
-{
-    qt_node *a = qt__in(c, 0), *b = qt__in(c, 1);
-    if (memcmp(a->shape, b->shape, sizeof a->shape) != 0)
-        return qt__shape_fail(c, "inputs '%s' %dx%dx%d and '%s' %dx%dx%d differ",
-                              a->name, a->shape[0], a->shape[1], a->shape[2],
-                              b->name, b->shape[0], b->shape[1], b->shape[2]);
-    same_shape(c, a);
-    return QT_OK;
-}
-
-/* add and mul share shape and forward; mul != 0 selects the product */
-static int binary(qt_opctx *c, int action, int mul)
-{
-    qt_node *n = c->n, *a = qt__in(c, 0), *b = qt__in(c, 1);
-    size_t m = N_CUR(c) * n->per;
-    if (action == QT_ACT_SHAPE) return binary_shape(c);
-    if (action == QT_ACT_FORWARD) {
-        const qt_format *f = c->q ? c->q->fmt[QT_QP_INTRINSIC] : NULL;
-        const float *A = a->out.data, *B = b->out.data;
-        float *Y = n->out.data;
-        if (f && c->q->mode == QT_INTR_EACH) {       /* bit-true on stored operands */
-            uint64_t base = c->g->sample_base * n->per;
-            for (size_t i = 0; i < m; i++) {
-                float x = qt__operand(f, A[i]), y = qt__operand(f, B[i]);
-                uint32_t r = qt__intr_rand(c->q, base + i);
-                Y[i] = mul ? qt_mul(f, x, y, r) : qt_add(f, x, y, r);
-            }
-            return QT_OK;
-        }
-        if (mul) for (size_t i = 0; i < m; i++) Y[i] = A[i] * B[i];
-        else     for (size_t i = 0; i < m; i++) Y[i] = A[i] + B[i];
-        intr_out(c);
-        return QT_OK;
-    }
-    for (size_t i = 0; i < m; i++) {
-        float d = n->gout.data[i];
-        a->gout.data[i] += mul ? d * b->out.data[i] : d;
-        b->gout.data[i] += mul ? d * a->out.data[i] : d;
-    }
-    return QT_OK;
-}
-
-int qt__op_add(qt_opctx *c, int action) { return binary(c, action, 0); }
-int qt__op_mul(qt_opctx *c, int action) { return binary(c, action, 1); }
-
-/* concat along channels: inputs share H and W */
 int qt__op_concat(qt_opctx *c, int action)
 {
     qt_node *n = c->n;
+    int ax = n->a.axis;
     size_t N = N_CUR(c);
     if (action == QT_ACT_SHAPE) {
+        int R = 0, d[QT_MAX_RANK];
+        for (int i = 0; i < n->n_in; i++)
+            if (qt__in(c, i)->rank > R) R = qt__in(c, i)->rank;
         qt_node *f = qt__in(c, 0);
-        int C = 0;
+        char sf[48], sx[48];
+        if (ax < 0 || ax >= R)
+            return qt__shape_fail(c, "axis %d is not below the rank %d of '%s' %s", ax, R,
+                                  f->name, qt__dims_str(sf, sizeof sf, f->rank, f->shape));
+        memcpy(d, f->shape, sizeof d);       /* 1 past its rank */
+        d[ax] = 0;
         for (int i = 0; i < n->n_in; i++) {
             qt_node *x = qt__in(c, i);
-            if (x->shape[1] != f->shape[1] || x->shape[2] != f->shape[2])
-                return qt__shape_fail(c, "input '%s' is %dx%d, '%s' is %dx%d (H, W must agree)",
-                                      f->name, f->shape[1], f->shape[2], x->name,
-                                      x->shape[1], x->shape[2]);
-            C += x->shape[0];
+            for (int k = 0; k < R; k++)
+                if (k != ax && x->shape[k] != f->shape[k])
+                    return qt__shape_fail(c, "'%s' %s and '%s' %s differ off axis %d",
+                                          f->name, qt__dims_str(sf, sizeof sf, f->rank, f->shape),
+                                          x->name, qt__dims_str(sx, sizeof sx, x->rank, x->shape),
+                                          ax);
+            d[ax] += x->shape[ax];
         }
-        qt__set_chw(n, C, f->shape[1], f->shape[2]);
+        qt__set_dims(n, R, d);
         return QT_OK;
     }
+    /* a sample is [outer, dim(axis) * inner]: input i's rows are consecutive
+     * runs of its own dim(axis) * inner values */
+    size_t outer = 1, inner = 1;
+    for (int k = 0; k < ax; k++) outer *= (size_t)n->shape[k];
+    for (int k = ax + 1; k < n->rank; k++) inner *= (size_t)n->shape[k];
+    size_t orow = (size_t)n->shape[ax] * inner;
     for (size_t s = 0; s < N; s++) {
         size_t off = 0;
         for (int i = 0; i < n->n_in; i++) {
             qt_node *x = qt__in(c, i);
-            float *dst = n->out.data + s * n->per + off, *gd = n->gout.data + s * n->per + off;
-            if (action == QT_ACT_FORWARD)
-                memcpy(dst, x->out.data + s * x->per, x->per * sizeof(float));
-            else
-                for (size_t k = 0; k < x->per; k++) x->gout.data[s * x->per + k] += gd[k];
-            off += x->per;
+            size_t run = (size_t)x->shape[ax] * inner;
+            for (size_t o = 0; o < outer; o++) {
+                size_t yo = s * n->per + o * orow + off, xo = s * x->per + o * run;
+                if (action == QT_ACT_FORWARD)
+                    memcpy(n->out.data + yo, x->out.data + xo, run * sizeof(float));
+                else
+                    for (size_t k = 0; k < run; k++) x->gout.data[xo + k] += n->gout.data[yo + k];
+            }
+            off += run;
         }
     }
-    if (action == QT_ACT_FORWARD) intr_out(c);
+    if (action == QT_ACT_FORWARD) qt__intr_out(c);
     return QT_OK;
 }
 
@@ -240,46 +174,61 @@ int qt__op_flatten(qt_opctx *c, int action)
     return copy_through(c, action);
 }
 
+/* reshape to a.shape[0..a.rank) (rank >= 1, no -1: the caller resolves it)
+ * or, with rank 0, to the legacy C, H, W in shape[0..2] (0 read as 1) */
 int qt__op_reshape(qt_opctx *c, int action)
 {
     if (action == QT_ACT_SHAPE) {
-        qt_node *in = qt__in(c, 0);
-        int s[3];
+        qt_node *n = c->n, *in = qt__in(c, 0);
+        const qt_attr *a = &n->a;
+        int s[QT_MAX_RANK], r = a->rank ? a->rank : 3;
+        char sb[64];
         size_t p = 1;
-        for (int i = 0; i < 3; i++) {
-            s[i] = c->n->a.shape[i] > 0 ? c->n->a.shape[i] : 1;
+        if (a->rank < 0 || a->rank > QT_MAX_RANK)
+            return qt__shape_fail(c, "rank %d must be 0..%d", a->rank, QT_MAX_RANK);
+        for (int i = 0; i < r; i++) {
+            s[i] = a->rank ? a->shape[i] : a->shape[i] > 0 ? a->shape[i] : 1;
+            if (s[i] < 1)
+                return qt__shape_fail(c, "target %s: dims must be >= 1",
+                                      qt__dims_str(sb, sizeof sb, r, s));
             p *= (size_t)s[i];
         }
         if (p != in->per)
-            return qt__shape_fail(c, "cannot reshape %zu values of '%s' to %dx%dx%d",
-                                  in->per, in->name, s[0], s[1], s[2]);
-        qt__set_dims(c->n, 3, s);
+            return qt__shape_fail(c, "cannot reshape %zu values of '%s' to %s",
+                                  in->per, in->name, qt__dims_str(sb, sizeof sb, r, s));
+        qt__set_dims(n, r, s);
         return QT_OK;
     }
     return copy_through(c, action);
 }
 
 /* ------------------------------------------------------------------------ */
-/* dense (y = x W^T + b, W [out, in]) and matmul (y = x B, B [in, out])      */
+/* dense (y = x W^T + b, W [out, in]) and matmul (y = x B, B [in, out], or  */
+/* batched B [batch..., K, out] when a.rank >= 2)                            */
+/*                                                                           */
+/* a.axis: the per-sample dims before it are kept as rows, the dims from it */
+/* on are the K contracted features (axis 0: one row of everything). The    */
+/* rows of all samples are one [N*rows, K] matrix.                           */
 /* ------------------------------------------------------------------------ */
 
-/* intrinsic dot products. each: operands (x, w, bias) in f with
- * qt__operand (f's rounding, nearest-even if f is stochastic: engine.h),
- * every product and partial sum rounded with its indexed random word in
- * order k = 0..K-1, then the bias add. final: products in f, summed in
- * float, quantized once, then + bias, quantized.
+/* intrinsic dot products over `rows` rows of X [rows, K] into Y [rows, O].
+ * each: operands (x, w, bias) in f with qt__operand (f's rounding,
+ * nearest-even if f is stochastic: engine.h), every product and partial sum
+ * rounded with its indexed random word in order k = 0..K-1, then the bias
+ * add. final: products in f, summed in float, quantized once, then + bias,
+ * quantized. Row r is row row0 + r of the whole output counted from the
+ * data set's first sample: its words start at ((row0 + r)*O + o)*(2K + 2).
  * w is addressed w[o*ws_o + k*ws_k]. */
-static void intrinsic_dot(qt_opctx *c, const float *X, size_t N, size_t K,
+static void intrinsic_dot(qt_opctx *c, const float *X, size_t rows, size_t K,
                           size_t O, const float *w, size_t ws_o, size_t ws_k,
-                          const float *b, float *Y)
+                          const float *b, float *Y, uint64_t row0)
 {
     const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
     int each = c->q->mode == QT_INTR_EACH;
-    uint64_t base = c->g->sample_base;
-    #pragma omp parallel for schedule(static)
-    for (size_t s = 0; s < N; s++) {
+    #pragma omp parallel for schedule(static) if (rows * O * K > 4096)
+    for (size_t s = 0; s < rows; s++) {
         for (size_t o = 0; o < O; o++) {
-            uint64_t idx = ((base + s) * O + o) * (2 * K + 2);
+            uint64_t idx = ((row0 + s) * O + o) * (2 * K + 2);
             float acc = 0.0f;
             double facc = 0.0;
             for (size_t k = 0; k < K; k++) {
@@ -304,32 +253,168 @@ static void intrinsic_dot(qt_opctx *c, const float *X, size_t N, size_t K,
     }
 }
 
+/* the batch geometry of a batched matmul: x [xb..., M, K], B [bb..., K, O],
+ * y [ob..., M, O] with xb and bb broadcast to ob */
+typedef struct mm_geom {
+    int    nbr;                     /* rank of ob */
+    int    ob[QT_MAX_RANK];
+    size_t xs[QT_MAX_RANK], bs[QT_MAX_RANK];  /* matrix strides (0: broadcast) */
+    size_t nb, M, K, O;             /* output matrices per sample, sizes */
+} mm_geom;
+
+static void mm_strides(int r, const int *dims, int R, const int *ob, size_t *st)
+{
+    size_t s = 1;
+    for (int i = R - 1; i >= 0; i--) {
+        int k = i - (R - r);
+        st[i] = (k < 0 || dims[k] == 1 || ob[i] == 1) ? 0 : s;
+        if (k >= 0) s *= (size_t)dims[k];
+    }
+}
+
+/* 0 when the batch dims do not broadcast */
+static int mm_geometry(const qt_node *n, const qt_node *in, mm_geom *m)
+{
+    const qt_attr *a = &n->a;
+    int xr = a->axis, br = a->rank - 2, R = xr > br ? xr : br;
+    for (int i = 0; i < R; i++) {
+        int kx = i - (R - xr), kb = i - (R - br);
+        int x = kx < 0 ? 1 : in->shape[kx], y = kb < 0 ? 1 : a->shape[kb];
+        if (x != y && x != 1 && y != 1) return 0;
+        m->ob[i] = x == 1 ? y : x;
+    }
+    m->nbr = R;
+    mm_strides(xr, in->shape, R, m->ob, m->xs);
+    mm_strides(br, a->shape, R, m->ob, m->bs);
+    m->nb = 1;
+    for (int i = 0; i < R; i++) m->nb *= (size_t)m->ob[i];
+    m->M = (size_t)in->shape[xr];
+    m->K = (size_t)in->shape[xr + 1];
+    m->O = (size_t)a->shape[a->rank - 1];
+    return 1;
+}
+
+/* the x and B matrices of output matrix bi */
+static void mm_pick(const mm_geom *m, size_t bi, size_t *xi, size_t *bj)
+{
+    *xi = *bj = 0;
+    for (int i = m->nbr - 1; i >= 0; i--) {
+        size_t k = bi % (size_t)m->ob[i];
+        bi /= (size_t)m->ob[i];
+        *xi += k * m->xs[i];
+        *bj += k * m->bs[i];
+    }
+}
+
+static int matmul_batched_shape(qt_opctx *c)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    const qt_attr *a = &n->a;
+    char sx[48], sb[48];
+    mm_geom m;
+    if (a->rank < 2 || a->rank > QT_MAX_RANK)
+        return qt__shape_fail(c, "B rank %d must be 0 (legacy [in, out]) or 2..%d",
+                              a->rank, QT_MAX_RANK);
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] < 1)
+            return qt__shape_fail(c, "B dim %d is %d (must be >= 1)", i, a->shape[i]);
+    qt__dims_str(sx, sizeof sx, in->rank, in->shape);
+    qt__dims_str(sb, sizeof sb, a->rank, a->shape);
+    if (a->axis < 0 || in->rank - a->axis != 2)
+        return qt__shape_fail(c, "'%s' %s from axis %d must be [M, K] (B %s)", in->name, sx,
+                              a->axis, sb);
+    if (in->shape[a->axis + 1] != a->shape[a->rank - 2])
+        return qt__shape_fail(c, "'%s' %s and B %s: K differs", in->name, sx, sb);
+    if (a->out != 0 && a->out != a->shape[a->rank - 1])
+        return qt__shape_fail(c, "out %d but B %s", a->out, sb);
+    if (!mm_geometry(n, in, &m))
+        return qt__shape_fail(c, "batch dims of '%s' %s and B %s do not broadcast", in->name,
+                              sx, sb);
+    int d[QT_MAX_RANK];
+    memcpy(d, m.ob, (size_t)m.nbr * sizeof *d);
+    d[m.nbr] = (int)m.M;
+    d[m.nbr + 1] = (int)m.O;
+    qt__set_dims(n, m.nbr + 2, d);
+    n->macs = (uint64_t)m.nb * m.M * m.K * m.O;
+    qt__param_dims(&n->p[QT_P_W], a->rank, a->shape);
+    return QT_OK;
+}
+
+static int matmul_batched(qt_opctx *c, int action)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    if (action == QT_ACT_SHAPE) return matmul_batched_shape(c);
+    mm_geom m;
+    mm_geometry(n, in, &m);
+    size_t N = N_CUR(c), MK = m.M * m.K, KO = m.K * m.O, MO = m.M * m.O;
+    const float *X = in->out.data, *B = c->w;
+    int intr = c->q && c->q->fmt[QT_QP_INTRINSIC];
+    for (size_t s = 0; s < N; s++)
+        for (size_t bi = 0; bi < m.nb; bi++) {
+            size_t xi, bj;
+            mm_pick(&m, bi, &xi, &bj);
+            const float *x = X + s * in->per + xi * MK, *b = B + bj * KO;
+            size_t yo = s * n->per + bi * MO;
+            if (action == QT_ACT_FORWARD && intr) {
+                intrinsic_dot(c, x, m.M, m.K, m.O, b, 1, m.O, NULL, n->out.data + yo,
+                              ((c->g->sample_base + s) * m.nb + bi) * m.M);
+            } else if (action == QT_ACT_FORWARD) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m.M, (int)m.O,
+                            (int)m.K, 1.0f, x, (int)m.K, b, (int)m.O, 0.0f,
+                            n->out.data + yo, (int)m.O);
+            } else {
+                const float *d = n->gout.data + yo;
+                /* dx += dy B^T, dB += x^T dy (broadcast matrices sum) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m.M, (int)m.K,
+                            (int)m.O, 1.0f, d, (int)m.O, b, (int)m.O, 1.0f,
+                            in->gout.data + s * in->per + xi * MK, (int)m.K);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m.K, (int)m.O,
+                            (int)m.M, 1.0f, x, (int)m.K, d, (int)m.O, 1.0f,
+                            n->gp[0].data + bj * KO, (int)m.O);
+            }
+        }
+    return QT_OK;
+}
+
 static int linear(qt_opctx *c, int action, int transposed_w)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
-    size_t N = N_CUR(c), K = in->per, O = (size_t)n->a.out;
+    const qt_attr *a = &n->a;
+    if (!transposed_w && a->rank != 0) return matmul_batched(c, action);
+    int ax = a->axis;
+    size_t rows = 1, K = 1, O = (size_t)a->out;
+    for (int i = 0; i < in->rank; i++) {
+        if (i < ax) rows *= (size_t)in->shape[i];
+        else K *= (size_t)in->shape[i];
+    }
     if (action == QT_ACT_SHAPE) {
-        if (n->a.out < 1)
-            return qt__shape_fail(c, "needs out >= 1 output features (got %d)", n->a.out);
-        qt__set_dims(n, 1, &n->a.out);
-        n->macs = (uint64_t)K * O;
-        qt_tensor *w = &n->p[QT_P_W];
-        w->ndim = 2;
-        w->shape[0] = transposed_w ? (int)O : (int)K;
-        w->shape[1] = transposed_w ? (int)K : (int)O;
-        for (int i = 2; i < QT_MAX_DIMS; i++) w->shape[i] = 1;
-        w->size = K * O;
-        if (transposed_w && n->a.bias) {
+        char sx[48];
+        if (a->out < 1)
+            return qt__shape_fail(c, "needs out >= 1 output features (got %d)", a->out);
+        if (ax < 0 || (ax > 0 && ax >= in->rank))
+            return qt__shape_fail(c, "axis %d is not below the rank %d of '%s' %s", ax,
+                                  in->rank, in->name,
+                                  qt__dims_str(sx, sizeof sx, in->rank, in->shape));
+        int d[QT_MAX_RANK];
+        memcpy(d, in->shape, (size_t)ax * sizeof *d);
+        d[ax] = a->out;
+        qt__set_dims(n, ax + 1, d);
+        n->macs = (uint64_t)rows * K * O;
+        int wd[2] = { transposed_w ? (int)O : (int)K, transposed_w ? (int)K : (int)O };
+        qt__param_dims(&n->p[QT_P_W], 2, wd);
+        if (transposed_w && a->bias) {
             int o = (int)O;
             qt__param_dims(&n->p[QT_P_B], 1, &o);
         }
         return QT_OK;
     }
+    size_t N = N_CUR(c) * rows;          /* rows of all samples */
     const float *X = in->out.data, *W = c->w, *B = n->p[QT_P_B].size ? c->b : NULL;
     if (action == QT_ACT_FORWARD) {
         if (c->q && c->q->fmt[QT_QP_INTRINSIC]) {
-            if (transposed_w) intrinsic_dot(c, X, N, K, O, W, K, 1, B, n->out.data);
-            else intrinsic_dot(c, X, N, K, O, W, 1, O, NULL, n->out.data);
+            uint64_t row0 = c->g->sample_base * rows;
+            if (transposed_w) intrinsic_dot(c, X, N, K, O, W, K, 1, B, n->out.data, row0);
+            else intrinsic_dot(c, X, N, K, O, W, 1, O, NULL, n->out.data, row0);
             return QT_OK;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, transposed_w ? CblasTrans : CblasNoTrans,

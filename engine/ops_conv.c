@@ -1,36 +1,58 @@
 /*
- * ops_conv.c -- conv2d: stride, asymmetric padding, dilation, groups.
+ * ops_conv.c -- 1-D, 2-D and 3-D convolution: stride, asymmetric padding,
+ * dilation, groups.
  *
- * Layouts: input [N, C, H, W], output [N, O, H', W'], weights
- * [O, C/groups, kh, kw], bias [O]. A group g maps input channels
- * g*Cg..(g+1)*Cg-1 to output channels g*Og..(g+1)*Og-1.
+ * Spatial rank and layout (engine.h, qt_attr): S (1..3) is the number of
+ * leading kernel entries >= 1; kernel, stride and dilation entries past S
+ * must be 0, and so must pad entries past 2S (pad holds the S begins, then
+ * the S ends). The input's last S per-sample dims are spatial, the one
+ * before them is the channel axis C, and the L per-sample dims before that
+ * (any number, L their product) are folded into the batch: an engine batch
+ * of N samples is N*L "folded samples" of [C, spatial...], contiguous in
+ * memory. The output keeps the leading dims: [lead..., O, spatial out...].
+ * Weights are [O, C/groups, k0, .., kS-1], bias [O]. A group g maps input
+ * channels g*Cg..(g+1)*Cg-1 to output channels g*Og..(g+1)*Og-1.
  *
- * Float path (forward and backward): the batch is processed in chunks of T
- * samples (T from the layer's shape only, so that the column buffer stays
- * under COL_BUDGET floats). A chunk is unfolded once (im2col) into
- * col[C*kh*kw][T*P] (P = H'*W'; row r = (c, ky, kx), column t*P + p), and
- * each group is one sgemm over the whole chunk:
+ * Internally every convolution is 3-D (D, H, W): the S spatial dims are the
+ * last S of (D, H, W) and the others have size 1 with kernel 1, stride 1,
+ * dilation 1 and no padding (so 2-D is D = 1, 1-D is D = H = 1).
+ * Output size per axis: (in + pad_begin + pad_end - dil*(k-1) - 1)/stride
+ * + 1, which must be >= 1. macs (per engine sample) = L*O*P*Cg*kd*kh*kw,
+ * P = Do*Ho*Wo.
+ *
+ * Float path (forward and backward): the folded batch is processed in
+ * chunks of T folded samples (T from the layer's shape only, so that the
+ * column buffer stays under COL_BUDGET floats). A chunk is unfolded once
+ * (im2col) into col[C*kd*kh*kw][T*P] (row r = ((c*kd + kz)*kh + ky)*kw + kx,
+ * column t*P + p), and each group is one sgemm over the whole chunk:
  *     forward   Yt_g [Og, T*P]  = W_g [Og, Kg] col_g [Kg, T*P]
  *     backward  dW_g [Og, Kg]  += dYt_g [Og, T*P] col_g^T
  *               dcol_g [Kg, T*P] = W_g^T dYt_g      (then col2im into dX)
  * where Yt/dYt are the chunk's outputs with channels outermost (scattered
- * to / gathered from NCHW, skipped when T == 1). OpenBLAS threads the
- * sgemms; the data movement around them is serial on purpose: with the
- * pthread OpenBLAS, OpenMP regions between sgemm calls make the two
- * thread pools spin against each other (3-4x slower on 2 cores). So the
- * float path does not depend on the OpenMP thread count at all; it does
- * depend, in the last bits, on OpenBLAS's thread count and on the chunk
- * (the Haswell sgemm kernels round differently for other partitions).
+ * to / gathered from [t][O][P], skipped when T == 1). Since the chunking
+ * depends only on the shape and the number of folded samples, an input
+ * with leading dims gives the same bits as the same data run with the
+ * leading dims as real batch entries. OpenBLAS threads the sgemms; the
+ * data movement around them is serial on purpose: with the pthread
+ * OpenBLAS, OpenMP regions between sgemm calls make the two thread pools
+ * spin against each other (3-4x slower on 2 cores). So the float path
+ * does not depend on the OpenMP thread count at all; it does depend, in
+ * the last bits, on OpenBLAS's thread count and on the chunk (the Haswell
+ * sgemm kernels round differently for other partitions).
  *
- * Intrinsic path: direct loops over (sample, output channel) in parallel,
- * every output element summed in the documented order with its random
- * words indexed by (sample_base + s, co, oy, ox) -- see engine.h and
- * qt__op_conv below.
+ * Intrinsic path: direct loops over (folded sample, output channel) in
+ * parallel, every output element summed in the documented order (input
+ * channel, then kernel depth, row, column ascending: tap k = ((ci*kd + kz)
+ * *kh + ky)*kw + kx) with its random words indexed by the folded sample
+ * counted from the data set, sf = sample_base*L + s (s the folded index in
+ * the batch; for L = 1 the engine sample), and (co, output position) --
+ * see engine.h and forward_intrinsic below.
  */
 #include "internal.h"
 
 #include <cblas.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* floats in the column buffer (and in the channel-major output buffer)
@@ -38,81 +60,119 @@
 #define COL_BUDGET ((size_t)1 << 20)
 
 typedef struct geom {
-    int    C, H, W;          /* input per sample */
-    int    O, Ho, Wo;        /* output per sample */
-    int    kh, kw, sh, sw, dh, dw, pt, pl;
+    int    S;                /* spatial rank 1..3 */
+    size_t L;                /* folded leading dims per engine sample */
+    int    C, D, H, W;       /* input per folded sample */
+    int    O, Do, Ho, Wo;    /* output per folded sample */
+    int    kd, kh, kw, sd, sh, sw, dd, dh, dw, pf, pt, pl;   /* pf: depth begin */
     int    groups, Cg, Og;   /* groups; input and output channels per group */
-    size_t Kg;               /* taps per output element: Cg*kh*kw */
-    size_t rows;             /* im2col rows: C*kh*kw */
-    size_t P;                /* output positions: Ho*Wo */
-    size_t in_per;           /* C*H*W */
+    size_t kk;               /* kd*kh*kw */
+    size_t Kg;               /* taps per output element: Cg*kk */
+    size_t rows;             /* im2col rows: C*kk */
+    size_t P;                /* output positions: Do*Ho*Wo */
+    size_t plane;            /* input positions: D*H*W */
+    size_t in_per;           /* C*D*H*W */
 } geom;
 
+
+
 /* The layer's geometry from the attributes and the input's shape; fails
- * (naming the node, via qt__shape_fail) on impossible attributes. */
+ * (naming the node) on impossible attributes. */
 static int geom_of(qt_opctx *c, geom *G)
 {
     const qt_node *in = qt__in(c, 0);
     const qt_attr *a = &c->n->a;
-    int C = in->shape[0], H = in->shape[1], W = in->shape[2];
+    char b1[48], b2[48], b3[48], b4[48], b5[48];
+    int S = 0;
 
-    if (a->kernel[0] < 1 || a->kernel[1] < 1)
-        return qt__shape_fail(c, "kernel %dx%d: both sides must be >= 1",
-                              a->kernel[0], a->kernel[1]);
-    if (a->stride[0] < 0 || a->stride[1] < 0)
-        return qt__shape_fail(c, "stride %dx%d must be >= 0 (0 means 1)",
-                              a->stride[0], a->stride[1]);
-    if (a->dilation[0] < 0 || a->dilation[1] < 0)
-        return qt__shape_fail(c, "dilation %dx%d must be >= 0 (0 means 1)",
-                              a->dilation[0], a->dilation[1]);
-    if (a->pad[0] < 0 || a->pad[1] < 0 || a->pad[2] < 0 || a->pad[3] < 0)
-        return qt__shape_fail(c, "padding %d,%d,%d,%d (top,left,bottom,right) must be >= 0",
-                              a->pad[0], a->pad[1], a->pad[2], a->pad[3]);
+    int rc = qt__spatial_attrs(c, &S);
+    if (rc) return rc;
+    for (int j = 0; j < 2 * S; j++)
+        if (a->pad[j] < 0)
+            return qt__shape_fail(c, "padding %s (begins, then ends) must be >= 0",
+                        qt__ints(b1, sizeof b1, a->pad, 2 * S, ','));
     if (a->out < 1)
         return qt__shape_fail(c, "needs out >= 1 output channels (got %d)", a->out);
     if (a->groups < 0)
         return qt__shape_fail(c, "groups %d must be >= 0 (0 means 1)", a->groups);
+    if (in->rank < S + 1)
+        return qt__shape_fail(c, "input %s of '%s': a %d-D convolution needs >= %d dims "
+                    "(channels, then %d spatial)", qt__dims_str(b1, sizeof b1, in->rank, in->shape),
+                    in->name, S, S + 1, S);
 
-    G->C = C; G->H = H; G->W = W;
+    /* internal axes z, y, x: the attribute's entry j is axis 3 - S + j */
+    int lead = in->rank - S - 1, off = 3 - S;
+    int sz[3], k[3], st[3], dl[3], p0[3], p1[3], out[3];
+    G->L = 1;
+    for (int i = 0; i < lead; i++) G->L *= (size_t)in->shape[i];
+    G->S = S;
+    G->C = in->shape[lead];
+    for (int j = 0; j < 3; j++) {
+        int i = j - off;
+        sz[j] = i < 0 ? 1 : in->shape[lead + 1 + i];
+        k[j] = i < 0 ? 1 : a->kernel[i];
+        st[j] = i < 0 || a->stride[i] == 0 ? 1 : a->stride[i];
+        dl[j] = i < 0 || a->dilation[i] == 0 ? 1 : a->dilation[i];
+        p0[j] = i < 0 ? 0 : a->pad[i];
+        p1[j] = i < 0 ? 0 : a->pad[S + i];
+    }
     G->O = a->out;
-    G->kh = a->kernel[0]; G->kw = a->kernel[1];
-    G->sh = a->stride[0] ? a->stride[0] : 1;
-    G->sw = a->stride[1] ? a->stride[1] : 1;
-    G->dh = a->dilation[0] ? a->dilation[0] : 1;
-    G->dw = a->dilation[1] ? a->dilation[1] : 1;
-    G->pt = a->pad[0]; G->pl = a->pad[1];
     G->groups = a->groups ? a->groups : 1;
-
-    if (C % G->groups)
+    if (G->C % G->groups)
         return qt__shape_fail(c, "groups %d do not divide the %d input channels of '%s'",
-                              G->groups, C, in->name);
+                    G->groups, G->C, in->name);
     if (G->O % G->groups)
-        return qt__shape_fail(c, "groups %d do not divide the %d output channels",
-                              G->groups, G->O);
-    G->Cg = C / G->groups;
+        return qt__shape_fail(c, "groups %d do not divide the %d output channels", G->groups, G->O);
+    G->Cg = G->C / G->groups;
     G->Og = G->O / G->groups;
 
+    /* every coordinate computed below (in the padded input, with a stride
+     * step or a dilated kernel offset added) must fit in an int */
+    for (int j = 0; j < 3; j++)
+        if ((long long)sz[j] + p0[j] + p1[j] + st[j] > INT_MAX
+            || (long long)dl[j] * (k[j] - 1) > INT_MAX)
+            return qt__shape_fail(c, "input %s with kernel %s, stride %s, pad %s, dilation %s: "
+                        "coordinates too large", qt__dims_str(b1, sizeof b1, in->rank, in->shape),
+                        qt__ints(b2, sizeof b2, a->kernel, S, 'x'), qt__ints(b3, sizeof b3, a->stride, S, 'x'),
+                        qt__ints(b4, sizeof b4, a->pad, 2 * S, ','),
+                        qt__ints(b5, sizeof b5, a->dilation, S, 'x'));
     /* extent of the padded input minus that of the dilated kernel, plus 1 */
-    long long eh = (long long)H + a->pad[0] + a->pad[2] - (long long)G->dh * (G->kh - 1);
-    long long ew = (long long)W + a->pad[1] + a->pad[3] - (long long)G->dw * (G->kw - 1);
-    if (eh < 1 || ew < 1)
-        return qt__shape_fail(c, "input %dx%dx%d with kernel %dx%d, pad %d,%d,%d,%d, "
-                              "dilation %dx%d gives no output", C, H, W, G->kh, G->kw,
-                              a->pad[0], a->pad[1], a->pad[2], a->pad[3], G->dh, G->dw);
-    long long Ho = (eh - 1) / G->sh + 1, Wo = (ew - 1) / G->sw + 1;
-    long long taps = (long long)G->Cg * G->kh * G->kw;
-    long long P = Ho * Wo;
+    long long P = 1, taps = G->Cg;
+    for (int j = 0; j < 3; j++) {
+        long long e = (long long)sz[j] + p0[j] + p1[j] - (long long)dl[j] * (k[j] - 1);
+        if (e < 1) {
+            int ek[3], ed[3];
+            for (int i = 0; i < S; i++) { ek[i] = k[off + i]; ed[i] = dl[off + i]; }
+            return qt__shape_fail(c, "input %s with kernel %s, pad %s, dilation %s gives no output",
+                        qt__dims_str(b1, sizeof b1, in->rank, in->shape),
+                        qt__ints(b2, sizeof b2, ek, S, 'x'), qt__ints(b3, sizeof b3, a->pad, 2 * S, ','),
+                        qt__ints(b4, sizeof b4, ed, S, 'x'));
+        }
+        long long o = (e - 1) / st[j] + 1;
+        if (o > INT_MAX) o = INT_MAX;
+        out[j] = (int)o;
+        P *= o;
+        taps *= k[j];
+        if (P > INT_MAX || taps > INT_MAX) break;
+    }
     /* every size handed to sgemm or to the arenas as an int must fit */
-    if (Ho > INT_MAX || Wo > INT_MAX || taps > INT_MAX / G->groups
-        || P > INT_MAX / G->O || P > INT_MAX / (taps * G->groups)
-        || taps > INT_MAX / G->O)
-        return qt__shape_fail(c, "input %dx%dx%d with kernel %dx%d and %d outputs is too large",
-                              C, H, W, G->kh, G->kw, G->O);
-    G->Ho = (int)Ho; G->Wo = (int)Wo;
+    if (P > INT_MAX || taps > INT_MAX / G->groups || P > INT_MAX / G->O
+        || P > INT_MAX / (taps * G->groups) || taps > INT_MAX / G->O)
+        return qt__shape_fail(c, "input %s with kernel %s and %d outputs is too large",
+                    qt__dims_str(b1, sizeof b1, in->rank, in->shape),
+                    qt__ints(b2, sizeof b2, a->kernel, S, 'x'), G->O);
+    G->D = sz[0]; G->H = sz[1]; G->W = sz[2];
+    G->Do = out[0]; G->Ho = out[1]; G->Wo = out[2];
+    G->kd = k[0]; G->kh = k[1]; G->kw = k[2];
+    G->sd = st[0]; G->sh = st[1]; G->sw = st[2];
+    G->dd = dl[0]; G->dh = dl[1]; G->dw = dl[2];
+    G->pf = p0[0]; G->pt = p0[1]; G->pl = p0[2];
+    G->kk = (size_t)k[0] * k[1] * k[2];
     G->Kg = (size_t)taps;
     G->rows = (size_t)taps * (size_t)G->groups;
     G->P = (size_t)P;
-    G->in_per = (size_t)C * H * W;
+    G->plane = (size_t)sz[0] * sz[1] * sz[2];
+    G->in_per = (size_t)G->C * G->plane;
     return QT_OK;
 }
 
@@ -127,7 +187,7 @@ static void valid_range(int off, int stride, int in, int n_out, int *lo, int *hi
     *hi = h;
 }
 
-/* samples per chunk of the float path: a function of the shape only */
+/* folded samples per chunk of the float path: a function of the shape only */
 static size_t chunk_of(const geom *G, size_t n)
 {
     size_t widest = G->rows > (size_t)G->O ? G->rows : (size_t)G->O;
@@ -136,62 +196,123 @@ static size_t chunk_of(const geom *G, size_t n)
     return t < n ? t : n;
 }
 
-/* col[r][t*P + p] = X[t][c][oy*sh - pt + ky*dh][ox*sw - pl + kx*dw] (0 in the
- * padding), r = (c*kh + ky)*kw + kx, for the T samples at X */
-static void im2col(const geom *G, const float *X, size_t T, float *col)
+/* one kernel tap (kz, ky, kx), the same for every channel: the input
+ * offsets of output 0 per axis and the outputs whose input is inside */
+typedef struct tap { int offz, offy, offx, oz0, oz1, oy0, oy1, ox0, ox1; } tap;
+
+/* the kd*kh*kw taps in row order (kz, ky, kx); NULL on out-of-memory */
+static tap *taps_of(const geom *G)
 {
-    size_t TP = T * G->P, kk = (size_t)G->kh * G->kw;
+    tap *tp = malloc(G->kk * sizeof *tp);
+    if (!tp) return NULL;
+    size_t i = 0;
+    for (int kz = 0; kz < G->kd; kz++)
+        for (int ky = 0; ky < G->kh; ky++)
+            for (int kx = 0; kx < G->kw; kx++, i++) {
+                tap *t = &tp[i];
+                t->offz = kz * G->dd - G->pf;
+                t->offy = ky * G->dh - G->pt;
+                t->offx = kx * G->dw - G->pl;
+                valid_range(t->offz, G->sd, G->D, G->Do, &t->oz0, &t->oz1);
+                valid_range(t->offy, G->sh, G->H, G->Ho, &t->oy0, &t->oy1);
+                valid_range(t->offx, G->sw, G->W, G->Wo, &t->ox0, &t->ox1);
+            }
+    return tp;
+}
+
+/* col[r][t*P + p] = X[t][c][oz*sd + offz][oy*sh + offy][ox*sw + offx] (0 in
+ * the padding), r = c*kk + tap, for the T folded samples at X */
+static inline __attribute__((always_inline)) void
+im2col_k(const geom *G, const tap *tp, const float *X, size_t T, float *col, int flat)
+{
+    const size_t TP = T * G->P, kk = G->kk, P = G->P, in_per = G->in_per, plane = G->plane;
+    const size_t W = (size_t)G->W, hw = (size_t)G->H * W, Wo = (size_t)G->Wo;
+    const size_t ohw = (size_t)G->Ho * Wo;
+    const int Do = flat ? 1 : G->Do, Ho = G->Ho, sd = G->sd, sh = G->sh, sw = G->sw;
     for (size_t r = 0; r < G->rows; r++) {
-        int ch = (int)(r / kk), ky = (int)(r % kk) / G->kw, kx = (int)(r % kk) % G->kw;
-        int offy = ky * G->dh - G->pt, offx = kx * G->dw - G->pl;
-        int oy0, oy1, ox0, ox1;
-        valid_range(offy, G->sh, G->H, G->Ho, &oy0, &oy1);
-        valid_range(offx, G->sw, G->W, G->Wo, &ox0, &ox1);
+        const tap *k = &tp[r % kk];
+        const size_t ch = r / kk;
+        const int ox0 = k->ox0, ox1 = k->ox1, offx = k->offx, oy0 = k->oy0, oy1 = k->oy1;
         for (size_t t = 0; t < T; t++) {
-            const float *x = X + t * G->in_per + (size_t)ch * G->H * G->W;
-            float *dst = col + r * TP + t * G->P;
-            for (int oy = 0; oy < G->Ho; oy++) {
-                float *d = dst + (size_t)oy * G->Wo;
-                if (oy < oy0 || oy >= oy1) {
-                    memset(d, 0, (size_t)G->Wo * sizeof *d);
+            const float *x = X + t * in_per + ch * plane;
+            float *dst = col + r * TP + t * P;
+            for (int oz = 0; oz < Do; oz++) {
+                float *dz = dst + (size_t)oz * ohw;
+                if (!flat && (oz < k->oz0 || oz >= k->oz1)) {
+                    memset(dz, 0, ohw * sizeof *dz);
                     continue;
                 }
-                const float *xr = x + (size_t)(oy * G->sh + offy) * G->W;
-                for (int ox = 0; ox < ox0; ox++) d[ox] = 0.0f;
-                if (G->sw == 1)
-                    memcpy(d + ox0, xr + ox0 + offx, (size_t)(ox1 - ox0) * sizeof *d);
-                else
-                    for (int ox = ox0; ox < ox1; ox++) d[ox] = xr[ox * G->sw + offx];
-                for (int ox = ox1; ox < G->Wo; ox++) d[ox] = 0.0f;
+                const float *xz = flat ? x : x + (size_t)(oz * sd + k->offz) * hw;
+                for (int oy = 0; oy < Ho; oy++) {
+                    float *d = dz + (size_t)oy * Wo;
+                    if (oy < oy0 || oy >= oy1) {
+                        memset(d, 0, Wo * sizeof *d);
+                        continue;
+                    }
+                    const float *xr = xz + (size_t)(oy * sh + k->offy) * W;
+                    for (int ox = 0; ox < ox0; ox++) d[ox] = 0.0f;
+                    if (sw == 1)
+                        memcpy(d + ox0, xr + ox0 + offx, (size_t)(ox1 - ox0) * sizeof *d);
+                    else
+                        for (int ox = ox0; ox < ox1; ox++) d[ox] = xr[ox * sw + offx];
+                    for (int ox = ox1; ox < (int)Wo; ox++) d[ox] = 0.0f;
+                }
             }
         }
     }
 }
 
-/* the adjoint of im2col: DX[t][c] += every col entry that was read from it,
- * plane by plane, taps in a fixed order */
-static void col2im(const geom *G, const float *col, size_t T, float *DX)
+/* flat: the depth axis is trivial (one input and one output slice, kernel
+ * 1, no depth padding: every 1-D and 2-D convolution); that instance has
+ * the depth loops compiled away */
+static int flat_of(const geom *G)
 {
-    size_t TP = T * G->P, planes = T * (size_t)G->C, hw = (size_t)G->H * G->W;
+    return G->D == 1 && G->kd == 1 && G->Do == 1 && G->pf == 0;
+}
+
+static void im2col(const geom *G, const tap *tp, const float *X, size_t T, float *col)
+{
+    if (flat_of(G)) im2col_k(G, tp, X, T, col, 1);
+    else im2col_k(G, tp, X, T, col, 0);
+}
+
+/* the adjoint of im2col: DX[t][c] += every col entry that was read from it,
+ * channel plane by plane, taps in a fixed order */
+static inline __attribute__((always_inline)) void
+col2im_k(const geom *G, const tap *tp, const float *col, size_t T, float *DX, int flat)
+{
+    const size_t TP = T * G->P, planes = T * (size_t)G->C, C = (size_t)G->C, kk = G->kk;
+    const size_t W = (size_t)G->W, hw = (size_t)G->H * W, Wo = (size_t)G->Wo;
+    const size_t ohw = (size_t)G->Ho * Wo, P = G->P, plane = G->plane;
+    const int sd = G->sd, sh = G->sh, sw = G->sw;
     for (size_t i = 0; i < planes; i++) {
-        size_t t = i / (size_t)G->C;
-        int ch = (int)(i % (size_t)G->C);
-        float *dx = DX + i * hw;
-        for (int ky = 0; ky < G->kh; ky++)
-            for (int kx = 0; kx < G->kw; kx++) {
-                size_t r = ((size_t)ch * G->kh + ky) * G->kw + kx;
-                const float *src = col + r * TP + t * G->P;
-                int offy = ky * G->dh - G->pt, offx = kx * G->dw - G->pl;
-                int oy0, oy1, ox0, ox1;
-                valid_range(offy, G->sh, G->H, G->Ho, &oy0, &oy1);
-                valid_range(offx, G->sw, G->W, G->Wo, &ox0, &ox1);
-                for (int oy = oy0; oy < oy1; oy++) {
-                    float *xr = dx + (size_t)(oy * G->sh + offy) * G->W + offx;
-                    const float *s = src + (size_t)oy * G->Wo;
-                    for (int ox = ox0; ox < ox1; ox++) xr[ox * G->sw] += s[ox];
+        size_t t = i / C, ch = i % C;
+        float *dx = DX + i * plane;
+        for (size_t tk = 0; tk < kk; tk++) {
+            const tap *k = &tp[tk];
+            const float *src = col + (ch * kk + tk) * TP + t * P;
+            const int ox0 = k->ox0, ox1 = k->ox1;
+            const int oz0 = flat ? 0 : k->oz0, oz1 = flat ? 1 : k->oz1;
+            for (int oz = oz0; oz < oz1; oz++) {
+                float *xz = (flat ? dx : dx + (size_t)(oz * sd + k->offz) * hw) + k->offx;
+                const float *sz = flat ? src : src + (size_t)oz * ohw;
+                for (int oy = k->oy0; oy < k->oy1; oy++) {
+                    float *xr = xz + (size_t)(oy * sh + k->offy) * W;
+                    const float *sr = sz + (size_t)oy * Wo;
+                    if (sw == 1)
+                        for (int ox = ox0; ox < ox1; ox++) xr[ox] += sr[ox];
+                    else
+                        for (int ox = ox0; ox < ox1; ox++) xr[ox * sw] += sr[ox];
                 }
             }
+        }
     }
+}
+
+static void col2im(const geom *G, const tap *tp, const float *col, size_t T, float *DX)
+{
+    if (flat_of(G)) col2im_k(G, tp, col, T, DX, 1);
+    else col2im_k(G, tp, col, T, DX, 0);
 }
 
 static int oom(qt_opctx *c)
@@ -200,32 +321,35 @@ static int oom(qt_opctx *c)
 }
 
 /* the float path's buffers: col [rows, T*P] in save, the channel-major
- * outputs [O, T*P] in save2 (for the planned batch's chunk) */
-static int float_buffers(qt_opctx *c, const geom *G, size_t *T)
+ * outputs [O, T*P] in save2 (for the planned batch's chunk); *T the chunk
+ * for this pass's folded samples */
+static int float_buffers(qt_opctx *c, const geom *G, size_t *T, tap **tp)
 {
     size_t batch = (size_t)c->g->batch;
-    size_t Tmax = chunk_of(G, batch);
+    size_t Tmax = chunk_of(G, batch * G->L);
     size_t per_col = (G->rows * Tmax * G->P + batch - 1) / batch;
     size_t per_out = ((size_t)G->O * Tmax * G->P + batch - 1) / batch;
     if (qt__scratch(c, &c->n->save, per_col)) return oom(c);
     if (Tmax > 1 && qt__scratch(c, &c->n->save2, per_out)) return oom(c);
-    *T = chunk_of(G, (size_t)c->g->n_cur);
-    return QT_OK;
+    *T = chunk_of(G, (size_t)c->g->n_cur * G->L);
+    *tp = taps_of(G);
+    return *tp ? QT_OK : oom(c);
 }
 
 static int forward_float(qt_opctx *c, const geom *G)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
-    size_t N = (size_t)c->g->n_cur, T, O = (size_t)G->O, P = G->P;
+    size_t N = (size_t)c->g->n_cur * G->L, T, O = (size_t)G->O, P = G->P;
     const float *X = in->out.data, *Wt = c->w, *B = n->p[QT_P_B].size ? c->b : NULL;
     float *Y = n->out.data;
-    int rc = float_buffers(c, G, &T);
+    tap *tp;
+    int rc = float_buffers(c, G, &T, &tp);
     if (rc) return rc;
     float *col = n->save.data;
     for (size_t s0 = 0; s0 < N; s0 += T) {
         size_t t = T < N - s0 ? T : N - s0, TP = t * P;
         float *dst = t == 1 ? Y + s0 * O * P : n->save2.data;
-        im2col(G, X + s0 * G->in_per, t, col);
+        im2col(G, tp, X + s0 * G->in_per, t, col);
         for (int g = 0; g < G->groups; g++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G->Og, (int)TP, (int)G->Kg,
                         1.0f, Wt + (size_t)g * G->Og * G->Kg, (int)G->Kg,
@@ -241,16 +365,18 @@ static int forward_float(qt_opctx *c, const geom *G)
             for (size_t p = 0; p < P; p++) y[p] = src[p] + bv;
         }
     }
+    free(tp);
     return QT_OK;
 }
 
 static int backward_float(qt_opctx *c, const geom *G)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
-    size_t N = (size_t)c->g->n_cur, T, O = (size_t)G->O, P = G->P;
+    size_t N = (size_t)c->g->n_cur * G->L, T, O = (size_t)G->O, P = G->P;
     const float *X = in->out.data, *Wt = c->w, *DY = n->gout.data;
     float *DX = in->gout.data, *DW = n->gp[0].data, *DB = n->gp[1].size ? n->gp[1].data : NULL;
-    int rc = float_buffers(c, G, &T);
+    tap *tp;
+    int rc = float_buffers(c, G, &T, &tp);
     if (rc) return rc;
     float *col = n->save.data;
     for (size_t s0 = 0; s0 < N; s0 += T) {
@@ -271,7 +397,7 @@ static int backward_float(qt_opctx *c, const geom *G)
                 for (size_t p = 0; p < TP; p++) s += dyt[co * TP + p];
                 DB[co] += (float)s;
             }
-        im2col(G, X + s0 * G->in_per, t, col);
+        im2col(G, tp, X + s0 * G->in_per, t, col);
         for (int g = 0; g < G->groups; g++) {
             const float *wg = Wt + (size_t)g * G->Og * G->Kg, *dyg = dyt + (size_t)g * G->Og * TP;
             float *colg = col + (size_t)g * G->Kg * TP;
@@ -282,28 +408,32 @@ static int backward_float(qt_opctx *c, const geom *G)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G->Kg, (int)TP, G->Og,
                         1.0f, wg, (int)G->Kg, dyg, (int)TP, 0.0f, colg, (int)TP);
         }
-        col2im(G, col, t, DX + s0 * G->in_per);
+        col2im(G, tp, col, t, DX + s0 * G->in_per);
     }
+    free(tp);
     return QT_OK;
 }
 
 /* intrinsic forward, EACH or FINAL (engine.h): one output element at a time
  * in the documented order; EACH's operands (input, weights, bias) rounded to
- * f by qt__operand (no random word); random words at
- *   idx = (((sample_base + s)*O + co)*P + oy*W' + ox) * (2*Kg + 2)
+ * f by qt__operand (no random word); with sf = sample_base*L + s the folded
+ * sample counted from the data set, p = (oz*Ho + oy)*Wo + ox and the tap
+ * k = ((ci*kd + kz)*kh + ky)*kw + kx, random words at
+ *   idx = ((sf*O + co)*P + p) * (2*Kg + 2)
  *   + 2k (product of tap k), + 2k+1 (EACH: partial sum after tap k),
- *   + 2Kg (FINAL: the rounded dot product), + 2Kg+1 (the bias add) */
+ *   + 2Kg (FINAL: the rounded dot product), + 2Kg+1 (the bias add)
+ * (for 2-D and L = 1 exactly the former (sample, co, oy, ox) indexing) */
 static int forward_intrinsic(qt_opctx *c, const geom *G)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
     const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
     const qt_nodeq *q = c->q;
     int each = q->mode == QT_INTR_EACH;
-    size_t N = (size_t)c->g->n_cur, O = (size_t)G->O, P = G->P, K = G->Kg;
-    size_t nx = N * G->in_per, nw = O * K;
+    size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
+    size_t nx = N * G->in_per, nw = O * K, plane = G->plane, hw = (size_t)G->H * G->W;
     const float *X = in->out.data, *Wt = c->w, *B = n->p[QT_P_B].size ? c->b : NULL;
     float *Y = n->out.data, *buf = NULL;
-    uint64_t base = c->g->sample_base;
+    uint64_t base = c->g->sample_base * (uint64_t)G->L;
 
     if (each) {
         /* operands quantized once (a pure function): f's own rounding,
@@ -322,41 +452,49 @@ static int forward_intrinsic(qt_opctx *c, const geom *G)
     #pragma omp parallel for schedule(dynamic, 1)
     for (size_t i = 0; i < N * O; i++) {
         size_t s = i / O, co = i % O, g = co / (size_t)G->Og;
-        const float *x = X + s * G->in_per + g * (size_t)G->Cg * G->H * G->W;
+        const float *x = X + s * G->in_per + g * (size_t)G->Cg * plane;
         const float *w = Wt + co * K;
         float *y = Y + i * P;
         uint64_t row = ((base + s) * O + co) * P;
-        for (int oy = 0; oy < G->Ho; oy++)
-            for (int ox = 0; ox < G->Wo; ox++) {
-                uint64_t idx = (row + (uint64_t)oy * G->Wo + (uint64_t)ox) * (2 * K + 2);
-                float acc = 0.0f;
-                double sum = 0.0;
-                for (int ci = 0; ci < G->Cg; ci++) {
-                    const float *xc = x + (size_t)ci * G->H * G->W;
-                    for (int ky = 0; ky < G->kh; ky++) {
-                        int iy = oy * G->sh - G->pt + ky * G->dh;
-                        if (iy < 0 || iy >= G->H) continue;
-                        for (int kx = 0; kx < G->kw; kx++) {
-                            int ix = ox * G->sw - G->pl + kx * G->dw;
-                            if (ix < 0 || ix >= G->W) continue;
-                            size_t k = ((size_t)ci * G->kh + ky) * G->kw + kx;
-                            float xv = xc[(size_t)iy * G->W + ix], wv = w[k];
-                            if (each) {
-                                float p = qt_mul(f, wv, xv, qt__intr_rand(q, idx + 2 * k));
-                                acc = qt_add(f, acc, p, qt__intr_rand(q, idx + 2 * k + 1));
-                            } else {
-                                sum += (double)qt_quantize1(f, xv * wv,
-                                                            qt__intr_rand(q, idx + 2 * k));
+        size_t p = 0;
+        for (int oz = 0; oz < G->Do; oz++)
+            for (int oy = 0; oy < G->Ho; oy++)
+                for (int ox = 0; ox < G->Wo; ox++, p++) {
+                    uint64_t idx = (row + p) * (2 * K + 2);
+                    float acc = 0.0f;
+                    double sum = 0.0;
+                    for (int ci = 0; ci < G->Cg; ci++) {
+                        const float *xc = x + (size_t)ci * plane;
+                        for (int kz = 0; kz < G->kd; kz++) {
+                            int iz = oz * G->sd - G->pf + kz * G->dd;
+                            if (iz < 0 || iz >= G->D) continue;
+                            for (int ky = 0; ky < G->kh; ky++) {
+                                int iy = oy * G->sh - G->pt + ky * G->dh;
+                                if (iy < 0 || iy >= G->H) continue;
+                                const float *xr = xc + (size_t)iz * hw + (size_t)iy * G->W;
+                                size_t k0 = (((size_t)ci * G->kd + kz) * G->kh + ky) * G->kw;
+                                for (int kx = 0; kx < G->kw; kx++) {
+                                    int ix = ox * G->sw - G->pl + kx * G->dw;
+                                    if (ix < 0 || ix >= G->W) continue;
+                                    size_t k = k0 + (size_t)kx;
+                                    float xv = xr[ix], wv = w[k];
+                                    if (each) {
+                                        float pr = qt_mul(f, wv, xv, qt__intr_rand(q, idx + 2 * k));
+                                        acc = qt_add(f, acc, pr, qt__intr_rand(q, idx + 2 * k + 1));
+                                    } else {
+                                        sum += (double)qt_quantize1(f, xv * wv,
+                                                                    qt__intr_rand(q, idx + 2 * k));
+                                    }
+                                }
                             }
                         }
                     }
+                    if (!each) acc = qt_quantize1(f, (float)sum, qt__intr_rand(q, idx + 2 * K));
+                    if (B)
+                        acc = each ? qt_add(f, acc, B[co], qt__intr_rand(q, idx + 2 * K + 1))
+                                   : qt_quantize1(f, acc + B[co], qt__intr_rand(q, idx + 2 * K + 1));
+                    y[p] = acc;
                 }
-                if (!each) acc = qt_quantize1(f, (float)sum, qt__intr_rand(q, idx + 2 * K));
-                if (B)
-                    acc = each ? qt_add(f, acc, B[co], qt__intr_rand(q, idx + 2 * K + 1))
-                               : qt_quantize1(f, acc + B[co], qt__intr_rand(q, idx + 2 * K + 1));
-                y[(size_t)oy * G->Wo + ox] = acc;
-            }
     }
     free(buf);
     return QT_OK;
@@ -369,11 +507,16 @@ int qt__op_conv(qt_opctx *c, int action)
     int rc = geom_of(c, &G);
     if (rc) return rc;
     if (action == QT_ACT_SHAPE) {
-        qt__set_chw(n, G.O, G.Ho, G.Wo);
-        n->macs = (uint64_t)G.O * G.P * G.Kg;
-        qt_tensor *w = &n->p[QT_P_W];
-        int wd[4] = { G.O, G.Cg, G.kh, G.kw };
-        qt__param_dims(w, 4, wd);
+        const qt_node *in = qt__in(c, 0);
+        int lead = in->rank - G.S - 1, dims[QT_MAX_RANK], out[3] = { G.Do, G.Ho, G.Wo };
+        for (int i = 0; i < lead; i++) dims[i] = in->shape[i];
+        dims[lead] = G.O;
+        for (int i = 0; i < G.S; i++) dims[lead + 1 + i] = out[3 - G.S + i];
+        qt__set_dims(n, in->rank, dims);
+        n->macs = (uint64_t)G.L * G.O * G.P * G.Kg;
+        int wd[5] = { G.O, G.Cg, 0, 0, 0 }, k[3] = { G.kd, G.kh, G.kw };
+        for (int i = 0; i < G.S; i++) wd[2 + i] = k[3 - G.S + i];
+        qt__param_dims(&n->p[QT_P_W], 2 + G.S, wd);
         if (n->a.bias) qt__param_dims(&n->p[QT_P_B], 1, &G.O);
         return QT_OK;
     }

@@ -3,6 +3,7 @@
 # configure and build into build/ (or $QT_BUILD_DIR).
 #   scripts/setup.sh                 # release build
 #   scripts/setup.sh --sanitize      # AddressSanitizer + UBSan build in build-asan/
+#   scripts/setup.sh --fuzz          # clang + libFuzzer build of tests/fuzz in build-fuzz/
 # Idempotent and quiet when everything is there. Needs root to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ PKGS=(build-essential cmake pkg-config
       libmpfr-dev libgmp-dev
       dataset-fashion-mnist libonnx-dev libonnx-testdata
       python3 python3-torch)
+mode=${1:-}
+[ "$mode" = "--fuzz" ] && PKGS+=(clang libclang-rt-14-dev libomp-14-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -31,9 +34,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-sanitize=0
-[ "${1:-}" = "--sanitize" ] && sanitize=1
-if [ $sanitize = 1 ]; then
+if [ "$mode" = "--fuzz" ]; then
+  dir=${QT_BUILD_DIR:-build-fuzz}
+  CC=clang cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQT_FUZZ=ON >/dev/null
+  cmake --build "$dir" -j2 --target fuzz_onnx -- --no-print-directory \
+    | grep -Ev '^\[ *[0-9]+%\] (Building|Linking|Built)' || true
+  test "${PIPESTATUS[0]}" = 0
+  exit 0
+fi
+if [ "$mode" = "--sanitize" ]; then
   dir=${QT_BUILD_DIR:-build-asan}
   cfg=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DQT_SANITIZE=address,undefined)
 else

@@ -392,7 +392,7 @@ static void run_case(const opcase *oc)
             snprintf(nm, sizeof nm, "d%d", i);
             int d = node1(g, QT_OP_DENSE, nm, 0, &da);
             fill_params(g, d);
-            memcpy(ra.shape, oc->shp[i], sizeof ra.shape);
+            memcpy(ra.shape, oc->shp[i], sizeof oc->shp[i]);   /* legacy C, H, W */
             snprintf(nm, sizeof nm, "s%d", i);
             src[i] = node1(g, QT_OP_RESHAPE, nm, d, &ra);
         }
@@ -1809,8 +1809,8 @@ static void t_graph_errors(void **st)
     add_fails(g, QT_OP_COUNT, "bad", &a, 1, NULL, NULL, NULL, NULL);
     /* shapes and attributes */
     add_fails(g, QT_OP_DENSE, "d0", &a, 1, &d0, "d0", "out", NULL);
-    add_fails(g, QT_OP_ADD, "sum", (int[]){ a, b }, 2, NULL, "'a'", "'b'", "5x1x1");
-    add_fails(g, QT_OP_MUL, "prod", (int[]){ b, a }, 2, NULL, "'a'", "3x1x1", "prod");
+    add_fails(g, QT_OP_ADD, "sum", (int[]){ a, b }, 2, NULL, "'a' 5", "'b' 3", "sum");
+    add_fails(g, QT_OP_MUL, "prod", (int[]){ b, a }, 2, NULL, "'a' 5", "'b' 3", "prod");
     qt_attr rs = attr0();
     rs.shape[0] = 2; rs.shape[1] = 2;
     add_fails(g, QT_OP_RESHAPE, "rs", &a, 1, &rs, "rs", "'a'", "2x2x1");
