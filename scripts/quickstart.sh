@@ -3,7 +3,8 @@
 # thing qtune does today. Until the daemon and tuner land (issues 5-7) that
 # is: the number formats' speed, then the trained zoo checkpoints evaluated
 # on the Fashion-MNIST test set with one format everywhere (weights, biases
-# and every layer's output), from fp32 down to 4-bit floats.
+# and every layer's output), from fp32 down to 4-bit floats, and the same
+# for the LeNet-5 trained and exported by PyTorch (ONNX).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,13 +17,13 @@ echo "== number formats: quantizing 2 M floats (elements/s beside memcpy) =="
 
 echo
 echo "== trained models under one format everywhere (test set, 10000 images) =="
-printf '%-8s %-10s %6s  %s\n' model format bits result
-for m in experiments/models/*.qtck; do
-  name=$(basename "$m" .qtck)
+printf '%-14s %-10s %6s  %s\n' model format bits result
+for m in experiments/models/*.qtck experiments/models/lenet5_torch.onnx; do
+  name=$(basename "$m"); name=${name%.*}
   for f in none bf16 fp16 fp8e5m2 fp8e4m3 mxfp8 mxfp6 mxfp4 'float<4,e2,b1,finite>'; do
     cfg="{\"default\":{\"weights\":\"$f\",\"bias\":\"$f\",\"output\":\"$f\"}}"
     bits=$($q format "$f" | awk '$1 == "bits" {print $2}')
     res=$($q eval "$m" --split test --config "$cfg" | sed 's/.*: //')
-    printf '%-8s %-10s %6s  %s\n' "$name" "$f" "$bits" "$res"
+    printf '%-14s %-10s %6s  %s\n' "$name" "$f" "$bits" "$res"
   done
 done
