@@ -9,8 +9,10 @@
  * (The daemon's subcommands join this table as api/ grows.)
  */
 #include "engine.h"
+#include "tuner.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,10 +302,102 @@ static int cmd_show(int argc, char **argv)
     return 0;
 }
 
+/* ---- qtune tune ---- */
+
+static void tune_progress(void *user, const qt_search *s, const qt_cand *c, const qt_result *r)
+{
+    (void)user;
+    if (r->fail != QT_FAIL_NONE) {
+        fprintf(stderr, "  %4d  failed: %s  (%s)\n", qt_search_evals(s), r->error, c->reason);
+        return;
+    }
+    fprintf(stderr, "  %4d  %s top-1 %6.2f%%%s on %5zu images  %6.2fx  %s%s\n",
+            qt_search_evals(s), r->feasible ? "pass" : "fail", 100 * r->top1,
+            r->early ? "*" : " ", r->images, r->compression, c->reason,
+            r->cached ? "  (cached)" : "");
+}
+
+static int cmd_tune(int argc, char **argv)
+{
+    qt_job_spec spec;
+    qt_search *s = NULL;
+    qt_error err;
+    json_error_t je;
+    int rc;
+    if (argc != 3) {
+        fprintf(stderr, "usage: qtune tune JOB.json   (see tuner/job.c for the fields)\n");
+        return EXIT_USAGE;
+    }
+    json_t *j = json_load_file(argv[2], JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        fprintf(stderr, "qtune tune: %s: %s (line %d)\n", argv[2], je.text, je.line);
+        return EXIT_USAGE;
+    }
+    rc = qt_job_from_json(j, &spec, &err);
+    json_decref(j);
+    if (rc) { fprintf(stderr, "qtune tune: %s: %s\n", argv[2], err.text); return EXIT_USAGE; }
+    double t0 = now();
+    rc = qt_search_new(&spec, NULL, &s, &err);
+    if (rc) {
+        fprintf(stderr, "qtune tune: %s\n", err.text);
+        qt_job_clear(&spec);
+        return rc == QT_EINVAL || rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP
+               ? EXIT_USAGE : 1;
+    }
+    const qt_result *b = qt_search_baseline(s);
+    const qt_coord *co;
+    int nc = qt_search_coords(s, &co);
+    fprintf(stderr, "%s: float top-1 %.2f%% on %zu validation images; %d tensors tuned; "
+            "strategy %s; constraint top-1 >= %.2f%%\n", spec.model, 100 * b->top1, b->images,
+            nc, spec.strategy, 100 * qt_search_threshold(s));
+    rc = qt_search_run(s, tune_progress, NULL, &err);
+    if (rc) fprintf(stderr, "qtune tune: %s\n", err.text);
+    const qt_result *r;
+    int feasible;
+    const qt_cand *best = qt_search_best(s, &r, &feasible);
+    printf("%d evaluations (%d computed) in %.1f s\n", qt_search_evals(s),
+           qt_search_computed(s), now() - t0);
+    if (best) {
+        char *cj = qt_search_config_json(s, best);
+        printf("%s: %s\n  top-1 %.2f%% (float %.2f%%), cost %.4g, compression %.2fx, "
+               "weight bits %.4g, activation bits %.4g\n  config %s\n",
+               feasible ? "answer" : "no configuration met the constraint; closest",
+               best->reason, 100 * r->top1, 100 * b->top1, r->cost, r->compression,
+               r->weight_bits, r->act_bits, cj ? cj : "?");
+        free(cj);
+    }
+    int n = qt_search_evals(s);
+    qt_point *pts = malloc((size_t)(n ? n : 1) * sizeof *pts);
+    if (pts) {
+        for (int i = 0; i < n; i++) {
+            const qt_result *x;
+            qt_search_result(s, i, NULL, &x);
+            pts[i].cost = x->fail || x->early ? NAN : x->cost;
+            pts[i].acc = x->top1;
+            pts[i].id = i;
+        }
+        int nf = qt_pareto(pts, n, pts);
+        printf("Pareto front (%d points):\n  %12s %10s %8s  %s\n", nf, "cost", "compr.",
+               "top-1", "candidate");
+        for (int i = 0; i < nf; i++) {
+            const qt_cand *c;
+            const qt_result *x;
+            qt_search_result(s, pts[i].id, &c, &x);
+            printf("  %12.4g %9.2fx %7.2f%%  %s%s\n", x->cost, x->compression, 100 * x->top1,
+                   c->reason, x->feasible ? "" : "  (below the constraint)");
+        }
+        free(pts);
+    }
+    qt_search_free(s);
+    qt_job_clear(&spec);
+    return rc ? 1 : feasible ? 0 : 3;
+}
+
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } cmds[] = {
     { "format", cmd_format, "describe number formats" },
     { "train",  cmd_train,  "train a zoo model on Fashion-MNIST and save a checkpoint" },
     { "eval",   cmd_eval,   "evaluate a model under a quantization configuration" },
+    { "tune",   cmd_tune,   "run a tuning job in-process (JOB.json) and print its answer and Pareto front" },
     { "show",   cmd_show,   "list a model's nodes (names for configurations), shapes and sizes" },
 };
 

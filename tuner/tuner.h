@@ -158,7 +158,7 @@ typedef struct qt_result {
     double        seconds;
     int           cached;             /* answered from the cache */
     qt_fail_class fail;               /* a failed evaluation and why */
-    char          error[160];
+    char          error[192];
 } qt_result;
 
 /* ------------------------------------------------------------------------ */
@@ -212,8 +212,8 @@ void qt_search_free(qt_search *s);
  * search fills the rest. Every tensor's range is taken as absmax. */
 typedef int (*qt_eval_fn)(void *user, const qt_search *s, const qt_cand *c, qt_result *r);
 int  qt_search_new_custom(const qt_job_spec *spec, const qt_graph *g, const qt_result *base,
-                          double absmax, qt_eval_fn fn, void *user, qt_search **out,
-                          qt_error *err);
+                          double absmax, qt_eval_fn fn, void *user,
+                          const qt_eval_cache *cache, qt_search **out, qt_error *err);
 
 /* Run until the strategy is done, a budget ends or the search is cancelled.
  * progress (optional) is called after each evaluation. */
@@ -240,9 +240,9 @@ const qt_cand   *qt_search_best(const qt_search *s, const qt_result **r, int *fe
 int   qt_search_config(const qt_search *s, const qt_cand *c, qt_qconfig **cfg, qt_error *err);
 char *qt_search_config_json(const qt_search *s, const qt_cand *c);
 
-/* Every result so far, in proposal order (borrowed). */
-int              qt_search_history(const qt_search *s, const qt_cand *const **c,
-                                   const qt_result *const **r);
+/* The i-th result in proposal order, 0 <= i < qt_search_evals (borrowed). */
+void             qt_search_result(const qt_search *s, int i, const qt_cand **c,
+                                  const qt_result **r);
 
 /* Helpers for strategies (which propose and observe; they never evaluate
  * themselves). */

@@ -1,0 +1,365 @@
+/*
+ * test_tuner_search.c -- the search loop: coordinates, costs, the memo and
+ * the caller's cache, budgets, workers, the answer; uniform against a
+ * synthetic evaluator whose optimum is known; early stopping against full
+ * evaluations through the engine.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "tuner.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a synthetic evaluator: tensor i needs at least need[i] bits ---- */
+
+typedef struct synth {
+    int need[64];
+    int calls;
+    pthread_mutex_t mu;
+} synth;
+
+static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_result *r)
+{
+    synth *y = user;
+    const qt_coord *co;
+    int n = qt_search_coords(s, &co);
+    double acc = 0.9;
+    for (int i = 0; i < n; i++) {
+        int w = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
+        if (w < y->need[i]) acc -= 0.02 * (y->need[i] - w);
+    }
+    r->top1 = acc > 0 ? acc : 0;
+    r->top5 = 1.0;
+    r->loss = 1.0 - r->top1;
+    r->images = 1000;
+    pthread_mutex_lock(&y->mu);
+    y->calls++;
+    pthread_mutex_unlock(&y->mu);
+    return QT_OK;
+}
+
+static qt_graph *mlp(void)
+{
+    qt_graph *g;
+    qt_error err;
+    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
+    return g;
+}
+
+static qt_search *synth_search(const char *job, qt_graph *g, synth *y, int workers)
+{
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    qt_result base;
+    memset(&base, 0, sizeof base);
+    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
+    int rc = qt_job_parse(job, &sp, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    sp.workers = workers;
+    rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    qt_job_clear(&sp);
+    return s;
+}
+
+/* coordinates: rules in order, later ones override; node then point order */
+static void coords_from_rules(void **st)
+{
+    (void)st;
+    qt_graph *g = mlp();
+    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    qt_search *s = synth_search(
+        "{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":["
+        "{\"nodes\":\"fc*\",\"points\":[\"weights\",\"bias\"],\"widths\":[2,8]},"
+        "{\"nodes\":\"fc2\",\"points\":[\"weights\"],\"types\":[\"float\"],\"widths\":[4,6]},"
+        "{\"nodes\":\"relu?\",\"points\":[\"output\"],\"types\":[\"ufixed\"]}]}", g, &y, 1);
+    const qt_coord *c;
+    int n = qt_search_coords(s, &c);
+    assert_int_equal(n, 8);                  /* fc1..3 w+b, relu1..2 out */
+    int fc2 = qt_graph_find(g, "fc2");
+    for (int i = 0; i < n; i++) {
+        if (i) assert_true(c[i].node > c[i - 1].node ||
+                           (c[i].node == c[i - 1].node && c[i].point > c[i - 1].point));
+        if (c[i].node == fc2 && c[i].point == QT_QP_WEIGHTS) {
+            assert_int_equal(c[i].types, 1u << QT_FLOAT);
+            assert_int_equal(c[i].wmin, 4);
+        }
+        if (c[i].point == QT_QP_WEIGHTS)
+            assert_int_equal(c[i].values, qt_graph_param(g, c[i].node, 0)->size);
+    }
+    qt_search_free(s);
+
+    /* a rule that matches nothing is an error naming it */
+    qt_job_spec sp;
+    qt_error err;
+    qt_result base = { .top1 = 0.9 };
+    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                  "[{\"nodes\":\"conv*\"}]}", &sp, &err), QT_OK);
+    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, NULL, &s, &err), QT_EINVAL);
+    assert_non_null(strstr(err.text, "space[0].nodes"));
+    assert_non_null(strstr(err.text, "conv*"));
+    qt_job_clear(&sp);
+    /* weights asked of nodes that have none */
+    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                  "[{\"nodes\":\"relu*\"}]}", &sp, &err), QT_OK);
+    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, NULL, &s, &err), QT_EINVAL);
+    assert_non_null(strstr(err.text, "space[0]"));
+    qt_job_clear(&sp);
+    qt_graph_free(g);
+}
+
+/* costs against a hand count on the mlp (784-300-100-10) */
+static void costs_by_hand(void **st)
+{
+    (void)st;
+    qt_graph *g = mlp();
+    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    qt_search *s = synth_search("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                "[{\"nodes\":\"fc*\",\"points\":[\"weights\"],\"widths\":[4,4]},"
+                                "{\"nodes\":\"relu*\",\"points\":[\"output\"],\"types\":[\"ufixed\"],"
+                                "\"widths\":[6,6]}],\"cost\":\"bitops\"}", g, &y, 1);
+    assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+    assert_int_equal(qt_search_evals(s), 1);
+    const qt_result *r;
+    const qt_cand *c;
+    qt_search_result(s, 0, &c, &r);
+    double W = 784.0 * 300 + 300 * 100 + 100 * 10, B = 300 + 100 + 10;
+    assert_true(fabs(r->weight_bits - (4 * W + 32 * B)) < 1e-6);
+    double acts = 784 + 300 + 300 + 100 + 100 + 10;         /* input, fc1, relu1, ... */
+    assert_true(fabs(r->act_bits - (32 * (acts - 400) + 6 * 400)) < 1e-6);
+    /* fc1 reads the float input, fc2 and fc3 read 6-bit relu outputs */
+    double bo = 784.0 * 300 * 4 * 32 + 300.0 * 100 * 4 * 6 + 100.0 * 10 * 4 * 6;
+    assert_true(fabs(r->bitops - bo) < 1e-6);
+    assert_true(fabs(r->cost - bo) < 1e-6);
+    double bo0 = (784.0 * 300 + 300 * 100 + 100 * 10) * 1024;
+    assert_true(fabs(r->compression - bo0 / bo) < 1e-9);
+    qt_search_free(s);
+    qt_graph_free(g);
+}
+
+/* uniform finds the narrowest width that keeps the constraint */
+static void uniform_finds_the_optimum(void **st)
+{
+    (void)st;
+    qt_graph *g = mlp();
+    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    /* 6 tensors; tensor 3 needs 7 bits: any uniform width below 7 loses 0.02
+     * per missing bit there; r = 0.99 of 0.9 allows 0.009 */
+    for (int i = 0; i < 6; i++) y.need[i] = 3;
+    y.need[3] = 7;
+    qt_search *s = synth_search("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                "[{\"nodes\":\"fc*\",\"points\":[\"weights\",\"bias\"],"
+                                "\"widths\":[2,12]}]}", g, &y, 1);
+    assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+    assert_int_equal(qt_search_evals(s), 11);
+    assert_int_equal(y.calls, 11);
+    const qt_result *r;
+    int feasible;
+    const qt_cand *best = qt_search_best(s, &r, &feasible);
+    assert_non_null(best);
+    assert_true(feasible);
+    for (int i = 0; i < 6; i++) assert_int_equal(best->fmt[i].width, 7);
+    assert_true(fabs(r->top1 - 0.9) < 1e-12);
+    assert_non_null(strstr(best->reason, "7 bits"));
+    qt_search_free(s);
+
+    /* nothing feasible: the closest answer, marked so */
+    y.need[3] = 3;
+    y.need[1] = 20;                                /* fc2's weights */
+    s = synth_search("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                     "[{\"nodes\":\"fc*\",\"points\":[\"weights\"],\"widths\":[2,8]}]}", g, &y, 1);
+    assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+    best = qt_search_best(s, &r, &feasible);
+    assert_non_null(best);
+    assert_false(feasible);
+    assert_int_equal(best->fmt[0].width, 8);       /* the most accurate one */
+    qt_search_free(s);
+    qt_graph_free(g);
+}
+
+/* the same job on 1 and 3 workers: the same sequence of results */
+static void workers_do_not_change_the_outcome(void **st)
+{
+    (void)st;
+    qt_graph *g = mlp();
+    const char *job = "{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                      "[{\"nodes\":\"fc*\",\"points\":[\"weights\"],\"types\":[\"fixed\",\"float\",\"log\"],"
+                      "\"widths\":[3,10]}]}";
+    synth y1 = { .mu = PTHREAD_MUTEX_INITIALIZER }, y3 = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    for (int i = 0; i < 3; i++) y1.need[i] = y3.need[i] = 4 + i;
+    qt_search *a = synth_search(job, g, &y1, 1), *b = synth_search(job, g, &y3, 3);
+    assert_int_equal(qt_search_run(a, NULL, NULL, NULL), QT_OK);
+    assert_int_equal(qt_search_run(b, NULL, NULL, NULL), QT_OK);
+    assert_int_equal(qt_search_evals(a), qt_search_evals(b));
+    assert_true(qt_search_evals(a) > 10);
+    for (int i = 0; i < qt_search_evals(a); i++) {
+        const qt_cand *ca, *cb;
+        const qt_result *ra, *rb;
+        qt_search_result(a, i, &ca, &ra);
+        qt_search_result(b, i, &cb, &rb);
+        assert_string_equal(ca->reason, cb->reason);
+        assert_true(ra->top1 == rb->top1 && ra->cost == rb->cost && ra->feasible == rb->feasible);
+    }
+    qt_search_free(a);
+    qt_search_free(b);
+    qt_graph_free(g);
+}
+
+/* ---- the caller's cache: what is stored comes back instead of a computation ---- */
+
+typedef struct kv { char key[80]; qt_result r; } kv;
+typedef struct store { kv e[256]; int n, lookups, hits, stored; } store;
+
+static int st_lookup(void *user, const char *key, qt_result *r)
+{
+    store *t = user;
+    t->lookups++;
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->e[i].key, key)) { *r = t->e[i].r; t->hits++; return 1; }
+    return 0;
+}
+
+static void st_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
+                      const qt_result *r)
+{
+    store *t = user;
+    (void)c;
+    assert_non_null(cfg);
+    assert_true(strlen(key) == 64);
+    if (t->n < 256) {
+        snprintf(t->e[t->n].key, sizeof t->e[t->n].key, "%s", key);
+        t->e[t->n++].r = *r;
+    }
+    t->stored++;
+}
+
+static void budget_and_cache(void **st)
+{
+    (void)st;
+    qt_graph *g = mlp();
+    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    const char *job = "{\"model\":\"mlp\",\"strategy\":\"uniform\",\"budget\":{\"evaluations\":5},"
+                      "\"space\":[{\"nodes\":\"fc*\",\"widths\":[2,16]}]}";
+    qt_search *s = synth_search(job, g, &y, 1);
+    assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+    assert_int_equal(qt_search_evals(s), 5);          /* the budget held */
+    qt_search_free(s);
+
+    /* with a cache: a first run stores 15, a second computes none */
+    store *t = calloc(1, sizeof *t);
+    qt_job_spec sp;
+    qt_error err;
+    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
+    qt_eval_cache cache = { st_lookup, st_stored, t };
+    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                  "[{\"nodes\":\"fc*\",\"widths\":[2,16]}]}", &sp, &err), QT_OK);
+    for (int run = 0; run < 2; run++) {
+        y.calls = 0;
+        assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, &cache, &s, &err),
+                         QT_OK);
+        assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+        assert_int_equal(qt_search_evals(s), 15);
+        if (run == 0) {
+            assert_int_equal(y.calls, 15);
+            assert_int_equal(t->stored, 15);
+            assert_int_equal(qt_search_computed(s), 15);
+        } else {
+            assert_int_equal(y.calls, 0);               /* nothing measured twice */
+            assert_int_equal(t->hits, 15);
+            assert_int_equal(t->stored, 15);
+            assert_int_equal(qt_search_computed(s), 0);
+            const qt_result *r;
+            qt_search_result(s, 3, NULL, &r);
+            assert_int_equal(r->cached, 1);
+        }
+        qt_search_free(s);
+    }
+    /* another constraint is another key: an early-stopped verdict under one
+     * bound says nothing about another */
+    sp.relative = 0.95;
+    int before = t->hits;
+    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, &cache, &s, &err), QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+    assert_int_equal(t->hits, before);
+    qt_search_free(s);
+    qt_job_clear(&sp);
+    free(t);
+    qt_graph_free(g);
+}
+
+/* through the engine: every early-stopped verdict is the one the whole
+ * split gives, stops happen, and the answer's result is reproducible */
+static void early_stop_agrees_with_full_evaluation(void **st)
+{
+    (void)st;
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    assert_int_equal(qt_job_parse("{\"model\":\"" QT_SOURCE_DIR "/experiments/models/mlp.qtck\","
+                                  "\"strategy\":\"uniform\",\"val_limit\":3000,\"space\":["
+                                  "{\"nodes\":\"fc*\",\"types\":[\"fixed\",\"log\"],\"widths\":[2,7]},"
+                                  "{\"nodes\":\"relu*\",\"points\":[\"output\"],\"types\":[\"ufixed\"],"
+                                  "\"widths\":[2,7]}]}", &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    const qt_result *b = qt_search_baseline(s);
+    assert_int_equal(b->images, 3000);
+    assert_true(b->top1 > 0.85);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    int n = qt_search_evals(s), early = 0;
+    assert_true(n >= 10);
+    qt_dataset *val, *sub;
+    assert_int_equal(qt_dataset_fashion_mnist(QT_SPLIT_VAL, &val, &err), QT_OK);
+    assert_int_equal(qt_dataset_subset(val, 0, 0, 3000, &sub, &err), QT_OK);
+    qt_graph *g = (qt_graph *)qt_search_graph(s);
+    for (int i = 0; i < n; i++) {
+        const qt_cand *c;
+        const qt_result *r;
+        qt_qconfig *cfg;
+        qt_metrics m;
+        qt_search_result(s, i, &c, &r);
+        assert_int_equal(qt_search_config(s, c, &cfg, &err), QT_OK);
+        assert_int_equal(qt_evaluate(g, cfg, sub, NULL, &m, &err), QT_OK);
+        int full = m.top1 >= 0.99 * b->top1 - 1e-12;
+        assert_int_equal(r->feasible, full);
+        if (r->early) {
+            early++;
+            assert_false(r->feasible);
+            assert_true(r->images < 3000);
+        } else {
+            assert_int_equal(r->images, 3000);
+            assert_true(fabs(r->top1 - m.top1) < 1e-12);
+        }
+        qt_qconfig_free(cfg);
+    }
+    fprintf(stderr, "%d evaluations, %d stopped early\n", n, early);
+    assert_true(early >= 3);
+    qt_dataset_free(sub);
+    qt_dataset_free(val);
+    qt_search_free(s);
+    qt_job_clear(&sp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(coords_from_rules),
+        cmocka_unit_test(costs_by_hand),
+        cmocka_unit_test(uniform_finds_the_optimum),
+        cmocka_unit_test(workers_do_not_change_the_outcome),
+        cmocka_unit_test(budget_and_cache),
+        cmocka_unit_test(early_stop_agrees_with_full_evaluation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,56 @@
+/* internal.h -- private to tuner/: the search object, shared by the search
+ * loop and the strategies. */
+#ifndef QT_TUNER_INTERNAL_H
+#define QT_TUNER_INTERNAL_H
+
+#include "tuner.h"
+
+#include <stdatomic.h>
+
+#define qt__fail qt_errorf
+
+/* one observed evaluation */
+typedef struct qt_hist {
+    qt_cand   *c;
+    qt_result  r;
+} qt_hist;
+
+struct qt_search {
+    qt_job_spec    spec;          /* a copy (strategy_opts referenced) */
+    const qt_graph *g;            /* the model (owned when own_g) */
+    qt_graph      *own_g;
+    qt_dataset    *val;           /* owned; NULL with a custom evaluator */
+    qt_coord      *coords;
+    int            n_coords;
+    qt_result      base;          /* the float model */
+    uint8_t       *base_correct;  /* per validation image, float top-1 */
+    double         threshold;     /* on the job's metric */
+    /* the cost of fp32 everywhere, per kind, for compression ratios */
+    double         w0, a0, b0;
+    /* the strategy */
+    const qt_strategy *strat;
+    void          *state;
+    /* evaluation */
+    qt_eval_fn     efn;           /* NULL: the engine */
+    void          *euser;
+    qt_eval_cache  cache;
+    char           model_key[40]; /* content hash of model, data and settings */
+    /* history, in proposal order */
+    qt_hist       *hist;
+    int            n_hist, cap_hist;
+    int            computed;
+    atomic_int     cancel;
+    double         seconds0;      /* wall time used before this run */
+};
+
+/* cost of a candidate: fills r->weight_bits, act_bits, bitops, cost and
+ * compression (cost.c) */
+void qt__cost(const qt_search *s, const qt_cand *c, qt_result *r);
+/* fp32 references of the three costs (cost.c) */
+void qt__cost_fp32(const qt_search *s, double *w, double *a, double *b);
+/* does a result meet the constraint? (search.c) */
+int  qt__feasible(const qt_search *s, const qt_result *r);
+/* the strategies (strat_*.c) */
+extern const qt_strategy qt__strat_uniform;
+
+#endif

@@ -1,0 +1,803 @@
+/*
+ * search.c -- running a job: the tuned tensors, the float baseline, the
+ * evaluator with its cache and early stop, the worker pool and the answer.
+ *
+ * The loop, in rounds: ask the strategy for proposals until it waits, is
+ * done or a budget is reached; answer each proposal from the search's own
+ * memo, then the caller's cache (the store), and compute the rest on the
+ * worker pool; then give every result to the strategy in proposal order.
+ * Which proposals a round holds depends only on earlier results, so the
+ * outcome does not depend on the number of workers.
+ *
+ * Accept or reject (top-1 constraints): the candidate and the float model
+ * are compared on the same images. With r the relative bound, image i
+ * contributes d_i = c_i - r f_i (c, f: candidate and float correct), or
+ * c_i - f_i + delta for an absolute bound; the candidate meets the
+ * constraint iff the sum over the validation split is >= 0. After each
+ * batch the evaluation stops as soon as
+ *   - the sum can no longer reach 0 even if every remaining image goes the
+ *     candidate's way (exact: the verdict is the full split's), or
+ *   - alpha > 0 and the mean so far is below 0 by more than the
+ *     Hoeffding-Serfling bound for sampling without replacement,
+ *       eps = (hi - lo) sqrt((1 - (m-1)/M) ln(K/alpha) / (2m)),
+ *     with K the number of batches (a union bound over every look). The
+ *     validation split is a seeded random permutation, so the first m
+ *     images are a random sample of it, and the probability that such a
+ *     stop rejects a candidate the full split would accept is <= alpha.
+ * top-5 and loss constraints are decided on the whole split.
+ */
+#include "internal.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The tuned tensors                                                         */
+/* ------------------------------------------------------------------------ */
+
+static int point_applies(const qt_graph *g, int node, qt_qpoint p)
+{
+    qt_graph *gg = (qt_graph *)g;
+    switch (p) {
+    case QT_QP_WEIGHTS: case QT_QP_GRAD_WEIGHTS: case QT_QP_ACCUMULATOR:
+        return qt_graph_param(gg, node, 0) != NULL && qt_graph_node_op(g, node) != QT_OP_CONST;
+    case QT_QP_BIAS:
+        return qt_graph_param(gg, node, 1) != NULL;
+    case QT_QP_OUTPUT: case QT_QP_GRAD_OUTPUT:
+        return 1;
+    case QT_QP_INTRINSIC:
+        return node != 0;
+    default:
+        return 0;
+    }
+}
+
+static int node_matches(const qt_graph *g, int node, const char *pat)
+{
+    const char *name = qt_graph_node_name(g, node);
+    return strcmp(name, pat) == 0 || fnmatch(pat, name, 0) == 0;
+}
+
+/* the coordinates: every (node, point) some rule names, the last rule
+ * naming it deciding its types and widths; in node, then point order */
+static int build_coords(qt_search *s, qt_error *err)
+{
+    const qt_graph *g = s->g;
+    int nn = qt_graph_nodes(g);
+    int *rule_of = malloc((size_t)nn * QT_QP_COUNT * sizeof *rule_of);
+    if (!rule_of) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    for (int i = 0; i < nn * QT_QP_COUNT; i++) rule_of[i] = -1;
+    for (int r = 0; r < s->spec.n_rules; r++) {
+        const qt_space_rule *ru = &s->spec.rules[r];
+        int matched = 0, applied = 0;
+        for (int n = 0; n < nn; n++) {
+            if (!node_matches(g, n, ru->nodes)) continue;
+            matched++;
+            for (int p = 0; p < QT_QP_COUNT; p++)
+                if ((ru->points >> p & 1u) && point_applies(g, n, (qt_qpoint)p)) {
+                    rule_of[n * QT_QP_COUNT + p] = r;
+                    applied++;
+                }
+        }
+        if (!matched || !applied) {
+            char names[120];
+            size_t at = 0;
+            names[0] = 0;
+            for (int n = 0; n < nn && at + 4 < sizeof names; n++) {
+                int k = snprintf(names + at, sizeof names - at, "%s%s", n ? " " : "",
+                                 qt_graph_node_name(g, n));
+                if (k < 0) break;
+                at += (size_t)k;
+            }
+            free(rule_of);
+            return matched
+                ? qt__fail(err, QT_EINVAL, -1, "space[%d]: the nodes '%s' match have none of "
+                           "the points named (weights need a layer with weights)", r, ru->nodes)
+                : qt__fail(err, QT_EINVAL, -1, "space[%d].nodes: '%s' matches no node (%s%s)",
+                           r, ru->nodes, names, at + 4 >= sizeof names ? " ..." : "");
+        }
+    }
+    int count = 0;
+    for (int i = 0; i < nn * QT_QP_COUNT; i++) count += rule_of[i] >= 0;
+    s->coords = calloc((size_t)(count ? count : 1), sizeof *s->coords);
+    if (!s->coords) { free(rule_of); return qt__fail(err, QT_ENOMEM, -1, "out of memory"); }
+    for (int n = 0; n < nn; n++)
+        for (int p = 0; p < QT_QP_COUNT; p++) {
+            int r = rule_of[n * QT_QP_COUNT + p];
+            if (r < 0) continue;
+            const qt_space_rule *ru = &s->spec.rules[r];
+            qt_coord *c = &s->coords[s->n_coords++];
+            c->node = n;
+            c->point = (qt_qpoint)p;
+            c->types = ru->types;
+            c->wmin = ru->wmin;
+            c->wmax = ru->wmax;
+            c->round = ru->round;
+            c->bias = ru->bias;
+            c->bias_k = ru->bias_k;
+            c->absmax = 1.0;
+            if (p == QT_QP_WEIGHTS || p == QT_QP_BIAS) {
+                const qt_tensor *t = qt_graph_param((qt_graph *)g, n, p == QT_QP_BIAS);
+                c->values = t->size;
+            } else {
+                c->values = qt_graph_node_size(g, n);
+            }
+        }
+    free(rule_of);
+    return QT_OK;
+}
+
+/* the largest |value| of every coordinate: parameters directly, activations
+ * over up to 2048 validation images in float */
+static int calibrate(qt_search *s, qt_error *err)
+{
+    qt_graph *g = s->own_g;
+    qt_stats *st = qt_stats_new(g);
+    qt_dataset *cal = NULL;
+    int rc;
+    if (!st) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    size_t n = qt_dataset_count(s->val);
+    if ((rc = qt_dataset_subset(s->val, 0, 0, n < 2048 ? n : 2048, &cal, err))) goto out;
+    qt_graph_attach_stats(g, st);
+    qt_metrics m;
+    rc = qt_evaluate(g, NULL, cal, NULL, &m, err);
+    qt_graph_attach_stats(g, NULL);
+    if (rc) goto out;
+    for (int i = 0; i < s->n_coords; i++) {
+        qt_coord *c = &s->coords[i];
+        if (c->point == QT_QP_WEIGHTS || c->point == QT_QP_BIAS) {
+            const qt_tensor *t = qt_graph_param(g, c->node, c->point == QT_QP_BIAS);
+            double mx = 0;
+            for (size_t k = 0; k < t->size; k++)
+                if (fabs(t->data[k]) > mx) mx = fabs(t->data[k]);
+            c->absmax = mx;
+        } else {
+            c->absmax = qt_stats_get(st, c->node, QT_ST_ACT)->absmax;
+        }
+        if (!(c->absmax > 0) || !isfinite(c->absmax)) c->absmax = 1.0;
+    }
+out:
+    qt_dataset_free(cal);
+    qt_stats_free(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Keys: what makes two evaluations the same                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct h128 { uint64_t a, b; } h128;
+
+static void hmix(h128 *h, const void *p, size_t n)
+{
+    const unsigned char *x = p;
+    for (size_t i = 0; i < n; i++) {
+        h->a = (h->a ^ x[i]) * 0x100000001b3ull;
+        h->b = (h->b ^ x[i]) * 0x00000100000001b3ull + 0x9e3779b97f4a7c15ull;
+    }
+}
+
+static void model_key(qt_search *s)
+{
+    h128 h = { 0xcbf29ce484222325ull, 0x84222325cbf29ce4ull };
+    qt_graph *g = (qt_graph *)s->g;
+    int v = QT_ENGINE_VERSION;
+    hmix(&h, &v, sizeof v);
+    for (int n = 0; n < qt_graph_nodes(g); n++) {
+        const char *name = qt_graph_node_name(g, n);
+        int dims[QT_MAX_RANK], r = qt_graph_node_dims(g, n, dims);
+        qt_op op = qt_graph_node_op(g, n);
+        const int *in;
+        int nin = qt_graph_node_inputs(g, n, &in);
+        hmix(&h, name, strlen(name) + 1);
+        hmix(&h, &op, sizeof op);
+        hmix(&h, in, (size_t)nin * sizeof *in);
+        hmix(&h, dims, (size_t)r * sizeof *dims);
+        hmix(&h, qt_graph_node_attr(g, n), sizeof(qt_attr));
+        for (int k = 0; k < 4; k++) {
+            const qt_tensor *t = qt_graph_param(g, n, k);
+            if (t) hmix(&h, t->data, t->size * sizeof(float));
+        }
+    }
+    uint64_t dh = s->val ? qt_dataset_hash(s->val) : 0;
+    hmix(&h, &dh, sizeof dh);
+    hmix(&h, &s->spec.seed, sizeof s->spec.seed);
+    /* early stops depend on the constraint and the error rate */
+    hmix(&h, &s->spec.metric, sizeof s->spec.metric);
+    hmix(&h, &s->spec.relative, sizeof s->spec.relative);
+    hmix(&h, &s->spec.absolute, sizeof s->spec.absolute);
+    hmix(&h, &s->spec.alpha, sizeof s->spec.alpha);
+    snprintf(s->model_key, sizeof s->model_key, "%016llx%016llx",
+             (unsigned long long)h.a, (unsigned long long)h.b);
+}
+
+static void cand_key(const qt_search *s, const char *cfg_json, char key[65])
+{
+    h128 h = { 0xcbf29ce484222325ull, 0x84222325cbf29ce4ull };
+    hmix(&h, s->model_key, strlen(s->model_key));
+    hmix(&h, cfg_json, strlen(cfg_json));
+    snprintf(key, 65, "%.32s%016llx%016llx", s->model_key,
+             (unsigned long long)h.a, (unsigned long long)h.b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Candidates and formats                                                    */
+/* ------------------------------------------------------------------------ */
+
+qt_cand *qt_cand_new(const qt_search *s)
+{
+    qt_cand *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->fmt = calloc((size_t)(s->n_coords ? s->n_coords : 1), sizeof *c->fmt);
+    if (!c->fmt) { free(c); return NULL; }
+    for (int i = 0; i < s->n_coords; i++) c->fmt[i].type = QT_NONE;
+    return c;
+}
+
+void qt_cand_copy(const qt_search *s, qt_cand *dst, const qt_cand *src)
+{
+    memcpy(dst->fmt, src->fmt, (size_t)s->n_coords * sizeof *dst->fmt);
+    memcpy(dst->reason, src->reason, sizeof dst->reason);
+}
+
+void qt_cand_free(qt_cand *c)
+{
+    if (!c) return;
+    free(c->fmt);
+    free(c);
+}
+
+static const char *round_name(qt_round r)
+{
+    switch (r) {
+    case QT_RNA: return "rna";
+    case QT_SR:  return "sr";
+    case QT_RD:  return "rd";
+    case QT_RZ:  return "rz";
+    default:     return "rne";
+    }
+}
+
+/* exponent bits of a minifloat of width w: E4M3 at 8, E5M10 at 16 */
+static int float_ebits(int w)
+{
+    return w <= 3 ? 1 : w <= 5 ? 2 : w <= 7 ? 3 : w == 8 ? 4 : w <= 16 ? 5 : 8;
+}
+
+int qt_search_format(const qt_search *s, int coord, qt_type t, int w, int bias_delta,
+                     qt_format *f)
+{
+    const qt_coord *c = &s->coords[coord];
+    char txt[64];
+    const char *rn = round_name(c->round);
+    qt_error e;
+    if (w < 1 || w > 32) return QT_EINVAL;
+    switch (t) {
+    case QT_FIXED:   snprintf(txt, sizeof txt, "fixed<%d,0,%s>", w, rn); break;
+    case QT_UFIXED:  snprintf(txt, sizeof txt, "ufixed<%d,0,%s>", w, rn); break;
+    case QT_FLOAT:
+        if (w < 3) return QT_EINVAL;
+        snprintf(txt, sizeof txt, "float<%d,e%d,%s>", w, float_ebits(w), rn);
+        break;
+    case QT_LOG:
+        if (w < 2) return QT_EINVAL;
+        snprintf(txt, sizeof txt, "log<%d,%s>", w, rn);
+        break;
+    case QT_BINARY:  if (w != 1) return QT_EINVAL; snprintf(txt, sizeof txt, "binary"); break;
+    case QT_TERNARY: if (w != 2) return QT_EINVAL; snprintf(txt, sizeof txt, "ternary"); break;
+    case QT_CLUSTER:
+        if (w > 8) return QT_EINVAL;
+        snprintf(txt, sizeof txt, "cluster<%d>", w);
+        break;
+    default:
+        return QT_ENOTSUP;
+    }
+    if (qt_format_parse(txt, f, &e) != QT_OK) return QT_EINVAL;
+    if (t == QT_CLUSTER) return QT_OK;
+    qt_fit_bias(f, c->absmax);                /* QT_ERANGE keeps the widest */
+    if (bias_delta) {
+        f->bias = (int16_t)(f->bias + bias_delta);
+        if (qt_format_check(f, &e) != QT_OK) return QT_EINVAL;
+    }
+    return QT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configurations                                                            */
+/* ------------------------------------------------------------------------ */
+
+int qt_search_config(const qt_search *s, const qt_cand *c, qt_qconfig **cfg, qt_error *err)
+{
+    qt_qconfig *q = qt_qconfig_new(s->g);
+    if (!q) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    for (int i = 0; i < s->n_coords; i++)
+        if (c->fmt[i].type != QT_NONE) {
+            int rc = qt_qconfig_set(q, s->coords[i].node, s->coords[i].point, &c->fmt[i]);
+            if (rc) {
+                qt_qconfig_free(q);
+                return qt__fail(err, rc, -1, "coordinate %d: cannot set its format", i);
+            }
+        }
+    qt_qconfig_set_seed(q, s->spec.seed);
+    *cfg = q;
+    return QT_OK;
+}
+
+char *qt_search_config_json(const qt_search *s, const qt_cand *c)
+{
+    qt_qconfig *q;
+    if (qt_search_config(s, c, &q, NULL)) return NULL;
+    json_t *j = qt_qconfig_to_json(q, s->g);
+    char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    qt_qconfig_free(q);
+    return txt;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Evaluating                                                                */
+/* ------------------------------------------------------------------------ */
+
+int qt__feasible(const qt_search *s, const qt_result *r)
+{
+    if (r->fail != QT_FAIL_NONE) return 0;
+    const qt_result *b = &s->base;
+    double rel = s->spec.relative, d = s->spec.absolute;
+    switch (s->spec.metric) {
+    case QT_MET_TOP5:
+        return rel > 0 ? r->top5 >= rel * b->top5 - 1e-12 : r->top5 >= b->top5 - d - 1e-12;
+    case QT_MET_LOSS:
+        return rel > 0 ? r->loss <= b->loss / rel + 1e-12 : r->loss <= b->loss + d + 1e-12;
+    default:
+        return rel > 0 ? r->top1 >= rel * b->top1 - 1e-12 : r->top1 >= b->top1 - d - 1e-12;
+    }
+}
+
+typedef struct stopper {
+    const qt_search *s;
+    size_t M;            /* images in the split */
+    double lo, hi;       /* range of one image's contribution */
+    double rest_max0;    /* the largest the remaining sum can be, from image 0 */
+    int    batches;
+    int    stopped;      /* 1: can no longer meet the constraint */
+} stopper;
+
+static double contrib(const qt_search *s, int c, int f)
+{
+    return s->spec.relative > 0 ? c - s->spec.relative * f : c - f + s->spec.absolute;
+}
+
+static int early_cb(void *user, const qt_metrics *m, const uint8_t *correct)
+{
+    stopper *st = user;
+    const qt_search *s = st->s;
+    if (atomic_load(&((qt_search *)s)->cancel)) return 1;
+    size_t n = m->count;
+    if (n >= st->M) return 0;
+    double sum = 0, rest = 0;
+    for (size_t i = 0; i < n; i++) sum += contrib(s, correct[i], s->base_correct[i]);
+    for (size_t i = n; i < st->M; i++) rest += contrib(s, 1, s->base_correct[i]);
+    if (sum + rest < -1e-9) { st->stopped = 1; return 1; }           /* exact */
+    if (s->spec.alpha > 0 && n >= 64) {
+        double f = (double)(n - 1) / (double)st->M;
+        double eps = (st->hi - st->lo) *
+                     sqrt((1.0 - f) * log((double)st->batches / s->spec.alpha) / (2.0 * (double)n));
+        if (sum / (double)n + eps < 0) { st->stopped = 1; return 1; }
+    }
+    return 0;
+}
+
+/* one evaluation through the engine on graph g (a worker's own) */
+static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *r)
+{
+    qt_qconfig *cfg = NULL;
+    qt_error err;
+    qt_metrics m;
+    stopper st = { s, qt_dataset_count(s->val), 0, 0, 0, 0, 0 };
+    qt_eval_opts eo;
+    memset(&eo, 0, sizeof eo);
+    eo.batch = 256;
+    st.batches = (int)((st.M + 255) / 256);
+    if (s->spec.relative > 0) { st.lo = -s->spec.relative; st.hi = 1; }
+    else { st.lo = -1 + s->spec.absolute; st.hi = 1 + s->spec.absolute; }
+    if (s->spec.metric == QT_MET_TOP1) { eo.cb = early_cb; eo.user = &st; }
+    int rc = qt_search_config(s, c, &cfg, &err);
+    if (!rc) rc = qt_evaluate(g, cfg, s->val, &eo, &m, &err);
+    qt_qconfig_free(cfg);
+    if (rc) {
+        r->fail = rc == QT_ENOMEM ? QT_FAIL_NOMEM : QT_FAIL_OTHER;
+        snprintf(r->error, sizeof r->error, "%s", err.text);
+        return;
+    }
+    r->top1 = m.top1; r->top5 = m.top5; r->loss = m.loss;
+    r->images = m.count;
+    r->early = m.stopped && st.stopped;
+    if (m.count && m.nan_count == m.count) {
+        r->fail = QT_FAIL_NAN;
+        snprintf(r->error, sizeof r->error, "every image's logits hold NaN or inf");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Set-up                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int finish_setup(qt_search *s, qt_error *err)
+{
+    int rc;
+    qt__cost_fp32(s, &s->w0, &s->a0, &s->b0);
+    qt__cost(s, NULL, &s->base);
+    s->base.feasible = 1;
+    const qt_result *b = &s->base;
+    double rel = s->spec.relative, d = s->spec.absolute;
+    switch (s->spec.metric) {
+    case QT_MET_TOP5: s->threshold = rel > 0 ? rel * b->top5 : b->top5 - d; break;
+    case QT_MET_LOSS: s->threshold = rel > 0 ? b->loss / rel : b->loss + d; break;
+    default:          s->threshold = rel > 0 ? rel * b->top1 : b->top1 - d; break;
+    }
+    model_key(s);
+    s->strat = qt_strategy_find(s->spec.strategy);
+    if (!s->strat)
+        return qt__fail(err, QT_ENOTSUP, -1, "strategy: '%s' is not implemented yet",
+                        s->spec.strategy);
+    if ((rc = s->strat->init(s, s->spec.strategy_opts, &s->state, err))) return rc;
+    return QT_OK;
+}
+
+static qt_search *alloc_search(const qt_job_spec *spec)
+{
+    qt_search *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->spec = *spec;
+    if (s->spec.strategy_opts) json_incref(s->spec.strategy_opts);
+    atomic_init(&s->cancel, 0);
+    return s;
+}
+
+int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search **out,
+                  qt_error *err)
+{
+    qt_search *s = alloc_search(spec);
+    qt_dataset *val = NULL;
+    int rc;
+    *out = NULL;
+    if (!s) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    if (cache) s->cache = *cache;
+    if ((rc = qt_model_load(spec->model, &s->own_g, err))) goto fail;
+    s->g = s->own_g;
+    if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_VAL, &val, err))) goto fail;
+    size_t n = qt_dataset_count(val);
+    if (spec->val_limit && spec->val_limit < n) n = spec->val_limit;
+    if ((rc = qt_dataset_subset(val, 0, 0, n, &s->val, err))) goto fail;
+    qt_dataset_free(val);
+    val = NULL;
+    if ((rc = build_coords(s, err)) || (rc = calibrate(s, err))) goto fail;
+    s->base_correct = malloc(n ? n : 1);
+    if (!s->base_correct) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+    qt_eval_opts eo;
+    qt_metrics m;
+    memset(&eo, 0, sizeof eo);
+    eo.correct = s->base_correct;
+    double t0 = now();
+    if ((rc = qt_evaluate(s->own_g, NULL, s->val, &eo, &m, err))) goto fail;
+    s->base.top1 = m.top1; s->base.top5 = m.top5; s->base.loss = m.loss;
+    s->base.images = m.count;
+    s->base.seconds = now() - t0;
+    if ((rc = finish_setup(s, err))) goto fail;
+    *out = s;
+    return QT_OK;
+fail:
+    qt_dataset_free(val);
+    qt_search_free(s);
+    return rc;
+}
+
+int qt_search_new_custom(const qt_job_spec *spec, const qt_graph *g, const qt_result *base,
+                         double absmax, qt_eval_fn fn, void *user,
+                         const qt_eval_cache *cache, qt_search **out, qt_error *err)
+{
+    qt_search *s = alloc_search(spec);
+    int rc;
+    *out = NULL;
+    if (!s) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    if (cache) s->cache = *cache;
+    s->g = g;
+    s->efn = fn;
+    s->euser = user;
+    s->base = *base;
+    if ((rc = build_coords(s, err))) goto fail;
+    for (int i = 0; i < s->n_coords; i++) s->coords[i].absmax = absmax > 0 ? absmax : 1.0;
+    if ((rc = finish_setup(s, err))) goto fail;
+    *out = s;
+    return QT_OK;
+fail:
+    qt_search_free(s);
+    return rc;
+}
+
+void qt_search_free(qt_search *s)
+{
+    if (!s) return;
+    if (s->strat && s->state) s->strat->free(s->state);
+    for (int i = 0; i < s->n_hist; i++) qt_cand_free(s->hist[i].c);
+    free(s->hist);
+    free(s->coords);
+    free(s->base_correct);
+    qt_dataset_free(s->val);
+    qt_graph_free(s->own_g);
+    json_decref(s->spec.strategy_opts);
+    free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The loop                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define ROUND_MAX 256
+
+typedef struct job {
+    qt_search *s;
+    qt_cand  **c;
+    qt_result *r;
+    int       *todo;       /* indices into c/r to compute */
+    int        n_todo;
+    atomic_int next;
+    qt_graph **graphs;     /* one per worker */
+    int        threads;    /* OpenMP threads per worker */
+} job;
+
+static void compute(job *j, int w, int k)
+{
+    qt_search *s = j->s;
+    qt_result *r = &j->r[k];
+    double t0 = now();
+    if (s->efn) {
+        int rc = s->efn(s->euser, s, j->c[k], r);
+        if (rc) { r->fail = QT_FAIL_OTHER; snprintf(r->error, sizeof r->error, "%s", qt_strerror(rc)); }
+    } else {
+        eval_engine(s, j->graphs[w], j->c[k], r);
+    }
+    r->seconds = now() - t0;
+}
+
+static void *worker(void *arg)
+{
+    void **a = arg;
+    job *j = a[0];
+    int w = (int)(intptr_t)a[1];
+    omp_set_num_threads(j->threads);
+    for (;;) {
+        int i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->n_todo) break;
+        compute(j, w, j->todo[i]);
+    }
+    return NULL;
+}
+
+/* compute the to-do list on the pool; the graphs exist already */
+static void run_pool(job *j, int workers)
+{
+    if (workers <= 1 || j->n_todo <= 1) {
+        for (int i = 0; i < j->n_todo; i++) compute(j, 0, j->todo[i]);
+        return;
+    }
+    pthread_t th[64];
+    void *args[64][2];
+    int started = 0;
+    atomic_store(&j->next, 0);
+    for (int w = 0; w < workers && w < 64; w++) {
+        args[w][0] = j;
+        args[w][1] = (void *)(intptr_t)w;
+        if (pthread_create(&th[w], NULL, worker, args[w]) != 0) break;
+        started++;
+    }
+    if (started == 0) {
+        for (int i = 0; i < j->n_todo; i++) compute(j, 0, j->todo[i]);
+        return;
+    }
+    for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
+}
+
+static int find_memo(const qt_search *s, const char *cfg_json, qt_result *r, char **jsons)
+{
+    for (int i = 0; i < s->n_hist; i++)
+        if (jsons[i] && strcmp(jsons[i], cfg_json) == 0) { *r = s->hist[i].r; return 1; }
+    return 0;
+}
+
+static int push_hist(qt_search *s, qt_cand *c, const qt_result *r)
+{
+    if (s->n_hist == s->cap_hist) {
+        int cap = s->cap_hist ? 2 * s->cap_hist : 64;
+        qt_hist *h = realloc(s->hist, (size_t)cap * sizeof *h);
+        if (!h) return QT_ENOMEM;
+        s->hist = h;
+        s->cap_hist = cap;
+    }
+    s->hist[s->n_hist].c = c;
+    s->hist[s->n_hist].r = *r;
+    s->n_hist++;
+    return QT_OK;
+}
+
+int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
+{
+    int workers = s->spec.workers > 0 ? s->spec.workers : 1;
+    int rc = QT_OK, done = 0;
+    double t0 = now();
+    qt_graph *graphs[64] = { 0 };
+    char **jsons = NULL;     /* canonical configs of the history, for the memo */
+    int cap_json = 0;
+    if (workers > 64) workers = 64;
+    if (!s->efn) {
+        graphs[0] = s->own_g;
+        for (int w = 1; w < workers; w++)
+            if (!(graphs[w] = qt_graph_clone(s->own_g))) {
+                rc = qt__fail(err, QT_ENOMEM, -1, "out of memory cloning the model");
+                goto out;
+            }
+    }
+    int threads = omp_get_max_threads() / workers;
+    if (threads < 1) threads = 1;
+
+    while (!done) {
+        qt_cand *c[ROUND_MAX];
+        qt_result r[ROUND_MAX];
+        char *cj[ROUND_MAX];
+        int todo[ROUND_MAX], n = 0, n_todo = 0;
+        if (atomic_load(&s->cancel)) { rc = qt__fail(err, QT_ECANCEL, -1, "cancelled"); break; }
+        if (s->spec.max_seconds > 0 && s->seconds0 + now() - t0 >= s->spec.max_seconds) break;
+        while (n < ROUND_MAX) {
+            if (s->spec.max_evals > 0 && s->n_hist + n >= s->spec.max_evals) { done = 1; break; }
+            qt_cand *nc = qt_cand_new(s);
+            if (!nc) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto round_fail; }
+            int st = s->strat->propose(s->state, s, nc);
+            if (st != QT_PROPOSE) {
+                qt_cand_free(nc);
+                if (st == QT_DONE) done = 1;
+                break;
+            }
+            c[n++] = nc;
+        }
+        if (n == 0) {
+            if (!done) rc = qt__fail(err, QT_EINVAL, -1, "strategy '%s' waits with nothing "
+                                     "to wait for", s->strat->name);
+            break;
+        }
+        /* answer what is known: the memo, then the cache */
+        for (int i = 0; i < n; i++) {
+            memset(&r[i], 0, sizeof r[i]);
+            cj[i] = qt_search_config_json(s, c[i]);
+            if (!cj[i]) { n = i; rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto round_fail; }
+            int known = find_memo(s, cj[i], &r[i], jsons);
+            for (int k = 0; k < i && !known; k++)
+                if (!strcmp(cj[k], cj[i])) { known = 2; }       /* computed in this round */
+            if (known == 1) { r[i].cached = 1; continue; }
+            if (known == 2) { r[i].cached = -1; continue; }     /* filled after the pool */
+            char key[65];
+            cand_key(s, cj[i], key);
+            if (s->cache.lookup && s->cache.lookup(s->cache.user, key, &r[i])) {
+                r[i].cached = 1;
+                continue;
+            }
+            todo[n_todo++] = i;
+        }
+        job j = { s, c, r, todo, n_todo, 0, graphs, threads };
+        atomic_init(&j.next, 0);
+        run_pool(&j, workers);
+        if (atomic_load(&s->cancel)) {
+            rc = qt__fail(err, QT_ECANCEL, -1, "cancelled");
+            goto round_fail;
+        }
+        for (int i = 0; i < n; i++) {
+            if (r[i].cached == -1)
+                for (int k = 0; k < i; k++)
+                    if (!strcmp(cj[k], cj[i])) { r[i] = r[k]; r[i].cached = 1; break; }
+            if (!r[i].cached) {
+                qt__cost(s, c[i], &r[i]);
+                r[i].feasible = qt__feasible(s, &r[i]);
+                s->computed++;
+                if (s->cache.stored) {
+                    char key[65];
+                    cand_key(s, cj[i], key);
+                    s->cache.stored(s->cache.user, key, c[i], cj[i], &r[i]);
+                }
+            }
+        }
+        /* observe in proposal order */
+        for (int i = 0; i < n; i++) {
+            if (s->n_hist == cap_json) {
+                int cap = cap_json ? 2 * cap_json : 64;
+                char **nj = realloc(jsons, (size_t)cap * sizeof *nj);
+                if (!nj || push_hist(s, c[i], &r[i])) {
+                    if (nj) jsons = nj;
+                    for (int k = i; k < n; k++) { qt_cand_free(c[k]); free(cj[k]); }
+                    rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
+                    goto out;
+                }
+                jsons = nj;
+                cap_json = cap;
+            } else if (push_hist(s, c[i], &r[i])) {
+                for (int k = i; k < n; k++) { qt_cand_free(c[k]); free(cj[k]); }
+                rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
+                goto out;
+            }
+            jsons[s->n_hist - 1] = cj[i];
+            s->strat->observe(s->state, s, c[i], &s->hist[s->n_hist - 1].r);
+            if (cb) cb(user, s, c[i], &s->hist[s->n_hist - 1].r);
+        }
+        continue;
+round_fail:
+        for (int i = 0; i < n; i++) { qt_cand_free(c[i]); free(cj[i]); }
+        goto out;
+    }
+out:
+    s->seconds0 += now() - t0;
+    for (int w = 1; w < workers; w++) qt_graph_free(graphs[w]);
+    for (int i = 0; i < s->n_hist && jsons; i++) free(jsons[i]);
+    free(jsons);
+    return rc;
+}
+
+void qt_search_cancel(qt_search *s) { atomic_store(&s->cancel, 1); }
+
+/* ------------------------------------------------------------------------ */
+/* Accessors and the answer                                                  */
+/* ------------------------------------------------------------------------ */
+
+const qt_job_spec *qt_search_spec(const qt_search *s) { return &s->spec; }
+const qt_graph *qt_search_graph(const qt_search *s) { return s->g; }
+int qt_search_coords(const qt_search *s, const qt_coord **c) { *c = s->coords; return s->n_coords; }
+const qt_result *qt_search_baseline(const qt_search *s) { return &s->base; }
+double qt_search_threshold(const qt_search *s) { return s->threshold; }
+int qt_search_evals(const qt_search *s) { return s->n_hist; }
+int qt_search_computed(const qt_search *s) { return s->computed; }
+
+void qt_search_result(const qt_search *s, int i, const qt_cand **c, const qt_result **r)
+{
+    if (c) *c = s->hist[i].c;
+    if (r) *r = &s->hist[i].r;
+}
+
+/* the metric, higher is better */
+static double score(const qt_search *s, const qt_result *r)
+{
+    switch (s->spec.metric) {
+    case QT_MET_TOP5: return r->top5;
+    case QT_MET_LOSS: return -r->loss;
+    default:          return r->top1;
+    }
+}
+
+const qt_cand *qt_search_best(const qt_search *s, const qt_result **r, int *feasible)
+{
+    int best = -1, bf = 0;
+    for (int i = 0; i < s->n_hist; i++) {
+        const qt_result *x = &s->hist[i].r;
+        if (x->fail != QT_FAIL_NONE) continue;
+        if (best < 0) { best = i; bf = x->feasible; continue; }
+        const qt_result *b = &s->hist[best].r;
+        if (x->feasible && !bf) { best = i; bf = 1; continue; }
+        if (!x->feasible && bf) continue;
+        if (bf ? (x->cost < b->cost || (x->cost == b->cost && score(s, x) > score(s, b)))
+               : (score(s, x) > score(s, b) || (score(s, x) == score(s, b) && x->cost < b->cost)))
+            best = i;
+    }
+    if (best < 0) return NULL;
+    if (r) *r = &s->hist[best].r;
+    if (feasible) *feasible = bf;
+    return s->hist[best].c;
+}
