@@ -52,5 +52,9 @@ void qt__cost_fp32(const qt_search *s, double *w, double *a, double *b);
 int  qt__feasible(const qt_search *s, const qt_result *r);
 /* the strategies (strat_*.c) */
 extern const qt_strategy qt__strat_uniform;
+extern const qt_strategy qt__strat_bisect;
+extern const qt_strategy qt__strat_greedy;
+extern const qt_strategy qt__strat_analytical;
+extern const qt_strategy qt__strat_hybrid;
 
 #endif

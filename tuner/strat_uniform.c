@@ -110,7 +110,10 @@ const qt_strategy qt__strat_uniform = {
 
 /* ---- the table of strategies ---- */
 
-static const qt_strategy *const strategies[] = { &qt__strat_uniform, NULL };
+static const qt_strategy *const strategies[] = {
+    &qt__strat_uniform, &qt__strat_bisect, &qt__strat_greedy, &qt__strat_analytical,
+    &qt__strat_hybrid, NULL
+};
 
 const qt_strategy *const *qt_strategies(void) { return strategies; }
 
