@@ -359,11 +359,17 @@ static int cmd_tune(int argc, char **argv)
            qt_search_computed(s), now() - t0);
     if (best) {
         char *cj = qt_search_config_json(s, best);
-        printf("%s: %s\n  top-1 %.2f%% (float %.2f%%), cost %.4g, compression %.2fx, "
-               "weight bits %.4g, activation bits %.4g\n  config %s\n",
-               feasible ? "answer" : "no configuration met the constraint; closest",
-               best->reason, 100 * r->top1, 100 * b->top1, r->cost, r->compression,
-               r->weight_bits, r->act_bits, cj ? cj : "?");
+        qt_result tq, tf;
+        int trc = qt_search_measure_test(s, best, &tq, &err);
+        if (!trc) trc = qt_search_measure_test(s, NULL, &tf, &err);
+        printf("%s: %s\n  validation top-1 %.2f%% (float %.2f%%)", feasible ? "answer"
+               : "no configuration met the constraint; closest", best->reason,
+               100 * r->top1, 100 * b->top1);
+        if (!trc) printf("; test top-1 %.2f%% (float %.2f%%)", 100 * tq.top1, 100 * tf.top1);
+        printf("\n  cost %.4g, compression %.2fx; weight bits %.4g (%.2f per value), "
+               "activation bits %.4g\n  config %s\n", r->cost, r->compression, r->weight_bits,
+               r->weight_bits / (double)qt_graph_param_count(qt_search_graph(s)), r->act_bits,
+               cj ? cj : "?");
         free(cj);
     }
     int n = qt_search_evals(s);

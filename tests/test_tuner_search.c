@@ -345,6 +345,19 @@ static void early_stop_agrees_with_full_evaluation(void **st)
     }
     fprintf(stderr, "%d evaluations, %d stopped early\n", n, early);
     assert_true(early >= 3);
+
+    /* the answer measured on the test split, apart from the search */
+    const qt_cand *best;
+    const qt_result *br;
+    qt_result tb, tf;
+    int feasible;
+    assert_non_null(best = qt_search_best(s, &br, &feasible));
+    assert_int_equal(qt_search_measure_test(s, NULL, &tf, &err), QT_OK);
+    assert_int_equal(qt_search_measure_test(s, best, &tb, &err), QT_OK);
+    assert_int_equal(tf.images, 10000);
+    assert_true(fabs(tf.top1 - 0.8949) < 1e-9);        /* mlp.qtck's recorded test accuracy */
+    assert_true(tb.top1 > tf.top1 - 0.03);
+    assert_true(fabs(tb.cost - br->cost) < 1e-9);
     qt_dataset_free(sub);
     qt_dataset_free(val);
     qt_search_free(s);

@@ -754,6 +754,33 @@ out:
 
 void qt_search_cancel(qt_search *s) { atomic_store(&s->cancel, 1); }
 
+int qt_search_measure_test(qt_search *s, const qt_cand *c, qt_result *r, qt_error *err)
+{
+    qt_dataset *test = NULL;
+    qt_qconfig *cfg = NULL;
+    qt_metrics m;
+    int rc;
+    memset(r, 0, sizeof *r);
+    if (s->efn || !s->own_g)
+        return qt__fail(err, QT_ENOTSUP, -1, "a custom search has no test split");
+    if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TEST, &test, err))) return rc;
+    if (c && (rc = qt_search_config(s, c, &cfg, err))) goto out;
+    double t0 = now();
+    if ((rc = qt_evaluate(s->own_g, cfg, test, NULL, &m, err))) goto out;
+    r->top1 = m.top1; r->top5 = m.top5; r->loss = m.loss;
+    r->images = m.count;
+    r->seconds = now() - t0;
+    if (c) qt__cost(s, c, r);
+    else qt__cost(s, NULL, r);
+    r->feasible = qt__feasible(s, r);
+out:
+    qt_qconfig_free(cfg);
+    qt_dataset_free(test);
+    return rc;
+}
+
+const qt_dataset *qt_search_dataset(const qt_search *s) { return s->val; }
+
 /* ------------------------------------------------------------------------ */
 /* Accessors and the answer                                                  */
 /* ------------------------------------------------------------------------ */

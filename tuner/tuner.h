@@ -235,6 +235,13 @@ int              qt_search_computed(const qt_search *s);     /* ... not from a c
  * the closest one (*feasible = 0). NULL before the first result. */
 const qt_cand   *qt_search_best(const qt_search *s, const qt_result **r, int *feasible);
 
+/* Measure a candidate (NULL: the float model) on the test split, which the
+ * search never uses for its decisions: the figures to report beside the
+ * validation ones. Engine searches only (QT_ENOTSUP for custom ones). */
+int   qt_search_measure_test(qt_search *s, const qt_cand *c, qt_result *r, qt_error *err);
+/* The validation images the search evaluates on (NULL for custom ones). */
+const qt_dataset *qt_search_dataset(const qt_search *s);
+
 /* A candidate as an engine configuration (new object), and as canonical
  * JSON (new string, free()). */
 int   qt_search_config(const qt_search *s, const qt_cand *c, qt_qconfig **cfg, qt_error *err);
