@@ -364,6 +364,52 @@ static void early_stop_agrees_with_full_evaluation(void **st)
     qt_job_clear(&sp);
 }
 
+/* a model trained and exported by PyTorch tunes like the zoo's: the same
+ * space (by PyTorch's node names), a feasible answer, the same widths */
+static int tune_uniform(const char *model, const char *conv, const char *fc, const char *relu,
+                        int *width)
+{
+    char job[1024];
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/%s\","
+             "\"strategy\":\"uniform\",\"val_limit\":2000,\"space\":["
+             "{\"nodes\":\"%s\",\"widths\":[2,8]},{\"nodes\":\"%s\",\"widths\":[2,8]},"
+             "{\"nodes\":\"%s\",\"points\":[\"output\"],\"types\":[\"ufixed\"],"
+             "\"widths\":[2,8]}]}", model, conv, fc, relu);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    const qt_coord *c;
+    int n = qt_search_coords(s, &c);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    const qt_result *r;
+    int feasible;
+    const qt_cand *best = qt_search_best(s, &r, &feasible);
+    assert_non_null(best);
+    assert_true(feasible);
+    assert_true(r->compression > 4.0);
+    *width = best->fmt[0].width;
+    fprintf(stderr, "%s: %d tensors, answer %d bits, %.2fx, top-1 %.2f%% (float %.2f%%)\n",
+            model, n, *width, r->compression, 100 * r->top1, 100 * qt_search_baseline(s)->top1);
+    qt_search_free(s);
+    qt_job_clear(&sp);
+    return n;
+}
+
+static void onnx_model_tunes_like_a_zoo_model(void **st)
+{
+    (void)st;
+    int wz, wo;
+    int nz = tune_uniform("lenet5.qtck", "conv*", "fc*", "relu*", &wz);
+    int no = tune_uniform("lenet5_torch.onnx", "/*/Conv", "/fc*/Gemm", "/relu*/Relu", &wo);
+    assert_int_equal(nz, 9);
+    assert_int_equal(no, 9);
+    assert_true(abs(wz - wo) <= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -373,6 +419,7 @@ int main(void)
         cmocka_unit_test(workers_do_not_change_the_outcome),
         cmocka_unit_test(budget_and_cache),
         cmocka_unit_test(early_stop_agrees_with_full_evaluation),
+        cmocka_unit_test(onnx_model_tunes_like_a_zoo_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
