@@ -205,7 +205,7 @@ static void t_canonical(void **st)
     text = json_dumps(j, JSON_COMPACT);
     assert_string_equal(text,
         "{\"model\":\"m\",\"dataset\":\"fashion-mnist\",\"kind\":\"training\",\"epochs\":5,"
-        "\"space\":[{\"nodes\":\"*\",\"points\":[\"weights\",\"accumulator\"],"
+        "\"lr\":0.01,\"train_limit\":0,\"space\":[{\"nodes\":\"*\",\"points\":[\"weights\",\"accumulator\"],"
         "\"types\":[\"fixed\",\"sparse\"],\"widths\":[2,16],\"rounding\":\"rne\","
         "\"bias\":{\"search\":2}}],"
         "\"cost\":{\"weight_bits\":0.0,\"act_bits\":2.0,\"bitops\":0.0},"
@@ -324,6 +324,8 @@ static void rand_spec(qt_job_spec *s)
     strcpy(s->dataset, "fashion-mnist");
     s->kind = below(2) ? QT_JOB_TRAINING : QT_JOB_INFERENCE;
     s->epochs = s->kind == QT_JOB_TRAINING ? (below(4) ? 1 + below(100) : INT_MAX) : 0;
+    s->lr = s->kind == QT_JOB_TRAINING ? (below(2) ? 0.01 : 1e-4 * (1 + below(5000))) : 0;
+    s->train_limit = s->kind == QT_JOB_TRAINING ? below(70000) : 0;
     s->n_rules = below(3) ? 1 + below(4) : 1 + below(QT_JOB_MAX_RULES);
     for (int i = 0; i < s->n_rules; i++) {
         qt_space_rule *r = &s->rules[i];
@@ -406,6 +408,8 @@ static void assert_spec_equal(const qt_job_spec *a, const qt_job_spec *b)
     assert_true(a->seed == b->seed);
     assert_int_equal(a->workers, b->workers);
     assert_int_equal(a->epochs, b->epochs);
+    assert_true(a->lr == b->lr);
+    assert_int_equal(a->train_limit, b->train_limit);
 }
 
 static void t_round_trip(void **st)
@@ -472,6 +476,11 @@ static const bad bads[] = {
     { "{" M "\"epochs\": 3}", QT_EINVAL, "epochs: only a training job has epochs" },
     { "{" M "\"kind\": \"training\", \"epochs\": 0}", QT_EINVAL, "epochs: 0 is out of range" },
     { "{" M "\"kind\": \"training\", \"epochs\": 1.5}", QT_EINVAL, "epochs: must be an integer" },
+    { "{" M "\"lr\": 0.1}", QT_EINVAL, "lr: only a training job" },
+    { "{" M "\"kind\": \"training\", \"lr\": 0}", QT_EINVAL, "lr: 0 must be in (0, 100)" },
+    { "{" M "\"kind\": \"training\", \"lr\": \"fast\"}", QT_EINVAL, "lr:" },
+    { "{" M "\"train_limit\": 10}", QT_EINVAL, "train_limit: only a training job" },
+    { "{" M "\"kind\": \"training\", \"train_limit\": -1}", QT_EINVAL, "train_limit:" },
     /* space */
     { "{" M "\"space\": []}", QT_EINVAL, "space: must not be empty" },
     { "{" M "\"space\": {}}", QT_EINVAL, "space: must be an array of rules" },

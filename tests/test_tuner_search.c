@@ -410,6 +410,44 @@ static void onnx_model_tunes_like_a_zoo_model(void **st)
     assert_true(abs(wz - wo) <= 1);
 }
 
+/* a training job: each candidate trains the model from its seed under the
+ * candidate's formats; gradient ranges come from the float training */
+static void training_job(void **st)
+{
+    (void)st;
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"kind\":\"training\",\"epochs\":1,"
+                                  "\"lr\":0.05,\"train_limit\":4000,\"val_limit\":1000,"
+                                  "\"strategy\":\"uniform\",\"space\":[{\"nodes\":\"fc*\","
+                                  "\"points\":[\"weights\",\"grad_weights\"],\"widths\":[3,16]}]}",
+                                  &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    const qt_result *b = qt_search_baseline(s);
+    assert_true(b->top1 > 0.6);                     /* it was trained */
+    const qt_coord *c;
+    int n = qt_search_coords(s, &c);
+    assert_int_equal(n, 6);
+    for (int i = 0; i < n; i++) {
+        assert_true(c[i].absmax > 0 && isfinite(c[i].absmax));
+        if (c[i].point == QT_QP_GRAD_WEIGHTS) assert_true(c[i].absmax != 1.0);  /* measured */
+    }
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    const qt_result *r16, *r3;
+    qt_search_result(s, 0, NULL, &r16);                       /* 16 bits */
+    qt_search_result(s, qt_search_evals(s) - 1, NULL, &r3);   /* 3 bits */
+    fprintf(stderr, "training job: float %.2f%%, 16-bit %.2f%%, 3-bit %.2f%%\n",
+            100 * b->top1, 100 * r16->top1, 100 * r3->top1);
+    assert_true(fabs(r16->top1 - b->top1) < 0.03);
+    assert_true(r16->feasible);
+    assert_true(r3->top1 < b->top1 - 0.1);
+    qt_search_free(s);
+    qt_job_clear(&sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +458,7 @@ int main(void)
         cmocka_unit_test(budget_and_cache),
         cmocka_unit_test(early_stop_agrees_with_full_evaluation),
         cmocka_unit_test(onnx_model_tunes_like_a_zoo_model),
+        cmocka_unit_test(training_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

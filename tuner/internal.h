@@ -20,6 +20,8 @@ struct qt_search {
     const qt_graph *g;            /* the model (owned when own_g) */
     qt_graph      *own_g;
     qt_dataset    *val;           /* owned; NULL with a custom evaluator */
+    qt_dataset    *train;         /* training jobs: the images each candidate trains on */
+    qt_graph      *trained;       /* training jobs: the float-trained model (ranges) */
     qt_coord      *coords;
     int            n_coords;
     qt_result      base;          /* the float model */

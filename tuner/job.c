@@ -17,6 +17,11 @@
  *                 model; "training": candidates configure training from
  *                 the model's seed, for "epochs" epochs.
  *   "epochs"      integer >= 1, default 1; training jobs only.
+ *   "lr"          number > 0, default 0.01: the SGD learning rate (momentum
+ *                 0.9, batch 64) of every candidate's training; training
+ *                 jobs only.
+ *   "train_limit" integer >= 0: train on the first n images of the training
+ *                 split (0, the default: all); training jobs only.
  *   "space"       non-empty array of at most 32 rules, default [{}] (one
  *                 rule of defaults: the weights of every node, fixed point,
  *                 2 to 16 bits). Later rules override earlier ones for the
@@ -82,7 +87,7 @@
 /* ------------------------------------------------------------------------ */
 
 static const char *const top_keys[] = {
-    "model", "dataset", "kind", "epochs", "space", "cost", "constraint", "strategy",
+    "model", "dataset", "kind", "epochs", "lr", "train_limit", "space", "cost", "constraint", "strategy",
     "budget", "val_limit", "alpha", "seed", "workers", NULL
 };
 static const char *const rule_keys[] = {
@@ -549,6 +554,22 @@ static int parse_job(const json_t *j, qt_job_spec *s, qt_error *err)
         if ((rc = get_int(v, "epochs", 1, INT_MAX, &n, err)) != QT_OK) return rc;
         s->epochs = (int)n;
     }
+    s->lr = s->kind == QT_JOB_TRAINING ? 0.01 : 0;
+    if ((v = json_object_get(j, "lr"))) {
+        double x = 0;
+        if (s->kind != QT_JOB_TRAINING)
+            return fail(err, "lr", "only a training job has a learning rate (\"kind\": \"training\")");
+        if ((rc = get_num(v, "lr", &x, err)) != QT_OK) return rc;
+        if (!(x > 0 && x < 100)) return fail(err, "lr", "%g must be in (0, 100)", x);
+        s->lr = x;
+    }
+    s->train_limit = 0;
+    if ((v = json_object_get(j, "train_limit"))) {
+        if (s->kind != QT_JOB_TRAINING)
+            return fail(err, "train_limit", "only a training job trains (\"kind\": \"training\")");
+        if ((rc = get_int(v, "train_limit", 0, JINT_MAX, &n, err)) != QT_OK) return rc;
+        s->train_limit = (size_t)n;
+    }
 
     if ((rc = parse_space(json_object_get(j, "space"), s, err)) != QT_OK) return rc;
     if ((rc = parse_cost(json_object_get(j, "cost"), s, err)) != QT_OK) return rc;
@@ -671,7 +692,11 @@ json_t *qt_job_to_json(const qt_job_spec *s)
     put(o, "model", json_string(s->model), &bad);
     put(o, "dataset", json_string(s->dataset), &bad);
     put(o, "kind", json_string(kinds[s->kind == QT_JOB_TRAINING]), &bad);
-    if (s->kind == QT_JOB_TRAINING) put(o, "epochs", json_integer(s->epochs), &bad);
+    if (s->kind == QT_JOB_TRAINING) {
+        put(o, "epochs", json_integer(s->epochs), &bad);
+        put(o, "lr", json_real(s->lr), &bad);
+        put(o, "train_limit", json_integer((json_int_t)s->train_limit), &bad);
+    }
 
     a = json_array();
     for (int i = 0; i < s->n_rules && i < QT_JOB_MAX_RULES; i++)

@@ -141,10 +141,10 @@ static int build_coords(qt_search *s, qt_error *err)
 }
 
 /* the largest |value| of every coordinate: parameters directly, activations
- * over up to 2048 validation images in float */
-static int calibrate(qt_search *s, qt_error *err)
+ * over up to 2048 validation images in float; gradients (training jobs)
+ * from the float baseline's training (gst) */
+static int calibrate(qt_search *s, qt_graph *g, const qt_stats *gst, qt_error *err)
 {
-    qt_graph *g = s->own_g;
     qt_stats *st = qt_stats_new(g);
     qt_dataset *cal = NULL;
     int rc;
@@ -158,7 +158,11 @@ static int calibrate(qt_search *s, qt_error *err)
     if (rc) goto out;
     for (int i = 0; i < s->n_coords; i++) {
         qt_coord *c = &s->coords[i];
-        if (c->point == QT_QP_WEIGHTS || c->point == QT_QP_BIAS) {
+        if (c->point == QT_QP_GRAD_OUTPUT || c->point == QT_QP_GRAD_WEIGHTS) {
+            c->absmax = gst ? qt_stats_get(gst, c->node, c->point == QT_QP_GRAD_OUTPUT
+                                           ? QT_ST_GRAD_ACT : QT_ST_GRAD_WEIGHTS)->absmax : 0;
+        } else if (c->point == QT_QP_WEIGHTS || c->point == QT_QP_BIAS ||
+                   c->point == QT_QP_ACCUMULATOR) {
             const qt_tensor *t = qt_graph_param(g, c->node, c->point == QT_QP_BIAS);
             double mx = 0;
             for (size_t k = 0; k < t->size; k++)
@@ -220,6 +224,12 @@ static void model_key(qt_search *s)
     hmix(&h, &s->spec.relative, sizeof s->spec.relative);
     hmix(&h, &s->spec.absolute, sizeof s->spec.absolute);
     hmix(&h, &s->spec.alpha, sizeof s->spec.alpha);
+    if (s->spec.kind == QT_JOB_TRAINING) {          /* a training run per candidate */
+        uint64_t th = s->train ? qt_dataset_hash(s->train) : 0;
+        hmix(&h, &th, sizeof th);
+        hmix(&h, &s->spec.epochs, sizeof s->spec.epochs);
+        hmix(&h, &s->spec.lr, sizeof s->spec.lr);
+    }
     snprintf(s->model_key, sizeof s->model_key, "%016llx%016llx",
              (unsigned long long)h.a, (unsigned long long)h.b);
 }
@@ -400,9 +410,31 @@ static int early_cb(void *user, const qt_metrics *m, const uint8_t *correct)
     return 0;
 }
 
-/* one evaluation through the engine on graph g (a worker's own) */
+/* train a copy of the job's model under cfg (NULL: float); new graph;
+ * the statistics of the whole training go to st when it is not NULL */
+static int train_copy(qt_search *s, const qt_qconfig *cfg, qt_stats *st, qt_graph **out,
+                      qt_error *err)
+{
+    qt_graph *t = qt_graph_clone(s->own_g);
+    qt_train_opts to = qt_train_defaults();
+    qt_train_stats ts;
+    if (!t) return qt__fail(err, QT_ENOMEM, -1, "out of memory cloning the model");
+    to.epochs = s->spec.epochs;
+    to.lr = s->spec.lr;
+    to.seed = s->spec.seed;
+    if (st) qt_graph_attach_stats(t, st);
+    int rc = qt_train(t, cfg, s->train, &to, &ts, err);
+    qt_graph_attach_stats(t, NULL);
+    if (rc) { qt_graph_free(t); return rc; }
+    *out = t;
+    return QT_OK;
+}
+
+/* one evaluation through the engine on graph g (a worker's own); training
+ * jobs first train a fresh copy of the model under the candidate */
 static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *r)
 {
+    qt_graph *trained = NULL;
     qt_qconfig *cfg = NULL;
     qt_error err;
     qt_metrics m;
@@ -415,8 +447,11 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     else { st.lo = -1 + s->spec.absolute; st.hi = 1 + s->spec.absolute; }
     if (s->spec.metric == QT_MET_TOP1) { eo.cb = early_cb; eo.user = &st; }
     int rc = qt_search_config(s, c, &cfg, &err);
+    if (!rc && s->spec.kind == QT_JOB_TRAINING && !(rc = train_copy(s, cfg, NULL, &trained, &err)))
+        g = trained;
     if (!rc) rc = qt_evaluate(g, cfg, s->val, &eo, &m, &err);
     qt_qconfig_free(cfg);
+    qt_graph_free(trained);
     if (rc) {
         r->fail = rc == QT_ENOMEM ? QT_FAIL_NOMEM : QT_FAIL_OTHER;
         snprintf(r->error, sizeof r->error, "%s", err.text);
@@ -472,6 +507,7 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
 {
     qt_search *s = alloc_search(spec);
     qt_dataset *val = NULL;
+    qt_stats *gst = NULL;
     int rc;
     *out = NULL;
     if (!s) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
@@ -484,15 +520,30 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     if ((rc = qt_dataset_subset(val, 0, 0, n, &s->val, err))) goto fail;
     qt_dataset_free(val);
     val = NULL;
-    if ((rc = build_coords(s, err)) || (rc = calibrate(s, err))) goto fail;
+    double t0 = now();
+    qt_graph *ref = s->own_g;         /* the float model the candidates are compared with */
+    if (spec->kind == QT_JOB_TRAINING) {
+        qt_dataset *tr = NULL;
+        if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TRAIN, &tr, err))) goto fail;
+        size_t nt = qt_dataset_count(tr);
+        if (spec->train_limit && spec->train_limit < nt) nt = spec->train_limit;
+        rc = qt_dataset_subset(tr, 0, 0, nt, &s->train, err);
+        qt_dataset_free(tr);
+        if (rc) goto fail;
+        if (!(gst = qt_stats_new(s->own_g))) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+        if ((rc = train_copy(s, NULL, gst, &s->trained, err))) goto fail;
+        ref = s->trained;
+    }
+    if ((rc = build_coords(s, err)) || (rc = calibrate(s, ref, gst, err))) goto fail;
+    qt_stats_free(gst);
+    gst = NULL;
     s->base_correct = malloc(n ? n : 1);
     if (!s->base_correct) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
     qt_eval_opts eo;
     qt_metrics m;
     memset(&eo, 0, sizeof eo);
     eo.correct = s->base_correct;
-    double t0 = now();
-    if ((rc = qt_evaluate(s->own_g, NULL, s->val, &eo, &m, err))) goto fail;
+    if ((rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err))) goto fail;
     s->base.top1 = m.top1; s->base.top5 = m.top5; s->base.loss = m.loss;
     s->base.images = m.count;
     s->base.seconds = now() - t0;
@@ -500,6 +551,7 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     *out = s;
     return QT_OK;
 fail:
+    qt_stats_free(gst);
     qt_dataset_free(val);
     qt_search_free(s);
     return rc;
@@ -537,6 +589,8 @@ void qt_search_free(qt_search *s)
     free(s->coords);
     free(s->base_correct);
     qt_dataset_free(s->val);
+    qt_dataset_free(s->train);
+    qt_graph_free(s->trained);
     qt_graph_free(s->own_g);
     json_decref(s->spec.strategy_opts);
     free(s);
@@ -766,7 +820,15 @@ int qt_search_measure_test(qt_search *s, const qt_cand *c, qt_result *r, qt_erro
     if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TEST, &test, err))) return rc;
     if (c && (rc = qt_search_config(s, c, &cfg, err))) goto out;
     double t0 = now();
-    if ((rc = qt_evaluate(s->own_g, cfg, test, NULL, &m, err))) goto out;
+    qt_graph *g = s->own_g, *trained = NULL;
+    if (s->spec.kind == QT_JOB_TRAINING) {       /* train under the candidate again */
+        if (!c) g = s->trained;
+        else if ((rc = train_copy(s, cfg, NULL, &trained, err))) goto out;
+        else g = trained;
+    }
+    rc = qt_evaluate(g, cfg, test, NULL, &m, err);
+    qt_graph_free(trained);
+    if (rc) goto out;
     r->top1 = m.top1; r->top5 = m.top5; r->loss = m.loss;
     r->images = m.count;
     r->seconds = now() - t0;

@@ -106,7 +106,9 @@ typedef struct qt_job_spec {
     double         alpha;            /* early-stop error rate (default 0.01; 0: off) */
     uint64_t       seed;             /* stochastic rounding and splits */
     int            workers;          /* evaluation threads (default 1) */
-    int            epochs;           /* QT_JOB_TRAINING */
+    int            epochs;           /* QT_JOB_TRAINING: epochs per candidate */
+    double         lr;               /* QT_JOB_TRAINING: SGD learning rate */
+    size_t         train_limit;      /* QT_JOB_TRAINING: training images (0: all) */
 } qt_job_spec;
 
 /* Parse and validate a job; a bad job names the field and the problem
