@@ -59,4 +59,26 @@ extern const qt_strategy qt__strat_greedy;
 extern const qt_strategy qt__strat_analytical;
 extern const qt_strategy qt__strat_hybrid;
 
+/* ---- analytical precision (gains.c, strat_analytical.c) ---------------- */
+/* The noise gain E of each coordinate over the first `samples` images of d
+ * (Sakr & Shanbhag, REFERENCES.md 3(b)): the mean over samples of
+ * sum_{i != yhat} |d(Z_yhat - Z_i)/dX|^2 / (24 (Z_yhat - Z_i)^2), from the
+ * float model g (run forward and backward: the caller's own copy). Weights,
+ * bias and output points; every other point gets NaN. */
+int    qt__gains(qt_graph *g, const qt_dataset *d, size_t samples, const qt_coord *coords,
+                 int n, double *E, qt_error *err);
+/* The mismatch bound sum_X E[X] Delta_X^2 of a candidate (E: one gain per
+ * coordinate). Float (QT_NONE) coordinates add nothing; NaN when a
+ * quantized coordinate is not fixed/ufixed or its gain is not finite.
+ * Delta^2 is 12 x the format's noise variance: the step squared for
+ * round-to-nearest, 2x for stochastic, 4x for rounding down/toward zero. */
+double qt__analytical_bound(const qt_search *s, const double *E, const qt_cand *c);
+/* The gains of every coordinate of a search (one per qt_search_coords
+ * entry): outputs on the first samples_act validation images, weights and
+ * bias on the first samples_param, with a copy of the search's model.
+ * QT_EINVAL for a custom search (it has no data). */
+int    qt__search_gains(const qt_search *s, size_t samples_act, size_t samples_param,
+                        double *E, qt_error *err);
+/* ---- end analytical ------------------------------------------------------ */
+
 #endif

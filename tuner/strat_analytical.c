@@ -1,27 +1,442 @@
 /*
- * strat_analytical.c -- the analytical strategy (being written).
+ * strat_analytical.c -- every tensor's width in closed form from its noise
+ * gain (Sakr & Shanbhag's per-tensor rule, REFERENCES.md 3(b)); no search:
+ * one candidate, verified by one evaluation, widened while it fails.
+ *
+ * Gains. E_X for each tuned tensor (gains.c): measured on the search's
+ * validation images (qt_search_dataset) with a copy of the float model, on
+ * the first 500 images for every tensor (option "samples"). One sample set
+ * for all: the per-sample terms are heavy-tailed (1/margin^2: a few images
+ * near the decision boundary dominate), so the gains' level moves a lot
+ * with the samples while their ratios, which set the offsets, move little
+ * when every tensor sees the same images. Measured on lenet5: the level
+ * (E_min) changes up to 30x between 100 and 4000 images, the unrounded
+ * offsets by <= 0.6 bit; but 200 images for weights and 1000 for
+ * activations (the official scripts' counts) put them 1.1-1.9 bits apart.
+ * 500 images cost about 1 s on lenet5 and 15 s on the small VGG (2 cores;
+ * parameter gains take C - 1 unbatched backward passes per image).
+ * Option "gains" gives the gains instead (one number >= 0 per tuned
+ * tensor, in qt_search_coords order), which a custom search must do.
+ *
+ * Types. Each tensor takes ufixed when it is the output of a relu-like node
+ * (relu, sigmoid, softmax, clip with lo >= 0, and pools, flatten, reshape,
+ * dropout and transpose of one) and its space allows ufixed; otherwise its
+ * first allowed of fixed, ufixed. A tensor allowing neither, or a point with
+ * no gain (intrinsic, gradients, accumulator), is refused at init.
+ *
+ * Bound. With Delta_X the step of X's format at width B (qt_search_format:
+ * the bias fitted to the measured range, so Delta = 2^ceil(log2 absmax) x
+ * 2^(1-B) for signed fixed point, half that for ufixed),
+ *   p_m <= sum_X E_X Delta_X^2          (qt__analytical_bound)
+ * where Delta^2 is 12 x the format's noise variance (the step squared for
+ * the default round-to-nearest). A mismatch with the float prediction
+ * costs at most one correct image, so for top-1 the bound must stay within
+ * the budget base.top1 - threshold. top-5 uses base.top5 - threshold (a
+ * heuristic: the bound is about the top-1 prediction); a loss constraint
+ * has no such budget and needs the option "b_min".
+ *
+ * Widths. As in Sakr's code the offsets equalise the noise terms: with
+ * r_X = Delta_X(B) 2^(B-1) the tensor's range factor (measured at B = 16;
+ * 2^ceil(log2 absmax) for fixed, half of it for ufixed) and E'_X = E_X r_X^2
+ * (the gain referred to a unit range, the E Sakr's offsets use),
+ *   offset_X = round(log2 sqrt(E'_X / E'_min))     (round half to even:
+ *                                                 nearbyint, default mode)
+ *   B_X      = clamp(B_min + offset_X, wmin_X, wmax_X)
+ * so with one type and range everywhere offset_X = round(log2 sqrt(E_X /
+ * E_min)). A tensor with gain 0 stays at its narrowest width. B_min is the
+ * smallest of 1..32 whose bound fits the budget (or option "b_min"); when
+ * none fits, the widest candidate is proposed.
+ *
+ * Steps. Propose that candidate; if it fails, B_min + 1 (the next B_min
+ * that changes a width), until one passes or every tensor with a gain is
+ * at its wmax; then done. Options: "samples", "gains", "b_min"; others are
+ * errors naming them.
  */
 #include "internal.h"
 
-static int init_(qt_search *s, const json_t *opts, void **state, qt_error *err)
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SAMPLES       500       /* images the gains are measured on */
+#define OFF_ZERO      (-1000)   /* the offset of a tensor whose gain is 0 */
+#define REF_WIDTH     16        /* where the range factor r_X is measured */
+
+enum { PH_PROPOSE = 0, PH_WAIT = 1, PH_DONE = 2 };
+
+typedef struct ana {
+    int        n;          /* tuned tensors */
+    double    *E;          /* noise gains */
+    qt_type   *type;       /* fixed or ufixed, per tensor */
+    int       *lo, *hi;    /* width range per tensor */
+    int       *off;        /* offsets (OFF_ZERO: gain 0) */
+    int       *w;          /* widths of the pending proposal */
+    double     budget;     /* the mismatch the constraint allows (NaN: none) */
+    int        bmin;       /* B_min of the pending proposal */
+    int        phase;
+    int        failed;     /* B_min of the failed proposal this one widens (0: none) */
+    double     failed_acc; /* its metric */
+    char       why[24];    /* how B_min was chosen: "", " (forced)", ... */
+} ana;
+
+/* ------------------------------------------------------------------------ */
+/* The bound, for every strategy                                             */
+/* ------------------------------------------------------------------------ */
+
+double qt__analytical_bound(const qt_search *s, const double *E, const qt_cand *c)
 {
-    (void)s; (void)opts; (void)state;
-    return qt__fail(err, QT_ENOTSUP, -1, "strategy: 'analytical' is not implemented yet");
+    const qt_coord *co;
+    int n = qt_search_coords(s, &co);
+    double b = 0;
+    for (int i = 0; i < n; i++) {
+        const qt_format *f = &c->fmt[i];
+        if (f->type == QT_NONE) continue;
+        if (f->type != QT_FIXED && f->type != QT_UFIXED) return NAN;
+        if (!(E[i] >= 0) || !isfinite(E[i])) return NAN;
+        b += E[i] * 12.0 * qt_noise_var(f, 0.0);
+    }
+    return b;
 }
 
-static int propose_(void *state, qt_search *s, qt_cand *c)
+/* ------------------------------------------------------------------------ */
+/* Set-up                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* is the node's output >= 0 whatever its input (relu-like)? */
+static int nonneg(const qt_graph *g, int node, int depth)
 {
-    (void)state; (void)s; (void)c;
-    return QT_DONE;
+    const int *in;
+    int nin = qt_graph_node_inputs(g, node, &in);
+    if (depth > 64) return 0;
+    switch (qt_graph_node_op(g, node)) {
+    case QT_OP_RELU: case QT_OP_SIGMOID: case QT_OP_SOFTMAX:
+        return 1;
+    case QT_OP_CLIP:
+        return qt_graph_node_attr(g, node)->lo >= 0.0f;
+    case QT_OP_MAXPOOL: case QT_OP_AVGPOOL: case QT_OP_GAP: case QT_OP_GMP:
+    case QT_OP_FLATTEN: case QT_OP_RESHAPE: case QT_OP_DROPOUT: case QT_OP_TRANSPOSE:
+        return nin == 1 && nonneg(g, in[0], depth + 1);
+    case QT_OP_CONCAT:
+        for (int k = 0; k < nin; k++)
+            if (!nonneg(g, in[k], depth + 1)) return 0;
+        return nin > 0;
+    default:
+        return 0;
+    }
 }
 
-static void observe_(void *state, qt_search *s, const qt_cand *c, const qt_result *r)
+static void ana_free(void *state)
 {
-    (void)state; (void)s; (void)c; (void)r;
+    ana *a = state;
+    if (!a) return;
+    free(a->E);
+    free(a->type);
+    free(a->lo);
+    free(a->hi);
+    free(a->off);
+    free(a->w);
+    free(a);
 }
 
-static void free_(void *state) { (void)state; }
+static int bad_opt(qt_error *err, const char *key, const char *msg)
+{
+    return qt__fail(err, QT_EINVAL, -1, "strategy.%s: %s", key, msg);
+}
+
+/* the options: samples, gains, b_min */
+static int parse_opts(const qt_search *s, const json_t *opts, int n, long *samples,
+                      double *E, int *have_gains, int *bmin, qt_error *err)
+{
+    const char *key;
+    const json_t *v;
+    *samples = 0;
+    *have_gains = 0;
+    *bmin = 0;
+    if (!opts) return QT_OK;
+    if (!json_is_object(opts))
+        return qt__fail(err, QT_EINVAL, -1, "strategy: analytical's options must be an object");
+    json_object_foreach((json_t *)opts, key, v) {
+        if (!strcmp(key, "samples")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > 100000000)
+                return bad_opt(err, key, "must be an integer >= 1 (images the gains are "
+                               "measured on)");
+            *samples = (long)json_integer_value(v);
+        } else if (!strcmp(key, "b_min")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 32)
+                return bad_opt(err, key, "must be an integer in 1..32");
+            *bmin = (int)json_integer_value(v);
+        } else if (!strcmp(key, "gains")) {
+            if (!json_is_array(v) || (int)json_array_size(v) != n)
+                return qt__fail(err, QT_EINVAL, -1, "strategy.gains: must be an array of %d "
+                                "numbers, one per tuned tensor", n);
+            for (int i = 0; i < n; i++) {
+                const json_t *x = json_array_get(v, (size_t)i);
+                double e = json_is_number(x) ? json_number_value(x) : -1;
+                if (!(e >= 0) || !isfinite(e))
+                    return qt__fail(err, QT_EINVAL, -1, "strategy.gains[%d]: must be a "
+                                    "number >= 0", i);
+                E[i] = e;
+            }
+            *have_gains = 1;
+        } else {
+            return qt__fail(err, QT_EINVAL, -1, "strategy.%s: analytical has no such option "
+                            "(samples, gains, b_min)", key);
+        }
+    }
+    (void)s;
+    return QT_OK;
+}
+
+/* the widths at B_min = b */
+static void widths_at(const ana *a, int b, int *w)
+{
+    for (int i = 0; i < a->n; i++) {
+        int x = a->off[i] == OFF_ZERO ? a->lo[i] : b + a->off[i];
+        w[i] = x < a->lo[i] ? a->lo[i] : x > a->hi[i] ? a->hi[i] : x;
+    }
+}
+
+/* the candidate of widths w */
+static int fill(const ana *a, const qt_search *s, const int *w, qt_cand *c)
+{
+    for (int i = 0; i < a->n; i++)
+        if (qt_search_format(s, i, a->type[i], w[i], 0, &c->fmt[i]) != QT_OK)
+            return QT_EINVAL;
+    return QT_OK;
+}
+
+static double bound_at(const ana *a, const qt_search *s, int b, int *w, qt_cand *c)
+{
+    widths_at(a, b, w);
+    if (fill(a, s, w, c)) return NAN;
+    return qt__analytical_bound(s, a->E, c);
+}
+
+/* every tensor with a gain at its widest */
+static int all_widest(const ana *a, const int *w)
+{
+    for (int i = 0; i < a->n; i++)
+        if (a->off[i] != OFF_ZERO && w[i] < a->hi[i]) return 0;
+    return 1;
+}
+
+static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *err)
+{
+    const qt_coord *co;
+    const qt_graph *g = qt_search_graph(s);
+    const qt_job_spec *sp = qt_search_spec(s);
+    int n = qt_search_coords(s, &co), rc = QT_OK, have_gains, forced;
+    long samples;
+    qt_cand *c = NULL;
+    ana *a = calloc(1, sizeof *a);
+    if (!a) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    a->n = n;
+    size_t m = (size_t)(n ? n : 1);
+    a->E = calloc(m, sizeof *a->E);
+    a->type = calloc(m, sizeof *a->type);
+    a->lo = calloc(m, sizeof *a->lo);
+    a->hi = calloc(m, sizeof *a->hi);
+    a->off = calloc(m, sizeof *a->off);
+    a->w = calloc(m, sizeof *a->w);
+    if (!a->E || !a->type || !a->lo || !a->hi || !a->off || !a->w || !(c = qt_cand_new(s))) {
+        rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
+        goto fail;
+    }
+    if ((rc = parse_opts(s, opts, n, &samples, a->E, &have_gains, &forced, err))) goto fail;
+    if (sp->kind == QT_JOB_TRAINING) {
+        rc = qt__fail(err, QT_ENOTSUP, -1, "strategy: analytical tunes inference jobs only "
+                      "(its gains are for the forward pass)");
+        goto fail;
+    }
+    if (n == 0) { rc = qt__fail(err, QT_EINVAL, -1, "space: no tensor to tune"); goto fail; }
+
+    /* types and width ranges; refuse what the bound cannot cover */
+    for (int i = 0; i < n; i++) {
+        const char *node = qt_graph_node_name(g, co[i].node), *pt = qt_qpoint_name(co[i].point);
+        if (co[i].point != QT_QP_WEIGHTS && co[i].point != QT_QP_BIAS &&
+            co[i].point != QT_QP_OUTPUT) {
+            rc = qt__fail(err, QT_EINVAL, -1, "strategy: analytical cannot tune '%s' %s: noise "
+                          "gains cover weights, bias and outputs only", node, pt);
+            goto fail;
+        }
+        uint32_t fx = co[i].types & (1u << QT_FIXED), ufx = co[i].types & (1u << QT_UFIXED);
+        if (!fx && !ufx) {
+            rc = qt__fail(err, QT_EINVAL, -1, "strategy: analytical needs fixed or ufixed for "
+                          "'%s' %s (its space allows neither): the bound is for fixed point",
+                          node, pt);
+            goto fail;
+        }
+        a->type[i] = ufx && (!fx || (co[i].point == QT_QP_OUTPUT && nonneg(g, co[i].node, 0)))
+                     ? QT_UFIXED : QT_FIXED;
+        a->lo[i] = co[i].wmin;
+        a->hi[i] = co[i].wmax;
+        qt_format f;
+        while (a->lo[i] <= a->hi[i] && qt_search_format(s, i, a->type[i], a->lo[i], 0, &f))
+            a->lo[i]++;
+        if (a->lo[i] > a->hi[i]) {
+            rc = qt__fail(err, QT_EINVAL, -1, "strategy: analytical: no %s width in [%d, %d] "
+                          "for '%s' %s", qt_type_name(a->type[i]), co[i].wmin, co[i].wmax,
+                          node, pt);
+            goto fail;
+        }
+    }
+
+    /* the budget */
+    const qt_result *base = qt_search_baseline(s);
+    double th = qt_search_threshold(s);
+    switch (sp->metric) {
+    case QT_MET_TOP1: a->budget = base->top1 - th; break;
+    case QT_MET_TOP5: a->budget = base->top5 - th; break;
+    default:          a->budget = NAN; break;
+    }
+    if (a->budget < 0) a->budget = 0;
+    if (isnan(a->budget) && !forced) {
+        rc = qt__fail(err, QT_EINVAL, -1, "strategy.b_min: a loss constraint gives the mismatch "
+                      "bound no budget; analytical needs b_min with it");
+        goto fail;
+    }
+
+    /* the gains */
+    if (!have_gains) {
+        if (!qt_search_dataset(s)) {
+            rc = qt__fail(err, QT_EINVAL, -1, "strategy.gains: a search without the engine's "
+                          "data needs the gains given (%d numbers, one per tuned tensor)", n);
+            goto fail;
+        }
+        size_t ns = samples ? (size_t)samples : SAMPLES;
+        if ((rc = qt__search_gains(s, ns, ns, a->E, err))) goto fail;
+    }
+
+    /* offsets from the range-scaled gains */
+    double emin = INFINITY;
+    double *eh = malloc(m * sizeof *eh);
+    if (!eh) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+    for (int i = 0; i < n; i++) {
+        qt_format f;
+        int wr = REF_WIDTH < a->lo[i] ? a->lo[i] : REF_WIDTH > 32 ? 32 : REF_WIDTH;
+        if (qt_search_format(s, i, a->type[i], wr, 0, &f) != QT_OK) { eh[i] = 0; continue; }
+        double r = qt_step(&f, 0.0) * ldexp(1.0, wr - 1);
+        eh[i] = a->E[i] * r * r;
+        if (eh[i] > 0 && eh[i] < emin) emin = eh[i];
+    }
+    for (int i = 0; i < n; i++)
+        a->off[i] = eh[i] > 0 ? (int)nearbyint(0.5 * log2(eh[i] / emin)) : OFF_ZERO;
+    free(eh);
+
+    /* B_min: the smallest that fits, or the one forced */
+    if (forced) {
+        a->bmin = forced;
+        snprintf(a->why, sizeof a->why, " (forced)");
+    } else {
+        int b;
+        for (b = 1; b <= 32; b++)
+            if (bound_at(a, s, b, a->w, c) <= a->budget) break;
+        if (b > 32) {                 /* nothing fits: the first at the widest */
+            int w32[64], *wt = n <= 64 ? w32 : malloc(m * sizeof *wt);
+            if (!wt) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+            widths_at(a, 32, wt);
+            for (b = 1; b < 32; b++) {
+                widths_at(a, b, a->w);
+                if (!memcmp(a->w, wt, m * sizeof *wt)) break;
+            }
+            if (wt != w32) free(wt);
+            snprintf(a->why, sizeof a->why, " (none fits)");
+        }
+        a->bmin = b;
+    }
+    widths_at(a, a->bmin, a->w);
+    a->phase = PH_PROPOSE;
+    qt_cand_free(c);
+    *state = a;
+    return QT_OK;
+fail:
+    qt_cand_free(c);
+    ana_free(a);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Proposing                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* append to a reason only whole pieces, "..." once one does not fit */
+static void add(char *buf, size_t size, int *full, const char *fmt, ...)
+{
+    char piece[160];
+    va_list ap;
+    if (*full) return;
+    va_start(ap, fmt);
+    int k = vsnprintf(piece, sizeof piece, fmt, ap);
+    va_end(ap);
+    size_t at = strlen(buf);
+    if (k < 0 || (size_t)k >= sizeof piece || at + (size_t)k + 4 >= size) {
+        if (at + 4 <= size) memcpy(buf + at, "...", 4);
+        *full = 1;
+        return;
+    }
+    memcpy(buf + at, piece, (size_t)k + 1);
+}
+
+static int ana_propose(void *state, qt_search *s, qt_cand *c)
+{
+    ana *a = state;
+    const qt_coord *co;
+    const qt_graph *g = qt_search_graph(s);
+    if (a->phase != PH_PROPOSE) return a->phase == PH_WAIT ? QT_WAIT : QT_DONE;
+    qt_search_coords(s, &co);
+    if (fill(a, s, a->w, c)) { a->phase = PH_DONE; return QT_DONE; }
+    double bd = qt__analytical_bound(s, a->E, c);
+    int full = 0;
+    c->reason[0] = 0;
+    if (isnan(a->budget))
+        add(c->reason, sizeof c->reason, &full, "analytical: B_min = %d%s, bound %.3g %% "
+            "(no budget for a loss)", a->bmin, a->why, 100 * bd);
+    else
+        add(c->reason, sizeof c->reason, &full, "analytical: B_min = %d%s, bound %.3g %% %s "
+            "budget %.3g %%", a->bmin, a->why, 100 * bd, bd <= a->budget ? "<=" : ">",
+            100 * a->budget);
+    if (a->failed)
+        add(c->reason, sizeof c->reason, &full, qt_search_spec(s)->metric == QT_MET_LOSS
+            ? " (B_min = %d failed: loss %.4g)" : " (B_min = %d failed: %.2f %%)", a->failed,
+            qt_search_spec(s)->metric == QT_MET_LOSS ? a->failed_acc : 100 * a->failed_acc);
+    for (int i = 0; i < a->n; i++)
+        if (a->w[i] != a->bmin)
+            add(c->reason, sizeof c->reason, &full, ", %s %s %+d",
+                qt_graph_node_name(g, co[i].node), qt_qpoint_name(co[i].point),
+                a->w[i] - a->bmin);
+    a->phase = PH_WAIT;
+    return QT_PROPOSE;
+}
+
+static void ana_observe(void *state, qt_search *s, const qt_cand *c, const qt_result *r)
+{
+    ana *a = state;
+    (void)c;
+    if (a->phase != PH_WAIT) return;
+    if (r->feasible) { a->phase = PH_DONE; return; }
+    /* widen: the next B_min that changes a width */
+    if (all_widest(a, a->w)) { a->phase = PH_DONE; return; }
+    int *w = malloc((size_t)a->n * sizeof *w);
+    if (!w) { a->phase = PH_DONE; return; }
+    int b = a->bmin;
+    do widths_at(a, ++b, w); while (!memcmp(w, a->w, (size_t)a->n * sizeof *w) && b < 32 + 64);
+    if (!memcmp(w, a->w, (size_t)a->n * sizeof *w)) { free(w); a->phase = PH_DONE; return; }
+    memcpy(a->w, w, (size_t)a->n * sizeof *w);
+    free(w);
+    const qt_job_spec *sp = qt_search_spec(s);
+    a->failed_acc = sp->metric == QT_MET_TOP5 ? r->top5 : sp->metric == QT_MET_LOSS ? r->loss
+                                                                                  : r->top1;
+    a->failed = a->bmin;
+    a->bmin = b;
+    a->why[0] = 0;
+    a->phase = PH_PROPOSE;
+}
 
 const qt_strategy qt__strat_analytical = {
-    "analytical", "(not implemented yet)", init_, propose_, observe_, free_
+    "analytical", "per-tensor widths in closed form from noise gains (Sakr & Shanbhag), "
+    "verified by one evaluation and widened while it fails",
+    ana_init, ana_propose, ana_observe, ana_free
 };
