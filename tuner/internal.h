@@ -79,6 +79,15 @@ double qt__analytical_bound(const qt_search *s, const double *E, const qt_cand *
  * QT_EINVAL for a custom search (it has no data). */
 int    qt__search_gains(const qt_search *s, size_t samples_act, size_t samples_param,
                         double *E, qt_error *err);
+/* The analytical plan for hybrid (strat_analytical.c): made as the
+ * analytical strategy's init makes it (same options); its B_min; the
+ * candidate at any B_min (widths into w, one per coordinate); each
+ * tensor's type and width range; release. */
+int    qt__ana_new(qt_search *s, const json_t *opts, void **plan, qt_error *err);
+int    qt__ana_bmin(const void *plan);
+int    qt__ana_cand(const void *plan, const qt_search *s, int b, int *w, qt_cand *c);
+int    qt__ana_range(const void *plan, int i, qt_type *t, int *lo, int *hi);
+void   qt__ana_free(void *plan);
 /* ---- end analytical ------------------------------------------------------ */
 
 #endif

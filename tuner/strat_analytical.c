@@ -435,6 +435,34 @@ static void ana_observe(void *state, qt_search *s, const qt_cand *c, const qt_re
     a->phase = PH_PROPOSE;
 }
 
+/* ---- for hybrid: the plan without its proposing ---- */
+
+int qt__ana_new(qt_search *s, const json_t *opts, void **plan, qt_error *err)
+{
+    return ana_init(s, opts, plan, err);
+}
+
+int qt__ana_bmin(const void *plan) { return ((const ana *)plan)->bmin; }
+
+int qt__ana_cand(const void *plan, const qt_search *s, int b, int *w, qt_cand *c)
+{
+    const ana *a = plan;
+    widths_at(a, b, w);
+    return fill(a, s, w, c);
+}
+
+int qt__ana_range(const void *plan, int i, qt_type *t, int *lo, int *hi)
+{
+    const ana *a = plan;
+    if (i < 0 || i >= a->n) return QT_EINVAL;
+    *t = a->type[i];
+    *lo = a->lo[i];
+    *hi = a->hi[i];
+    return QT_OK;
+}
+
+void qt__ana_free(void *plan) { ana_free(plan); }
+
 const qt_strategy qt__strat_analytical = {
     "analytical", "per-tensor widths in closed form from noise gains (Sakr & Shanbhag), "
     "verified by one evaluation and widened while it fails",

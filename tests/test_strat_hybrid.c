@@ -1,0 +1,153 @@
+/*
+ * test_strat_hybrid.c -- hybrid: analytical offsets, B_min searched below
+ * the bound, then one-bit-fewer moves; against a synthetic evaluator with a
+ * known optimum, and on lenet5 beside greedy.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "tuner.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct synth { int need[16]; int calls; } synth;
+
+/* tensor i loses 5 points per bit below need[i] */
+static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_result *r)
+{
+    synth *y = user;
+    const qt_coord *co;
+    int n = qt_search_coords(s, &co);
+    double acc = 0.9;
+    for (int i = 0; i < n; i++) {
+        int w = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
+        if (w < y->need[i]) acc -= 0.05 * (y->need[i] - w);
+    }
+    r->top1 = acc > 0 ? acc : 0;
+    r->top5 = 1;
+    r->loss = 1 - r->top1;
+    r->images = 1000;
+    y->calls++;
+    return QT_OK;
+}
+
+static qt_search *synth_search(const char *job, qt_graph *g, synth *y, qt_error *err, int *rc)
+{
+    qt_job_spec sp;
+    qt_search *s = NULL;
+    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
+    assert_int_equal(qt_job_parse(job, &sp, err), QT_OK);
+    *rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, err);
+    qt_job_clear(&sp);
+    return s;
+}
+
+/* gains 1, 4, 16 give offsets 0, 1, 2; tensors need 3, 4, 5 bits: the
+ * B_min search lands on 3 and no bit can go */
+static void finds_the_optimum(void **st)
+{
+    (void)st;
+    qt_graph *g;
+    qt_error err;
+    int rc;
+    synth y = { { 3, 4, 5 }, 0 };
+    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
+    qt_search *s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\","
+                                "\"widths\":[2,16]}],\"strategy\":{\"name\":\"hybrid\","
+                                "\"gains\":[1,4,16]}}", g, &y, &err, &rc);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    const qt_result *r;
+    int feasible;
+    const qt_cand *best = qt_search_best(s, &r, &feasible);
+    assert_non_null(best);
+    assert_true(feasible);
+    for (int i = 0; i < 3; i++) assert_int_equal(best->fmt[i].width, y.need[i]);
+    /* a binary search below the bound's B_min, then one round of 3 moves */
+    int n = qt_search_evals(s);
+    fprintf(stderr, "synthetic: %d evaluations\n", n);
+    assert_true(n <= 5 + 3);
+    for (int i = 0; i < n; i++) {
+        const qt_cand *c;
+        qt_search_result(s, i, &c, NULL);
+        assert_non_null(strstr(c->reason, "hybrid"));
+    }
+    qt_search_free(s);
+
+    /* without refinement: the B_min search alone, same answer here */
+    y.calls = 0;
+    s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\",\"widths\":[2,16]}],"
+                     "\"strategy\":{\"name\":\"hybrid\",\"refine\":\"none\",\"gains\":[1,4,16]}}",
+                     g, &y, &err, &rc);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    assert_true(qt_search_evals(s) < n);
+    best = qt_search_best(s, &r, &feasible);
+    assert_true(feasible);
+    for (int i = 0; i < 3; i++) assert_int_equal(best->fmt[i].width, y.need[i]);
+    qt_search_free(s);
+
+    /* bad options name themselves */
+    s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\"}],\"strategy\":"
+                     "{\"name\":\"hybrid\",\"refine\":\"more\",\"gains\":[1,1,1]}}", g, &y, &err, &rc);
+    assert_int_equal(rc, QT_EINVAL);
+    assert_non_null(strstr(err.text, "strategy.refine"));
+    s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\"}],\"strategy\":"
+                     "{\"name\":\"hybrid\",\"depth\":2,\"gains\":[1,1,1]}}", g, &y, &err, &rc);
+    assert_int_equal(rc, QT_EINVAL);
+    assert_non_null(strstr(err.text, "strategy.depth"));
+    qt_graph_free(g);
+}
+
+static int run(const char *strategy, double *compression, double *top1)
+{
+    char job[1024];
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/lenet5.qtck\","
+             "\"val_limit\":2000,\"strategy\":\"%s\",\"space\":[{\"nodes\":\"conv*\",\"widths\":[2,8]},"
+             "{\"nodes\":\"fc*\",\"widths\":[2,8]}]}", strategy);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    const qt_result *r;
+    int feasible;
+    assert_non_null(qt_search_best(s, &r, &feasible));
+    assert_true(feasible);
+    *compression = r->compression;
+    *top1 = r->top1;
+    int n = qt_search_evals(s);
+    qt_search_free(s);
+    qt_job_clear(&sp);
+    return n;
+}
+
+/* lenet5 at r = 0.99: feasible, and in fewer evaluations than greedy */
+static void lenet5_beside_greedy(void **st)
+{
+    (void)st;
+    double ch, cg, th, tg;
+    int nh = run("hybrid", &ch, &th), ng = run("greedy", &cg, &tg);
+    fprintf(stderr, "lenet5: hybrid %d evaluations, %.2fx, %.2f%%; greedy %d evaluations, "
+            "%.2fx, %.2f%%\n", nh, ch, 100 * th, ng, cg, 100 * tg);
+    assert_true(ch > 4.0);
+    assert_true(nh < ng);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(finds_the_optimum),
+        cmocka_unit_test(lenet5_beside_greedy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
