@@ -355,8 +355,16 @@ static int cmd_tune(int argc, char **argv)
     const qt_result *r;
     int feasible;
     const qt_cand *best = qt_search_best(s, &r, &feasible);
-    printf("%d evaluations (%d computed) in %.1f s\n", qt_search_evals(s),
-           qt_search_computed(s), now() - t0);
+    int ef = 0, ep = 0;
+    size_t imgs = 0;
+    for (int i = 0; i < qt_search_evals(s); i++) {
+        const qt_result *x;
+        qt_search_result(s, i, NULL, &x);
+        if (x->early) { ef += !x->feasible; ep += x->feasible; }
+        imgs += x->cached ? 0 : x->images;
+    }
+    printf("%d evaluations (%d computed, %zu images) in %.1f s; stopped early: %d failing, "
+           "%d passing\n", qt_search_evals(s), qt_search_computed(s), imgs, now() - t0, ef, ep);
     if (best) {
         char *cj = qt_search_config_json(s, best);
         qt_result tq, tf;

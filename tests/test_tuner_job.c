@@ -191,7 +191,7 @@ static void t_canonical(void **st)
         /* jansson prints reals with 17 digits, so the text reads back exactly */
         "\"relative\":0.98999999999999999},"
         "\"strategy\":\"bisection\",\"budget\":{\"evaluations\":0,\"seconds\":0.0},"
-        "\"val_limit\":0,\"alpha\":0.01,\"seed\":1,\"workers\":2}");
+        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"seed\":1,\"workers\":2}");
     free(text);
     json_decref(j);
     qt_job_clear(&s);
@@ -212,7 +212,7 @@ static void t_canonical(void **st)
         "\"constraint\":{\"metric\":\"top5\",\"absolute\":0.5},"
         "\"strategy\":{\"name\":\"hybrid\",\"opt\":{\"x\":[1,2]}},"
         "\"budget\":{\"evaluations\":0,\"seconds\":0.0},"
-        "\"val_limit\":0,\"alpha\":0.01,\"seed\":1,\"workers\":1}");
+        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"seed\":1,\"workers\":1}");
     free(text);
     json_decref(j);
     qt_job_clear(&s);
@@ -326,6 +326,7 @@ static void rand_spec(qt_job_spec *s)
     s->epochs = s->kind == QT_JOB_TRAINING ? (below(4) ? 1 + below(100) : INT_MAX) : 0;
     s->lr = s->kind == QT_JOB_TRAINING ? (below(2) ? 0.01 : 1e-4 * (1 + below(5000))) : 0;
     s->train_limit = s->kind == QT_JOB_TRAINING ? below(70000) : 0;
+    s->early_pass = below(2);
     s->n_rules = below(3) ? 1 + below(4) : 1 + below(QT_JOB_MAX_RULES);
     for (int i = 0; i < s->n_rules; i++) {
         qt_space_rule *r = &s->rules[i];
@@ -410,6 +411,7 @@ static void assert_spec_equal(const qt_job_spec *a, const qt_job_spec *b)
     assert_int_equal(a->epochs, b->epochs);
     assert_true(a->lr == b->lr);
     assert_int_equal(a->train_limit, b->train_limit);
+    assert_int_equal(a->early_pass, b->early_pass);
 }
 
 static void t_round_trip(void **st)
@@ -477,6 +479,7 @@ static const bad bads[] = {
     { "{" M "\"kind\": \"training\", \"epochs\": 0}", QT_EINVAL, "epochs: 0 is out of range" },
     { "{" M "\"kind\": \"training\", \"epochs\": 1.5}", QT_EINVAL, "epochs: must be an integer" },
     { "{" M "\"lr\": 0.1}", QT_EINVAL, "lr: only a training job" },
+    { "{" M "\"early_pass\": 1}", QT_EINVAL, "early_pass: must be true or false" },
     { "{" M "\"kind\": \"training\", \"lr\": 0}", QT_EINVAL, "lr: 0 must be in (0, 100)" },
     { "{" M "\"kind\": \"training\", \"lr\": \"fast\"}", QT_EINVAL, "lr:" },
     { "{" M "\"train_limit\": 10}", QT_EINVAL, "train_limit: only a training job" },

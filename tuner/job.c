@@ -63,7 +63,11 @@
  *                 (0, the default: all).
  *   "alpha"       0 <= alpha < 0.5, default 0.01: the error rate of the
  *                 early stop that decides a candidate before the whole
- *                 split (0: never stop early).
+ *                 split (0: only the exact stop, once the rest of the
+ *                 split can no longer change the verdict).
+ *   "early_pass"  boolean, default false: also stop a candidate as soon as
+ *                 it can no longer fail (by default only failing ones stop
+ *                 early, so every passing result's accuracy is exact).
  *   "seed"        integer 0..2^63-1, default 1: stochastic rounding, splits.
  *   "workers"     evaluation threads, 1..64, default 1 (results do not
  *                 depend on it).
@@ -88,7 +92,7 @@
 
 static const char *const top_keys[] = {
     "model", "dataset", "kind", "epochs", "lr", "train_limit", "space", "cost", "constraint", "strategy",
-    "budget", "val_limit", "alpha", "seed", "workers", NULL
+    "budget", "val_limit", "alpha", "early_pass", "seed", "workers", NULL
 };
 static const char *const rule_keys[] = {
     "nodes", "points", "types", "widths", "rounding", "bias", NULL
@@ -588,6 +592,11 @@ static int parse_job(const json_t *j, qt_job_spec *s, qt_error *err)
         if (!(a >= 0 && a < 0.5)) return fail(err, "alpha", "%g must be in [0, 0.5)", a);
         s->alpha = a;
     }
+    s->early_pass = 0;
+    if ((v = json_object_get(j, "early_pass"))) {
+        if (!json_is_boolean(v)) return fail(err, "early_pass", "must be true or false");
+        s->early_pass = json_is_true(v);
+    }
     s->seed = 1;
     if ((v = json_object_get(j, "seed"))) {
         if ((rc = get_int(v, "seed", 0, JINT_MAX, &n, err)) != QT_OK) return rc;
@@ -738,6 +747,7 @@ json_t *qt_job_to_json(const qt_job_spec *s)
 
     put(o, "val_limit", json_integer((json_int_t)s->val_limit), &bad);
     put(o, "alpha", json_real(s->alpha), &bad);
+    put(o, "early_pass", json_boolean(s->early_pass), &bad);
     put(o, "seed", json_integer((json_int_t)s->seed), &bad);
     put(o, "workers", json_integer(s->workers), &bad);
 

@@ -24,6 +24,9 @@
  *     validation split is a seeded random permutation, so the first m
  *     images are a random sample of it, and the probability that such a
  *     stop rejects a candidate the full split would accept is <= alpha.
+ * With "early_pass" the mirror images of both rules also stop a candidate
+ * that can no longer fail (the sum reaches 0 whatever the rest does, or the
+ * mean is above 0 by more than eps).
  * top-5 and loss constraints are decided on the whole split.
  */
 #include "internal.h"
@@ -224,6 +227,7 @@ static void model_key(qt_search *s)
     hmix(&h, &s->spec.relative, sizeof s->spec.relative);
     hmix(&h, &s->spec.absolute, sizeof s->spec.absolute);
     hmix(&h, &s->spec.alpha, sizeof s->spec.alpha);
+    hmix(&h, &s->spec.early_pass, sizeof s->spec.early_pass);
     if (s->spec.kind == QT_JOB_TRAINING) {          /* a training run per candidate */
         uint64_t th = s->train ? qt_dataset_hash(s->train) : 0;
         hmix(&h, &th, sizeof th);
@@ -382,7 +386,8 @@ typedef struct stopper {
     double lo, hi;       /* range of one image's contribution */
     double rest_max0;    /* the largest the remaining sum can be, from image 0 */
     int    batches;
-    int    stopped;      /* 1: can no longer meet the constraint */
+    int    stopped;      /* -1: can no longer meet the constraint; 1: can no
+                            longer fail */
 } stopper;
 
 static double contrib(const qt_search *s, int c, int f)
@@ -397,15 +402,20 @@ static int early_cb(void *user, const qt_metrics *m, const uint8_t *correct)
     if (atomic_load(&((qt_search *)s)->cancel)) return 1;
     size_t n = m->count;
     if (n >= st->M) return 0;
-    double sum = 0, rest = 0;
+    double sum = 0, best = 0, worst = 0;
     for (size_t i = 0; i < n; i++) sum += contrib(s, correct[i], s->base_correct[i]);
-    for (size_t i = n; i < st->M; i++) rest += contrib(s, 1, s->base_correct[i]);
-    if (sum + rest < -1e-9) { st->stopped = 1; return 1; }           /* exact */
+    for (size_t i = n; i < st->M; i++) {
+        best += contrib(s, 1, s->base_correct[i]);
+        worst += contrib(s, 0, s->base_correct[i]);
+    }
+    if (sum + best < -1e-9) { st->stopped = -1; return 1; }          /* exact */
+    if (s->spec.early_pass && sum + worst >= 1e-9) { st->stopped = 1; return 1; }
     if (s->spec.alpha > 0 && n >= 64) {
         double f = (double)(n - 1) / (double)st->M;
         double eps = (st->hi - st->lo) *
                      sqrt((1.0 - f) * log((double)st->batches / s->spec.alpha) / (2.0 * (double)n));
-        if (sum / (double)n + eps < 0) { st->stopped = 1; return 1; }
+        if (sum / (double)n + eps < 0) { st->stopped = -1; return 1; }
+        if (s->spec.early_pass && sum / (double)n - eps > 0) { st->stopped = 1; return 1; }
     }
     return 0;
 }
@@ -460,6 +470,7 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     r->top1 = m.top1; r->top5 = m.top5; r->loss = m.loss;
     r->images = m.count;
     r->early = m.stopped && st.stopped;
+    if (r->early) r->feasible = st.stopped > 0;
     if (m.count && m.nan_count == m.count) {
         r->fail = QT_FAIL_NAN;
         snprintf(r->error, sizeof r->error, "every image's logits hold NaN or inf");
@@ -762,7 +773,7 @@ int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
                     if (!strcmp(cj[k], cj[i])) { r[i] = r[k]; r[i].cached = 1; break; }
             if (!r[i].cached) {
                 qt__cost(s, c[i], &r[i]);
-                r[i].feasible = qt__feasible(s, &r[i]);
+                if (!r[i].early) r[i].feasible = qt__feasible(s, &r[i]);
                 s->computed++;
                 if (s->cache.stored) {
                     char key[65];

@@ -103,7 +103,9 @@ typedef struct qt_job_spec {
     int            max_evals;        /* budget: evaluations (0: none) */
     double         max_seconds;      /* budget: wall time (0: none) */
     size_t         val_limit;        /* evaluate on the first n val images (0: all) */
-    double         alpha;            /* early-stop error rate (default 0.01; 0: off) */
+    double         alpha;            /* early-stop error rate (default 0.01; 0: only
+                                        the exact stop) */
+    int            early_pass;       /* also stop once a candidate cannot fail */
     uint64_t       seed;             /* stochastic rounding and splits */
     int            workers;          /* evaluation threads (default 1) */
     int            epochs;           /* QT_JOB_TRAINING: epochs per candidate */
@@ -153,7 +155,9 @@ typedef struct qt_result {
     double        top1, top5, loss;   /* on the images evaluated */
     size_t        images;             /* evaluated (fewer when stopped early) */
     int           feasible;           /* meets the constraint */
-    int           early;              /* decided before the whole split */
+    int           early;              /* decided before the whole split (the
+                                         verdict is feasible's; the metrics
+                                         are of the images evaluated) */
     double        cost;               /* the job's cost */
     double        weight_bits, act_bits, bitops;
     double        compression;        /* fp32 cost / cost */
