@@ -10,9 +10,11 @@
  */
 #include "engine.h"
 #include "tuner.h"
+#include "store.h"
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,43 +319,149 @@ static void tune_progress(void *user, const qt_search *s, const qt_cand *c, cons
             r->cached ? "  (cached)" : "");
 }
 
-static int cmd_tune(int argc, char **argv)
+/* a content hash of a model (structure and parameters), 32 hex digits */
+static void model_hash(const qt_graph *g, char out[33])
 {
-    qt_job_spec spec;
+    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
+#define MIX(p, n) do { const unsigned char *x_ = (const unsigned char *)(p); \
+        for (size_t i_ = 0; i_ < (size_t)(n); i_++) { a = (a ^ x_[i_]) * 0x100000001b3ull; \
+            b = (b ^ x_[i_]) * 0x00000100000001b3ull + 0x9e3779b97f4a7c15ull; } } while (0)
+    for (int n = 0; n < qt_graph_nodes(g); n++) {
+        const char *name = qt_graph_node_name(g, n);
+        int dims[QT_MAX_RANK], r = qt_graph_node_dims(g, n, dims);
+        qt_op op = qt_graph_node_op(g, n);
+        const int *in;
+        int nin = qt_graph_node_inputs(g, n, &in);
+        MIX(name, strlen(name) + 1);
+        MIX(&op, sizeof op);
+        MIX(in, (size_t)nin * sizeof *in);
+        MIX(dims, (size_t)r * sizeof *dims);
+        for (int k = 0; k < 4; k++) {
+            const qt_tensor *t = qt_graph_param((qt_graph *)g, n, k);
+            if (t) MIX(t->data, t->size * sizeof(float));
+        }
+    }
+#undef MIX
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+/* record the job's model and validation data in the store */
+static int tune_record_model(qt_store *st, int64_t job, const qt_search *s, qt_error *err)
+{
+    const qt_job_spec *sp = qt_search_spec(s);
+    const qt_graph *g = qt_search_graph(s);
+    const qt_dataset *d = qt_search_dataset(s);
+    char mh[33], dh[17], sum[160];
+    int64_t mid = 0, did = 0;
+    FILE *f = fopen(sp->model, "rb");
+    if (f) fclose(f);
+    model_hash(g, mh);
+    snprintf(sum, sizeof sum, "{\"nodes\":%d,\"params\":%zu,\"macs\":%llu}", qt_graph_nodes(g),
+             qt_graph_param_count(g), (unsigned long long)qt_graph_macs(g));
+    int rc = qt_store_model_put(st, sp->model, f ? sp->model : NULL, mh, sum, &mid, err);
+    if (!rc && d) {
+        snprintf(dh, sizeof dh, "%016llx", (unsigned long long)qt_dataset_hash(d));
+        snprintf(sum, sizeof sum, "{\"split\":\"val\",\"images\":%zu}", qt_dataset_count(d));
+        rc = qt_store_dataset_put(st, sp->dataset, dh, sum, &did, err);
+    }
+    if (!rc) rc = qt_store_job_set_model(st, job, mid, did, err);
+    return rc;
+}
+
+/* the completion record of a finished job (new string, free()) */
+static char *tune_answer(const qt_search *s, const qt_cand *best, const qt_result *r, int feasible,
+                         const qt_result *test)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "feasible", json_boolean(best && feasible));
+    if (best) {
+        char *cj = qt_search_config_json(s, best);
+        json_t *cfg = cj ? json_loads(cj, 0, NULL) : NULL;
+        free(cj);
+        json_object_set_new(o, "reason", json_string(best->reason));
+        json_object_set_new(o, "config", cfg ? cfg : json_null());
+        json_object_set_new(o, "cost", json_real(r->cost));
+        json_object_set_new(o, "compression", json_real(r->compression));
+        json_object_set_new(o, "top1", json_real(r->top1));
+        json_object_set_new(o, "images", json_integer((json_int_t)r->images));
+        if (test) json_object_set_new(o, "test_top1", json_real(test->top1));
+    } else {
+        json_object_set_new(o, "config", json_null());
+    }
+    json_object_set_new(o, "evaluations", json_integer(qt_search_evals(s)));
+    char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    return txt;
+}
+
+/* run a job; with a store (st, job), through it: every evaluation stored as
+ * it finishes, every stored one reused, the state and answer recorded */
+static int tune_run(qt_job_spec *spec, qt_store *st, int64_t job, const char *db)
+{
     qt_search *s = NULL;
+    qt_store_cache *sc = NULL;
+    qt_store_job info;
     qt_error err;
-    json_error_t je;
     int rc;
-    if (argc != 3) {
-        fprintf(stderr, "usage: qtune tune JOB.json   (see tuner/job.c for the fields)\n");
-        return EXIT_USAGE;
+    memset(&info, 0, sizeof info);
+    if (st) {
+        if ((rc = qt_store_cache_new(st, job, &sc, &err)) ||
+            (rc = qt_store_job_set_state(st, job, QT_JOB_RUNNING, NULL, &err)) ||
+            (rc = qt_store_job_get(st, job, &info, &err))) {
+            fprintf(stderr, "qtune tune: %s\n", err.text);
+            qt_store_cache_free(sc);
+            return 1;
+        }
+        if (info.runs > 1)
+            fprintf(stderr, "job %lld, run %d (%d interrupted before): replaying it from the "
+                    "start, %d evaluations in the store\n", (long long)job, info.runs,
+                    info.interrupted, info.evals);
     }
-    json_t *j = json_load_file(argv[2], JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        fprintf(stderr, "qtune tune: %s: %s (line %d)\n", argv[2], je.text, je.line);
-        return EXIT_USAGE;
-    }
-    rc = qt_job_from_json(j, &spec, &err);
-    json_decref(j);
-    if (rc) { fprintf(stderr, "qtune tune: %s: %s\n", argv[2], err.text); return EXIT_USAGE; }
     double t0 = now();
-    rc = qt_search_new(&spec, NULL, &s, &err);
+    rc = qt_search_new(spec, sc ? qt_store_cache_hooks(sc) : NULL, &s, &err);
+    if (!rc && st) rc = tune_record_model(st, job, s, &err);
     if (rc) {
         fprintf(stderr, "qtune tune: %s\n", err.text);
-        qt_job_clear(&spec);
+        if (st) {
+            qt_error e2;
+            if (qt_store_job_set_state(st, job, rc == QT_EFULL || rc == QT_EIO ? QT_JOB_PAUSED
+                                       : QT_JOB_FAILED, err.text, &e2))
+                fprintf(stderr, "qtune tune: %s\n", e2.text);
+        }
+        qt_search_free(s);
+        qt_store_cache_free(sc);
+        qt_store_job_clear(&info);
         return rc == QT_EINVAL || rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP
                ? EXIT_USAGE : 1;
     }
+    if (sc) qt_store_cache_attach(sc, s);
     const qt_result *b = qt_search_baseline(s);
     const qt_coord *co;
     int nc = qt_search_coords(s, &co);
     fprintf(stderr, "%s: float top-1 %.2f%% on %zu validation images; %d tensors tuned; "
-            "strategy %s; constraint top-1 >= %.2f%%\n", spec.model, 100 * b->top1, b->images,
-            nc, spec.strategy, 100 * qt_search_threshold(s));
+            "strategy %s; constraint top-1 >= %.2f%%\n", spec->model, 100 * b->top1, b->images,
+            nc, spec->strategy, 100 * qt_search_threshold(s));
     rc = qt_search_run(s, tune_progress, NULL, &err);
+    int src = sc ? qt_store_cache_error(sc, &err) : QT_OK;
+    if (src) {
+        /* the store could not keep an evaluation: stop, keep what is stored */
+        qt_error e2;
+        fprintf(stderr, "qtune tune: %s\n", err.text);
+        int prc = qt_store_job_set_state(st, job, QT_JOB_PAUSED, err.text, &e2);
+        if (prc)
+            fprintf(stderr, "qtune tune: could not mark job %lld paused either (it stays "
+                    "marked running, as after a crash): %s\n", (long long)job, e2.text);
+        fprintf(stderr, "job %lld %s: every evaluation stored so far is kept; once the cause "
+                "is gone, resume it with: qtune tune --db %s --resume %lld\n", (long long)job,
+                prc ? "stopped" : "paused", db, (long long)job);
+        qt_search_free(s);
+        qt_store_cache_free(sc);
+        qt_store_job_clear(&info);
+        return 1;
+    }
     if (rc) fprintf(stderr, "qtune tune: %s\n", err.text);
     const qt_result *r;
-    int feasible;
+    int feasible = 0;
     const qt_cand *best = qt_search_best(s, &r, &feasible);
     int ef = 0, ep = 0;
     size_t imgs = 0;
@@ -365,10 +473,11 @@ static int cmd_tune(int argc, char **argv)
     }
     printf("%d evaluations (%d computed, %zu images) in %.1f s; stopped early: %d failing, "
            "%d passing\n", qt_search_evals(s), qt_search_computed(s), imgs, now() - t0, ef, ep);
+    qt_result tq, tf;
+    int trc = -1;
     if (best) {
         char *cj = qt_search_config_json(s, best);
-        qt_result tq, tf;
-        int trc = qt_search_measure_test(s, best, &tq, &err);
+        trc = qt_search_measure_test(s, best, &tq, &err);
         if (!trc) trc = qt_search_measure_test(s, NULL, &tf, &err);
         printf("%s: %s\n  validation top-1 %.2f%% (float %.2f%%)", feasible ? "answer"
                : "no configuration met the constraint; closest", best->reason,
@@ -402,16 +511,197 @@ static int cmd_tune(int argc, char **argv)
         }
         free(pts);
     }
+    if (st) {
+        qt_error e2;
+        int reused, stored;
+        qt_store_cache_counts(sc, &reused, &stored, NULL);
+        int frc;
+        if (rc) {
+            frc = qt_store_job_set_state(st, job, rc == QT_ECANCEL ? QT_JOB_CANCELLED
+                                         : QT_JOB_FAILED, err.text, &e2);
+        } else {
+            char *ans = tune_answer(s, best, r, feasible, trc ? NULL : &tq);
+            frc = ans ? qt_store_job_finish(st, job, ans, &e2)
+                      : qt_errorf(&e2, QT_ENOMEM, -1, "out of memory");
+            free(ans);
+        }
+        if (frc) {
+            fprintf(stderr, "qtune tune: %s\n", e2.text);
+            if (!rc) rc = frc;
+        }
+        printf("job %lld %s in %s (run %d", (long long)job,
+               frc ? "NOT recorded" : rc ? "recorded as failed" : "done", db, info.runs);
+        if (info.interrupted)
+            printf(", resumed after %d interruption%s", info.interrupted,
+                   info.interrupted == 1 ? "" : "s");
+        printf("): %d evaluations, %d reused from the store, %d computed now\n",
+               qt_search_evals(s), reused, qt_search_computed(s));
+    }
     qt_search_free(s);
-    qt_job_clear(&spec);
+    qt_store_cache_free(sc);
+    qt_store_job_clear(&info);
     return rc ? 1 : feasible ? 0 : 3;
+}
+
+static int tune_list(qt_store *st)
+{
+    qt_store_job *jobs;
+    qt_error err;
+    int n;
+    if (qt_store_job_list(st, &jobs, &n, &err)) {
+        fprintf(stderr, "qtune tune: %s\n", err.text);
+        return 1;
+    }
+    printf("%5s  %-9s %4s %5s %6s %8s  %-19s  %-10s  %s\n", "id", "state", "runs", "kills",
+           "evals", "computed", "created", "strategy", "model / answer or error");
+    for (int i = 0; i < n; i++) {
+        const qt_store_job *j = &jobs[i];
+        char when[32] = "";
+        time_t t = (time_t)j->created;
+        struct tm tm;
+        if (localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        printf("%5lld  %-9s %4d %5d %6d %8d  %-19s  %-10s  %s\n", (long long)j->id,
+               qt_job_state_name(j->state), j->runs, j->interrupted, j->evals, j->computed,
+               when, j->strategy, j->model);
+        if (j->answer_json) printf("%57s%.*s\n", "", 200, j->answer_json);
+        else if (j->error) printf("%57s%s\n", "", j->error);
+    }
+    qt_store_job_list_free(jobs, n);
+    return 0;
+}
+
+static int tune_usage(void)
+{
+    fprintf(stderr,
+            "usage: qtune tune JOB.json [--db FILE]     run a job (see tuner/job.c for its "
+            "fields); with --db, store it and every evaluation\n"
+            "       qtune tune --db FILE --resume ID [JOB.json]\n"
+            "                                          run a stored job again from its start: "
+            "what the store has is reused, the rest computed\n"
+            "                                          (JOB.json: a new spec, e.g. other "
+            "budgets or strategy)\n"
+            "       qtune tune --db FILE --list         the stored jobs\n"
+            "       qtune tune --db FILE --export ID [--format csv|json]\n"
+            "                                          a job's evaluations, in order\n");
+    return EXIT_USAGE;
+}
+
+static int job_id_arg(const char *s, int64_t *id)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v <= 0) {
+        fprintf(stderr, "qtune tune: '%s' is not a job id\n", s);
+        return -1;
+    }
+    *id = v;
+    return 0;
+}
+
+static int cmd_tune(int argc, char **argv)
+{
+    const char *job_path = NULL, *db = NULL, *resume = NULL, *export_id = NULL, *format = NULL;
+    int list = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = !strcmp(a, "--db") ? &db : !strcmp(a, "--resume") ? &resume
+                          : !strcmp(a, "--export") ? &export_id : !strcmp(a, "--format") ? &format
+                          : NULL;
+        if (slot) {
+            if (i + 1 >= argc || *slot) return tune_usage();
+            *slot = argv[++i];
+        } else if (!strcmp(a, "--list")) {
+            list = 1;
+        } else if (a[0] != '-' && !job_path) {
+            job_path = a;
+        } else {
+            fprintf(stderr, "qtune tune: unexpected argument '%s'\n", a);
+            return tune_usage();
+        }
+    }
+    int modes = list + !!resume + !!export_id;
+    if (modes > 1 || (modes && !db) || (!modes && !job_path) || ((list || export_id) && job_path) ||
+        (format && !export_id))
+        return tune_usage();
+    if (format && strcmp(format, "csv") && strcmp(format, "json")) {
+        fprintf(stderr, "qtune tune: --format must be csv or json\n");
+        return EXIT_USAGE;
+    }
+    int64_t id = 0;
+    if ((resume && job_id_arg(resume, &id)) || (export_id && job_id_arg(export_id, &id)))
+        return EXIT_USAGE;
+
+    qt_job_spec spec;
+    qt_error err;
+    int have_spec = 0, rc;
+    memset(&spec, 0, sizeof spec);
+    if (job_path) {
+        json_error_t je;
+        json_t *j = json_load_file(job_path, JSON_REJECT_DUPLICATES, &je);
+        if (!j) {
+            fprintf(stderr, "qtune tune: %s: %s (line %d)\n", job_path, je.text, je.line);
+            return EXIT_USAGE;
+        }
+        rc = qt_job_from_json(j, &spec, &err);
+        json_decref(j);
+        if (rc) { fprintf(stderr, "qtune tune: %s: %s\n", job_path, err.text); return EXIT_USAGE; }
+        have_spec = 1;
+    }
+    if (!db) {
+        rc = tune_run(&spec, NULL, 0, NULL);
+        qt_job_clear(&spec);
+        return rc;
+    }
+
+    /* past a file size limit, a write should fail (and the job pause)
+     * rather than the process die */
+    signal(SIGXFSZ, SIG_IGN);
+    qt_store *st;
+    rc = qt_store_open(db, resume || list || export_id ? 0 : QT_STORE_CREATE, &st, &err);
+    if (rc) {
+        fprintf(stderr, "qtune tune: %s\n", err.text);
+        qt_job_clear(&spec);
+        return rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP || rc == QT_EINVAL
+               ? EXIT_USAGE : 1;
+    }
+    if (list) {
+        rc = tune_list(st);
+    } else if (export_id) {
+        rc = qt_store_export(st, id, format && !strcmp(format, "json") ? QT_STORE_JSON
+                             : QT_STORE_CSV, stdout, &err);
+        if (rc) fprintf(stderr, "qtune tune: %s\n", err.text);
+        rc = rc == QT_ENOENT ? EXIT_USAGE : rc ? 1 : 0;
+    } else if (resume) {
+        if (have_spec) rc = qt_store_job_set_spec(st, id, &spec, &err);
+        else rc = qt_store_job_spec(st, id, &spec, &err);
+        if (rc) {
+            fprintf(stderr, "qtune tune: %s\n", err.text);
+            rc = rc == QT_ENOENT || rc == QT_ECORRUPT ? EXIT_USAGE : 1;
+        } else {
+            rc = tune_run(&spec, st, id, db);
+        }
+    } else {
+        rc = qt_store_job_new(st, &spec, &id, &err);
+        if (rc) {
+            fprintf(stderr, "qtune tune: %s\n", err.text);
+            rc = 1;
+        } else {
+            fprintf(stderr, "job %lld stored in %s\n", (long long)id, db);
+            rc = tune_run(&spec, st, id, db);
+        }
+    }
+    qt_job_clear(&spec);
+    qt_store_close(st);
+    return rc;
 }
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } cmds[] = {
     { "format", cmd_format, "describe number formats" },
     { "train",  cmd_train,  "train a zoo model on Fashion-MNIST and save a checkpoint" },
     { "eval",   cmd_eval,   "evaluate a model under a quantization configuration" },
-    { "tune",   cmd_tune,   "run a tuning job in-process (JOB.json) and print its answer and Pareto front" },
+    { "tune",   cmd_tune,   "run a tuning job in-process (JOB.json) and print its answer and Pareto front;\n"
+                            "           --db FILE stores it, --resume ID replays a stored one, --list" },
     { "show",   cmd_show,   "list a model's nodes (names for configurations), shapes and sizes" },
 };
 
