@@ -1223,14 +1223,15 @@ hit:
     return 1;
 }
 
-static void cache_stored(void *user, const char *key, const qt_cand *cand,
-                         const char *config_json, const qt_result *r)
+static int cache_stored(void *user, const char *key, const qt_cand *cand,
+                        const char *config_json, const qt_result *r)
 {
     qt_store_cache *c = user;
     qt_error e;
     int rc = qt_store_eval_put(c->st, c->job, key, config_json, cand ? cand->reason : NULL, r, &e);
     if (rc) cache_failed(c, rc, &e);
     else c->stored++;
+    return rc;
 }
 
 int qt_store_cache_new(qt_store *st, int64_t job_id, qt_store_cache **out, qt_error *err)

@@ -146,16 +146,17 @@ static int w_lookup(void *user, const char *key, qt_result *r)
     return hit;
 }
 
-static void w_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
-                     const qt_result *r)
+static int w_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
+                    const qt_result *r)
 {
     wrap *w = user;
     int before;
     qt_store_cache_counts(w->sc, NULL, &before, NULL);
-    w->inner->stored(w->inner->user, key, c, cfg, r);
+    int rc = w->inner->stored(w->inner->user, key, c, cfg, r);
     int after;
     qt_store_cache_counts(w->sc, NULL, &after, NULL);
     if (after > before) log_line('S', fnv(cfg));
+    return rc;
 }
 
 static int log_held(void *user, const qt_store_eval *e)

@@ -218,7 +218,7 @@ static void workers_do_not_change_the_outcome(void **st)
 /* ---- the caller's cache: what is stored comes back instead of a computation ---- */
 
 typedef struct kv { char key[80]; qt_result r; } kv;
-typedef struct store { kv e[256]; int n, lookups, hits, stored; } store;
+typedef struct store { kv e[256]; int n, lookups, hits, stored, refuse_after; } store;
 
 static int st_lookup(void *user, const char *key, qt_result *r)
 {
@@ -229,8 +229,8 @@ static int st_lookup(void *user, const char *key, qt_result *r)
     return 0;
 }
 
-static void st_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
-                      const qt_result *r)
+static int st_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
+                     const qt_result *r)
 {
     store *t = user;
     (void)c;
@@ -241,6 +241,7 @@ static void st_stored(void *user, const char *key, const qt_cand *c, const char 
         t->e[t->n++].r = *r;
     }
     t->stored++;
+    return t->refuse_after && t->stored > t->refuse_after ? QT_EFULL : QT_OK;
 }
 
 static void budget_and_cache(void **st)
@@ -283,6 +284,20 @@ static void budget_and_cache(void **st)
             assert_int_equal(r->cached, 1);
         }
         qt_search_free(s);
+    }
+    /* a cache that cannot keep an evaluation (a full disk) stops the search
+     * with its error, right after the evaluation it refused */
+    {
+        store *t2 = calloc(1, sizeof *t2);
+        qt_eval_cache c2 = { st_lookup, st_stored, t2 };
+        t2->refuse_after = 3;
+        y.calls = 0;
+        assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, &c2, &s, &err), QT_OK);
+        assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_EFULL);
+        assert_non_null(strstr(err.text, "could not keep"));
+        assert_int_equal(y.calls, 4);          /* nothing computed after the refusal */
+        qt_search_free(s);
+        free(t2);
     }
     /* another constraint is another key: an early-stopped verdict under one
      * bound says nothing about another */

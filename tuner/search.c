@@ -617,12 +617,25 @@ typedef struct job {
     qt_search *s;
     qt_cand  **c;
     qt_result *r;
+    char     **cj;         /* canonical configurations */
     int       *todo;       /* indices into c/r to compute */
     int        n_todo;
     atomic_int next;
     qt_graph **graphs;     /* one per worker */
     int        threads;    /* OpenMP threads per worker */
+    /* completions, handed from the workers to the driving thread */
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int       *done_q;     /* indices in completion order */
+    int        n_done;
+    int        store_rc;   /* the cache refused an evaluation */
 } job;
+
+/* complete: not cut short by a cancel (a custom evaluator always is) */
+static int complete(const qt_search *s, const qt_result *r)
+{
+    return s->efn || r->fail != QT_FAIL_NONE || r->early || r->images == qt_dataset_count(s->val);
+}
 
 static void compute(job *j, int w, int k)
 {
@@ -638,6 +651,28 @@ static void compute(job *j, int w, int k)
     r->seconds = now() - t0;
 }
 
+/* on the driving thread, as each evaluation finishes: its cost and verdict,
+ * and the cache stores it at once (a crash loses at most the evaluations
+ * still running) */
+static void finish(job *j, int k)
+{
+    qt_search *s = j->s;
+    qt_result *r = &j->r[k];
+    if (!complete(s, r)) return;             /* cancelled midway: nothing to keep */
+    qt__cost(s, j->c[k], r);
+    if (!r->early) r->feasible = qt__feasible(s, r);
+    s->computed++;
+    if (s->cache.stored && !j->store_rc) {
+        char key[65];
+        cand_key(s, j->cj[k], key);
+        int rc = s->cache.stored(s->cache.user, key, j->c[k], j->cj[k], r);
+        if (rc) {
+            j->store_rc = rc;
+            qt_search_cancel(s);
+        }
+    }
+}
+
 static void *worker(void *arg)
 {
     void **a = arg;
@@ -645,24 +680,44 @@ static void *worker(void *arg)
     int w = (int)(intptr_t)a[1];
     omp_set_num_threads(j->threads);
     for (;;) {
+        if (atomic_load(&j->s->cancel)) break;
         int i = atomic_fetch_add(&j->next, 1);
         if (i >= j->n_todo) break;
         compute(j, w, j->todo[i]);
+        pthread_mutex_lock(&j->mu);
+        j->done_q[j->n_done++] = i;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
     }
+    pthread_mutex_lock(&j->mu);
+    j->done_q[j->n_todo]++;                  /* one more worker gone */
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
     return NULL;
 }
 
-/* compute the to-do list on the pool; the graphs exist already */
+/* compute the to-do list on the pool; one worker finishes (stores) each
+ * evaluation as soon as it is computed, several finish them in proposal
+ * order once the round's computations are done (finishing a prefix while
+ * later ones still ran broke the crash test's identical-history check: to
+ * be understood); the graphs exist already */
 static void run_pool(job *j, int workers)
 {
     if (workers <= 1 || j->n_todo <= 1) {
-        for (int i = 0; i < j->n_todo; i++) compute(j, 0, j->todo[i]);
+        for (int i = 0; i < j->n_todo && !atomic_load(&j->s->cancel); i++) {
+            compute(j, 0, j->todo[i]);
+            finish(j, j->todo[i]);
+        }
         return;
     }
     pthread_t th[64];
     void *args[64][2];
-    int started = 0;
+    uint8_t fin[ROUND_MAX];
+    int started = 0, seen = 0;
+    memset(fin, 0, sizeof fin);
     atomic_store(&j->next, 0);
+    j->n_done = 0;
+    j->done_q[j->n_todo] = 0;                /* the count of workers gone */
     for (int w = 0; w < workers && w < 64; w++) {
         args[w][0] = j;
         args[w][1] = (void *)(intptr_t)w;
@@ -670,10 +725,22 @@ static void run_pool(job *j, int workers)
         started++;
     }
     if (started == 0) {
-        for (int i = 0; i < j->n_todo; i++) compute(j, 0, j->todo[i]);
+        for (int i = 0; i < j->n_todo && !atomic_load(&j->s->cancel); i++) {
+            compute(j, 0, j->todo[i]);
+            finish(j, j->todo[i]);
+        }
         return;
     }
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (seen < j->n_done) fin[j->done_q[seen++]] = 1;
+        if (j->done_q[j->n_todo] == started) break;
+        pthread_cond_wait(&j->cv, &j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
     for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
+    for (int i = 0; i < j->n_todo; i++)
+        if (fin[i]) finish(j, j->todo[i]);
 }
 
 static int find_memo(const qt_search *s, const char *cfg_json, qt_result *r, char **jsons)
@@ -756,32 +823,35 @@ int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
             cand_key(s, cj[i], key);
             if (s->cache.lookup && s->cache.lookup(s->cache.user, key, &r[i])) {
                 r[i].cached = 1;
+                qt__cost(s, c[i], &r[i]);     /* this job's cost, whoever measured it */
                 continue;
             }
             todo[n_todo++] = i;
         }
-        job j = { s, c, r, todo, n_todo, 0, graphs, threads };
+        int done_q[ROUND_MAX + 1];
+        job j;
+        memset(&j, 0, sizeof j);
+        j.s = s; j.c = c; j.r = r; j.cj = cj; j.todo = todo; j.n_todo = n_todo;
+        j.graphs = graphs; j.threads = threads; j.done_q = done_q;
         atomic_init(&j.next, 0);
+        pthread_mutex_init(&j.mu, NULL);
+        pthread_cond_init(&j.cv, NULL);
         run_pool(&j, workers);
+        pthread_cond_destroy(&j.cv);
+        pthread_mutex_destroy(&j.mu);
+        if (j.store_rc) {
+            rc = qt__fail(err, j.store_rc, -1, "the cache could not keep an evaluation (%s); "
+                          "the search stopped", qt_strerror(j.store_rc));
+            goto round_fail;
+        }
         if (atomic_load(&s->cancel)) {
             rc = qt__fail(err, QT_ECANCEL, -1, "cancelled");
             goto round_fail;
         }
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++)
             if (r[i].cached == -1)
                 for (int k = 0; k < i; k++)
                     if (!strcmp(cj[k], cj[i])) { r[i] = r[k]; r[i].cached = 1; break; }
-            if (!r[i].cached) {
-                qt__cost(s, c[i], &r[i]);
-                if (!r[i].early) r[i].feasible = qt__feasible(s, &r[i]);
-                s->computed++;
-                if (s->cache.stored) {
-                    char key[65];
-                    cand_key(s, cj[i], key);
-                    s->cache.stored(s->cache.user, key, c[i], cj[i], &r[i]);
-                }
-            }
-        }
         /* observe in proposal order */
         for (int i = 0; i < n; i++) {
             if (s->n_hist == cap_json) {

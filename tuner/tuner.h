@@ -196,11 +196,15 @@ const qt_strategy *const *qt_strategies(void);     /* NULL-terminated */
 /* ------------------------------------------------------------------------ */
 
 /* Evaluations a search may take from elsewhere (the store) instead of
- * computing them, and where it reports each one it computes. Both may be
- * NULL. lookup returns 1 and fills r when it has the key. */
+ * computing them, and where it reports each one it computes, as soon as it
+ * finishes (so a crash loses at most the evaluations still running). Both
+ * may be NULL. lookup returns 1 and fills r when it has the key (the search
+ * recomputes the cost fields for its own job). stored returns QT_OK, or an
+ * error (a full disk) that stops the search with that code. Both are called
+ * on the thread that runs qt_search_run. */
 typedef struct qt_eval_cache {
     int  (*lookup)(void *user, const char *key, qt_result *r);
-    void (*stored)(void *user, const char *key, const qt_cand *c, const char *config_json,
+    int  (*stored)(void *user, const char *key, const qt_cand *c, const char *config_json,
                    const qt_result *r);
     void  *user;
 } qt_eval_cache;
