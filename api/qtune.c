@@ -319,32 +319,6 @@ static void tune_progress(void *user, const qt_search *s, const qt_cand *c, cons
             r->cached ? "  (cached)" : "");
 }
 
-/* a content hash of a model (structure and parameters), 32 hex digits */
-static void model_hash(const qt_graph *g, char out[33])
-{
-    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
-#define MIX(p, n) do { const unsigned char *x_ = (const unsigned char *)(p); \
-        for (size_t i_ = 0; i_ < (size_t)(n); i_++) { a = (a ^ x_[i_]) * 0x100000001b3ull; \
-            b = (b ^ x_[i_]) * 0x00000100000001b3ull + 0x9e3779b97f4a7c15ull; } } while (0)
-    for (int n = 0; n < qt_graph_nodes(g); n++) {
-        const char *name = qt_graph_node_name(g, n);
-        int dims[QT_MAX_RANK], r = qt_graph_node_dims(g, n, dims);
-        qt_op op = qt_graph_node_op(g, n);
-        const int *in;
-        int nin = qt_graph_node_inputs(g, n, &in);
-        MIX(name, strlen(name) + 1);
-        MIX(&op, sizeof op);
-        MIX(in, (size_t)nin * sizeof *in);
-        MIX(dims, (size_t)r * sizeof *dims);
-        for (int k = 0; k < 4; k++) {
-            const qt_tensor *t = qt_graph_param((qt_graph *)g, n, k);
-            if (t) MIX(t->data, t->size * sizeof(float));
-        }
-    }
-#undef MIX
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
-}
-
 /* record the job's model and validation data in the store */
 static int tune_record_model(qt_store *st, int64_t job, const qt_search *s, qt_error *err)
 {
@@ -355,7 +329,7 @@ static int tune_record_model(qt_store *st, int64_t job, const qt_search *s, qt_e
     int64_t mid = 0, did = 0;
     FILE *f = fopen(sp->model, "rb");
     if (f) fclose(f);
-    model_hash(g, mh);
+    qt_graph_hash(g, mh);
     snprintf(sum, sizeof sum, "{\"nodes\":%d,\"params\":%zu,\"macs\":%llu}", qt_graph_nodes(g),
              qt_graph_param_count(g), (unsigned long long)qt_graph_macs(g));
     int rc = qt_store_model_put(st, sp->model, f ? sp->model : NULL, mh, sum, &mid, err);

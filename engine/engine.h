@@ -211,6 +211,11 @@ size_t      qt_graph_param_count(const qt_graph *g);   /* trainable floats */
 uint64_t    qt_graph_macs(const qt_graph *g);
 uint64_t    qt_graph_node_macs(const qt_graph *g, int node);
 
+/* A content hash of a graph: its nodes (names, ops, inputs, dims,
+ * attributes) and every parameter, as 32 hex digits. Two graphs with the
+ * same hash compute the same function. */
+void        qt_graph_hash(const qt_graph *g, char out[33]);
+
 /* A deep copy (parameters included) for another thread. */
 qt_graph   *qt_graph_clone(const qt_graph *g);
 

@@ -462,6 +462,26 @@ uint64_t qt_graph_macs(const qt_graph *g)
 
 uint64_t qt_graph_node_macs(const qt_graph *g, int node) { return g->nodes[node].macs; }
 
+void qt_graph_hash(const qt_graph *g, char out[33])
+{
+    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
+#define MIX(p, n) do { const unsigned char *x_ = (const unsigned char *)(p); \
+        for (size_t i_ = 0; i_ < (size_t)(n); i_++) { a = (a ^ x_[i_]) * 0x100000001b3ull; \
+            b = (b ^ x_[i_]) * 0x00000100000001b3ull + 0x9e3779b97f4a7c15ull; } } while (0)
+    for (int i = 0; i < g->n; i++) {
+        const qt_node *n = &g->nodes[i];
+        MIX(n->name, strlen(n->name) + 1);
+        MIX(&n->op, sizeof n->op);
+        MIX(n->in, (size_t)n->n_in * sizeof *n->in);
+        MIX(n->shape, (size_t)n->rank * sizeof *n->shape);
+        MIX(&n->a, sizeof n->a);
+        for (int k = 0; k < QT_P_COUNT; k++)
+            if (n->p[k].size) MIX(n->p[k].data, n->p[k].size * sizeof(float));
+    }
+#undef MIX
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
 qt_graph *qt_graph_clone(const qt_graph *src)
 {
     qt_graph *g = qt_graph_new();

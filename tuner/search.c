@@ -200,25 +200,11 @@ static void hmix(h128 *h, const void *p, size_t n)
 static void model_key(qt_search *s)
 {
     h128 h = { 0xcbf29ce484222325ull, 0x84222325cbf29ce4ull };
-    qt_graph *g = (qt_graph *)s->g;
     int v = QT_ENGINE_VERSION;
+    char gh[33];
     hmix(&h, &v, sizeof v);
-    for (int n = 0; n < qt_graph_nodes(g); n++) {
-        const char *name = qt_graph_node_name(g, n);
-        int dims[QT_MAX_RANK], r = qt_graph_node_dims(g, n, dims);
-        qt_op op = qt_graph_node_op(g, n);
-        const int *in;
-        int nin = qt_graph_node_inputs(g, n, &in);
-        hmix(&h, name, strlen(name) + 1);
-        hmix(&h, &op, sizeof op);
-        hmix(&h, in, (size_t)nin * sizeof *in);
-        hmix(&h, dims, (size_t)r * sizeof *dims);
-        hmix(&h, qt_graph_node_attr(g, n), sizeof(qt_attr));
-        for (int k = 0; k < 4; k++) {
-            const qt_tensor *t = qt_graph_param(g, n, k);
-            if (t) hmix(&h, t->data, t->size * sizeof(float));
-        }
-    }
+    qt_graph_hash(s->g, gh);
+    hmix(&h, gh, 32);
     uint64_t dh = s->val ? qt_dataset_hash(s->val) : 0;
     hmix(&h, &dh, sizeof dh);
     hmix(&h, &s->spec.seed, sizeof s->spec.seed);
