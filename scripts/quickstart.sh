@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build, and run the most complete
-# thing qtune does today. Until the daemon and tuner land (issues 5-7) that
-# is: the number formats' speed, then the trained zoo checkpoints evaluated
-# on the Fashion-MNIST test set with one format everywhere (weights, biases
-# and every layer's output), from fp32 down to 4-bit floats, and the same
-# for the LeNet-5 trained and exported by PyTorch (ONNX).
+# thing qtune does today. Until the daemon lands (issue 7) that is: the
+# number formats' speed; the trained zoo checkpoints evaluated on the
+# Fashion-MNIST test set with one format everywhere (weights, biases and
+# every layer's output), from fp32 down to 4-bit floats, and the same for
+# the LeNet-5 trained and exported by PyTorch (ONNX); then a tuning job on
+# LeNet-5 (r = 0.99, hybrid strategy) with its answer and Pareto front,
+# every evaluation kept in an SQLite store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -27,3 +29,8 @@ for m in experiments/models/*.qtck experiments/models/lenet5_torch.onnx; do
     printf '%-14s %-10s %6s  %s\n' "$name" "$f" "$bits" "$res"
   done
 done
+
+echo
+echo "== a tuning job: LeNet-5's weights at r = 0.99 (experiments/jobs/lenet5_hybrid.json) =="
+echo "   every evaluation is kept in build/qtune.db; run it again and it is answered from there"
+$q tune experiments/jobs/lenet5_hybrid.json --db build/qtune.db
