@@ -23,6 +23,7 @@
  * See experiments/README.md (bench_engine) for the options and the JSON.
  */
 #include "engine.h"
+#include "bench_util.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -48,19 +49,6 @@
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
 /* ------------------------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* median and minimum of t[0..n) (sorts t) */
 static void summarize(double *t, int n, double *med, double *min)
@@ -93,27 +81,6 @@ static void loadavg(char *buf, size_t size)
     snprintf(buf, size, "unknown");
     if (!fp) return;
     if (fgets(buf, (int)size, fp)) buf[strcspn(buf, "\n")] = 0;
-    fclose(fp);
-}
-
-static void cpu_model(char *buf, size_t size)
-{
-    FILE *fp = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    snprintf(buf, size, "unknown");
-    if (!fp) return;
-    while (fgets(line, sizeof line, fp)) {
-        if (!strncmp(line, "model name", 10)) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ' || *c == '\t') c++;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(buf, size, "%s", c);
-            }
-            break;
-        }
-    }
     fclose(fp);
 }
 

@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include "quant.h"
+#include "bench_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -63,13 +64,6 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static float *alloc_floats(size_t n)
 {
     size_t bytes = n * sizeof(float);
@@ -78,12 +72,6 @@ static float *alloc_floats(size_t n)
     float *p = aligned_alloc(64, bytes);
     if (!p) die("out of memory allocating %zu bytes", bytes);
     return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* best and median of t[0..r) (t is sorted in place) */
@@ -373,31 +361,6 @@ static void time_baselines(samples *mc, samples *rw, const float *src,
     }
     if (memcmp(dst, src, n * sizeof *dst) != 0)
         die("in-place baseline changed the data");
-}
-
-/* ------------------------------------------------------------------------ */
-/* machine info                                                             */
-/* ------------------------------------------------------------------------ */
-
-static void cpu_model(char *buf, size_t size)
-{
-    FILE *fp = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    snprintf(buf, size, "unknown");
-    if (!fp) return;
-    while (fgets(line, sizeof line, fp)) {
-        if (!strncmp(line, "model name", 10)) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ' || *c == '\t') c++;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(buf, size, "%s", c);
-            }
-            break;
-        }
-    }
-    fclose(fp);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1153,18 +1153,6 @@ struct qt_store_cache {
     qt_error       err;
 };
 
-/* cost.c's cost of the job from the three kinds (costs are linear in them,
- * so this is the value the search would compute) */
-static double job_cost(const qt_job_spec *sp, double w, double a, double b)
-{
-    switch (sp->cost) {
-    case QT_COST_WEIGHT_BITS: return w;
-    case QT_COST_ACT_BITS:    return a;
-    case QT_COST_BITOPS:      return b;
-    default:                  return sp->w_weight * w + sp->w_act * a + sp->w_bitops * b;
-    }
-}
-
 static void cache_failed(qt_store_cache *c, int rc, const qt_error *e)
 {
     c->failed++;
@@ -1193,7 +1181,7 @@ static int cache_lookup(void *user, const char *key, qt_result *r)
     *r = e.r;
     if (c->s) {
         const qt_job_spec *sp = qt_search_spec(c->s);
-        r->cost = job_cost(sp, r->weight_bits, r->act_bits, r->bitops);
+        r->cost = qt_job_cost(sp, r->weight_bits, r->act_bits, r->bitops);
         double c0 = qt_search_baseline(c->s)->cost;
         r->compression = r->cost > 0 ? c0 / r->cost : 0.0;
     }

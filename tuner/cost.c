@@ -69,7 +69,7 @@ void qt__cost_fp32(const qt_search *s, double *w, double *a, double *b)
     costs(s, NULL, w, a, b);
 }
 
-static double pick(const qt_job_spec *sp, double w, double a, double b)
+double qt_job_cost(const qt_job_spec *sp, double w, double a, double b)
 {
     switch (sp->cost) {
     case QT_COST_WEIGHT_BITS: return w;
@@ -82,7 +82,7 @@ static double pick(const qt_job_spec *sp, double w, double a, double b)
 void qt__cost(const qt_search *s, const qt_cand *c, qt_result *r)
 {
     costs(s, c, &r->weight_bits, &r->act_bits, &r->bitops);
-    r->cost = pick(&s->spec, r->weight_bits, r->act_bits, r->bitops);
-    double c0 = pick(&s->spec, s->w0, s->a0, s->b0);
+    r->cost = qt_job_cost(&s->spec, r->weight_bits, r->act_bits, r->bitops);
+    double c0 = qt_job_cost(&s->spec, s->w0, s->a0, s->b0);
     r->compression = r->cost > 0 ? c0 / r->cost : 0.0;
 }

@@ -45,6 +45,9 @@ struct qt_search {
     double         seconds0;      /* wall time used before this run */
 };
 
+/* the k-th type set in a type mask (its last when it has fewer), or -1
+ * (search.c) */
+int  qt__kth_type(uint32_t mask, int k);
 /* cost of a candidate: fills r->weight_bits, act_bits, bitops, cost and
  * compression (cost.c) */
 void qt__cost(const qt_search *s, const qt_cand *c, qt_result *r);

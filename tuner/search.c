@@ -260,6 +260,17 @@ void qt_cand_free(qt_cand *c)
     free(c);
 }
 
+int qt__kth_type(uint32_t mask, int k)
+{
+    int last = -1;
+    for (int t = 0; t < 32; t++)
+        if (mask >> t & 1u) {
+            if (k-- == 0) return t;
+            last = t;
+        }
+    return last;
+}
+
 static const char *round_name(qt_round r)
 {
     switch (r) {

@@ -147,18 +147,6 @@ static void say(char *buf, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-/* the k-th type set in mask (its last when fewer), or -1 */
-static int kth_type(uint32_t mask, int k)
-{
-    int last = -1;
-    for (int t = 0; t < 32; t++)
-        if (mask >> t & 1u) {
-            if (k-- == 0) return t;
-            last = t;
-        }
-    return last;
-}
-
 static int clampi(int x, int lo, int hi) { return x < lo ? lo : x > hi ? hi : x; }
 
 static int has_bias(int t)
@@ -228,7 +216,7 @@ static int global_cfg(greedy *g, const qt_search *s, int k, int w, qt_format *f)
     const qt_coord *c;
     qt_search_coords(s, &c);
     for (int i = 0; i < g->n; i++) {
-        int t = kth_type(c[i].types, k);
+        int t = qt__kth_type(c[i].types, k);
         if (t < 0 || qt_search_format(s, i, (qt_type)t, clampi(w, c[i].wmin, c[i].wmax), 0,
                                       &f[i]) != QT_OK)
             return QT_EINVAL;
@@ -240,9 +228,9 @@ static int global_cfg(greedy *g, const qt_search *s, int k, int w, qt_format *f)
 static void rank_name(const qt_search *s, int k, char *buf, size_t n)
 {
     const qt_coord *c;
-    int m = qt_search_coords(s, &c), t0 = kth_type(c[0].types, k);
+    int m = qt_search_coords(s, &c), t0 = qt__kth_type(c[0].types, k);
     for (int i = 1; i < m; i++)
-        if (kth_type(c[i].types, k) != t0) { snprintf(buf, n, "their type #%d", k + 1); return; }
+        if (qt__kth_type(c[i].types, k) != t0) { snprintf(buf, n, "their type #%d", k + 1); return; }
     snprintf(buf, n, "%s", qt_type_name((qt_type)t0));
 }
 
@@ -314,7 +302,7 @@ static void apply(greedy *g, const qt_search *s, const move *m)
         const qt_coord *c;
         qt_search_coords(s, &c);
         for (int i = 0; i < g->n; i++) {
-            g->t[i] = kth_type(c[i].types, m->t);
+            g->t[i] = qt__kth_type(c[i].types, m->t);
             g->w[i] = clampi(m->w, c[i].wmin, c[i].wmax);
             g->d[i] = 0;
         }

@@ -22,18 +22,6 @@ typedef struct uni {
     int n_last;
 } uni;
 
-/* the k-th type set in mask (its last when fewer), or -1 */
-static int kth_type(uint32_t mask, int k)
-{
-    int last = -1;
-    for (int t = 0; t < 32; t++)
-        if (mask >> t & 1u) {
-            if (k-- == 0) return t;
-            last = t;
-        }
-    return last;
-}
-
 static int uni_init(qt_search *s, const json_t *opts, void **state, qt_error *err)
 {
     const qt_coord *c;
@@ -65,7 +53,7 @@ static int uni_propose(void *state, qt_search *s, qt_cand *cand)
         for (; u->width >= u->wmin; u->width--) {
             int set = 0, t0 = -1, mixed = 0;
             for (int i = 0; i < n; i++) {
-                int t = kth_type(c[i].types, u->k);
+                int t = qt__kth_type(c[i].types, u->k);
                 int w = u->width < c[i].wmin ? c[i].wmin : u->width > c[i].wmax ? c[i].wmax : u->width;
                 cand->fmt[i].type = QT_NONE;
                 if (t < 0) continue;

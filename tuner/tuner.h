@@ -113,6 +113,10 @@ typedef struct qt_job_spec {
     size_t         train_limit;      /* QT_JOB_TRAINING: training images (0: all) */
 } qt_job_spec;
 
+/* The job's cost from the three kinds (cost.c documents them): one of
+ * them, or the weighted sum. */
+double qt_job_cost(const qt_job_spec *s, double weight_bits, double act_bits, double bitops);
+
 /* Parse and validate a job; a bad job names the field and the problem
  * (QT_EINVAL/QT_EPARSE). The model is not opened here (see qt_search_new).
  * The spec holds a reference to strategy_opts: release with qt_job_clear. */
