@@ -693,11 +693,12 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* compute the to-do list on the pool; one worker finishes (stores) each
- * evaluation as soon as it is computed, several finish them in proposal
- * order once the round's computations are done (finishing a prefix while
- * later ones still ran broke the crash test's identical-history check: to
- * be understood); the graphs exist already */
+/* compute the to-do list on the pool and finish (store) the evaluations in
+ * proposal order as they complete: each one as soon as it and every one
+ * proposed before it in the round are computed, so the store's history has
+ * the order of an uninterrupted run and a crash loses at most what was
+ * still running (plus what finished behind it). After a cancel only the
+ * computed prefix is kept. The graphs exist already. */
 static void run_pool(job *j, int workers)
 {
     if (workers <= 1 || j->n_todo <= 1) {
@@ -710,7 +711,7 @@ static void run_pool(job *j, int workers)
     pthread_t th[64];
     void *args[64][2];
     uint8_t fin[ROUND_MAX];
-    int started = 0, seen = 0;
+    int started = 0, seen = 0, next = 0;
     memset(fin, 0, sizeof fin);
     atomic_store(&j->next, 0);
     j->n_done = 0;
@@ -731,13 +732,17 @@ static void run_pool(job *j, int workers)
     pthread_mutex_lock(&j->mu);
     for (;;) {
         while (seen < j->n_done) fin[j->done_q[seen++]] = 1;
+        if (next < j->n_todo && fin[next]) {
+            pthread_mutex_unlock(&j->mu);
+            while (next < j->n_todo && fin[next]) finish(j, j->todo[next++]);
+            pthread_mutex_lock(&j->mu);
+            continue;
+        }
         if (j->done_q[j->n_todo] == started) break;
         pthread_cond_wait(&j->cv, &j->mu);
     }
     pthread_mutex_unlock(&j->mu);
     for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
-    for (int i = 0; i < j->n_todo; i++)
-        if (fin[i]) finish(j, j->todo[i]);
 }
 
 static int find_memo(const qt_search *s, const char *cfg_json, qt_result *r, char **jsons)
