@@ -350,6 +350,23 @@ uint64_t     qt_dataset_hash(const qt_dataset *d);
 int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
                int train, const qt_tensor **out, qt_error *err);
 
+/* Prefix reuse: forward one batch from node `from` on, the nodes before it
+ * keeping the activations they hold (from an earlier forward of the same
+ * samples, or set with qt_graph_set_activation). from = 0 is qt_forward;
+ * x is always the batch's input. The result is the same as qt_forward's
+ * when those activations are what qt_forward would have computed for this
+ * configuration (statistics, when attached, see only the nodes run). */
+int qt_forward_from(qt_graph *g, const qt_qconfig *cfg, int from, const float *x, int n,
+                    int train, const qt_tensor **out, qt_error *err);
+/* Set node's activations for a batch of n samples (node >= 1; x holds
+ * n x qt_graph_node_size floats). */
+int qt_graph_set_activation(qt_graph *g, int node, const float *x, int n, qt_error *err);
+/* The nodes 1..k-1 whose activations the nodes k.. read (and the output
+ * node when it is before k): what a forward from k needs besides the
+ * input. Writes up to max of them to nodes, ascending; returns how many
+ * there are. */
+int qt_graph_frontier(const qt_graph *g, int k, int *nodes, int max);
+
 /* Backward from any gradient of the output node (n x out-features), after
  * qt_forward with the same n. Parameter gradients are overwritten with this
  * batch's (summed over its samples). Quantizers pass gradients straight
@@ -393,6 +410,13 @@ typedef struct qt_eval_opts {
     qt_batch_cb cb;
     void       *user;
     uint8_t    *correct;    /* optional out: per-image top-1 correctness */
+    /* Optional prefix reuse, around each batch's forward (start: the
+     * batch's first image, n its images): resume may restore activations
+     * (qt_graph_set_activation) and returns the node to run from (0: all);
+     * saved is called after the forward with that node. */
+    int       (*resume)(void *user, qt_graph *g, size_t start, int n);
+    void      (*saved)(void *user, qt_graph *g, size_t start, int n, int from);
+    void       *prefix_user;
 } qt_eval_opts;
 
 int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,

@@ -104,11 +104,53 @@ static int quant_params(qt_graph *g, qt_node *nd, const qt_nodeq *q, qt_opctx *c
 int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
                int train, const qt_tensor **out, qt_error *err)
 {
+    return qt_forward_from(g, cfg, 0, x, n, train, out, err);
+}
+
+int qt_graph_set_activation(qt_graph *g, int node, const float *x, int n, qt_error *err)
+{
+    int rc;
+    if (node < 1 || node >= g->n)
+        return qt__fail(err, QT_EINVAL, -1, "node %d: not a node past the input (1..%d)",
+                        node, g->n - 1);
+    if (n < 1)
+        return qt__fail(err, QT_EINVAL, -1, "batch of %d samples", n);
+    if (n > g->batch && (rc = plan(g, n, err)))
+        return rc;
+    qt_node *nd = &g->nodes[node];
+    memcpy(nd->out.data, x, (size_t)n * nd->per * sizeof(float));
+    return QT_OK;
+}
+
+int qt_graph_frontier(const qt_graph *g, int k, int *nodes, int max)
+{
+    int count = 0;
+    for (int j = 1; j < k && j < g->n; j++) {
+        int needed = j == g->output;
+        for (int i = k; i < g->n && !needed; i++)
+            for (int e = 0; e < g->nodes[i].n_in; e++)
+                if (g->nodes[i].in[e] == j) { needed = 1; break; }
+        if (needed) {
+            if (count < max) nodes[count] = j;
+            count++;
+        }
+    }
+    return count;
+}
+
+int qt_forward_from(qt_graph *g, const qt_qconfig *cfg, int from, const float *x, int n,
+                    int train, const qt_tensor **out, qt_error *err)
+{
     int rc;
     if (g->n == 0)
         return qt__fail(err, QT_EINVAL, -1, "the graph is empty");
     if (n < 1)
         return qt__fail(err, QT_EINVAL, -1, "batch of %d samples", n);
+    if (from < 0 || from > g->n)
+        return qt__fail(err, QT_EINVAL, -1, "cannot resume at node %d of %d", from, g->n);
+    if (from > 1 && n > g->batch)
+        return qt__fail(err, QT_EINVAL, -1, "resuming at node %d with a batch of %d: the "
+                        "activations before it hold at most %d samples", from, n, g->batch);
     if (n > g->batch && (rc = plan(g, n, err)))
         return rc;
     g->n_cur = n;
@@ -116,7 +158,7 @@ int qt_forward(qt_graph *g, const qt_qconfig *cfg, const float *x, int n,
     g->step++;
     qt_node *in = &g->nodes[0];
     memcpy(in->out.data, x, (size_t)n * in->per * sizeof(float));
-    for (int i = 0; i < g->n; i++) {
+    for (int i = 0; i < g->n; i = i == 0 && from > 1 ? from : i + 1) {
         qt_node *nd = &g->nodes[i];
         qt_nodeq q;
         node_q(cfg, i, &q);

@@ -70,8 +70,10 @@ int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
         int n = (int)(total - start < (size_t)o.batch ? total - start : (size_t)o.batch);
         const qt_tensor *y;
         g->sample_base = start;
-        rc = qt_forward(g, cfg, X + start * per, n, 0, &y, err);
+        int from = o.resume ? o.resume(o.prefix_user, g, start, n) : 0;
+        rc = qt_forward_from(g, cfg, from, X + start * per, n, 0, &y, err);
         if (rc) break;
+        if (o.saved) o.saved(o.prefix_user, g, start, n, from);
         size_t F = g->nodes[g->output].per;
         for (int i = 0; i < n; i++) {
             const float *z = y->data + (size_t)i * F;

@@ -1969,9 +1969,83 @@ static void t_batches(void **st)
     qt_graph_free(g);
 }
 
+/* A forward from node k with only the frontier of k restored (every other
+ * activation clobbered by another batch) gives the full forward's output
+ * bit for bit, on the ResNet (residual adds reach past their block) under
+ * a quantized configuration; the frontier holds exactly the nodes before k
+ * that nodes k.. read. */
+static void t_forward_from_frontier(void **st)
+{
+    (void)st;
+    qt_graph *g;
+    qt_qconfig *cfg;
+    qt_error err;
+    const qt_tensor *y;
+    assert_int_equal(qt_zoo_build("resnet", &g, &err), QT_OK);
+    assert_int_equal(qt_qconfig_parse(g, "{\"default\":{\"output\":\"fixed<8,4>\","
+                                      "\"weights\":\"fixed<6,5,sr>\"}}", &cfg, &err), QT_OK);
+    qt_qconfig_set_seed(cfg, 7);
+    int n = 3, nodes = qt_graph_nodes(g);
+    size_t per = qt_graph_node_size(g, 0), F = qt_graph_node_size(g, qt_graph_output(g));
+    float *x = malloc(n * per * sizeof *x), *x2 = malloc(n * per * sizeof *x2);
+    float *ref = malloc(n * F * sizeof *ref);
+    uint64_t seed = 99;
+    for (size_t i = 0; i < n * per; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
+        x2[i] = -x[i] * 0.5f;
+    }
+    assert_int_equal(qt_forward(g, cfg, x, n, 0, &y, &err), QT_OK);
+    memcpy(ref, y->data, n * F * sizeof *ref);
+    int resumed = 0, wide = 0;
+    for (int k = 2; k <= nodes; k++) {
+        int fr[64];
+        int nf = qt_graph_frontier(g, k, fr, 64);
+        assert_true(nf >= 1 && nf <= 64);
+        if (nf > 1) wide++;
+        /* the frontier, by brute force: nodes before k read by nodes k.. */
+        for (int j = 1; j < k; j++) {
+            int read = j == qt_graph_output(g), in = 0;
+            for (int i = k; i < nodes; i++) {
+                const int *ids;
+                int m = qt_graph_node_inputs(g, i, &ids);
+                for (int e = 0; e < m; e++) read |= ids[e] == j;
+            }
+            for (int f = 0; f < nf; f++) in |= fr[f] == j;
+            assert_int_equal(read, in);
+        }
+        float *keep[64];
+        for (int f = 0; f < nf; f++) {
+            size_t m = n * qt_graph_node_size(g, fr[f]);
+            assert_int_equal(qt_forward(g, cfg, x, n, 0, NULL, &err), QT_OK);
+            keep[f] = malloc(m * sizeof(float));
+            memcpy(keep[f], qt_graph_activation(g, fr[f])->data, m * sizeof(float));
+        }
+        assert_int_equal(qt_forward(g, cfg, x2, n, 0, NULL, &err), QT_OK);   /* clobber */
+        for (int f = 0; f < nf; f++) {
+            assert_int_equal(qt_graph_set_activation(g, fr[f], keep[f], n, &err), QT_OK);
+            free(keep[f]);
+        }
+        assert_int_equal(qt_forward_from(g, cfg, k, x, n, 0, &y, &err), QT_OK);
+        assert_memory_equal(y->data, ref, n * F * sizeof *ref);
+        resumed++;
+    }
+    assert_true(resumed == nodes - 1);
+    assert_true(wide >= 3);                    /* residual skips cross boundaries */
+    /* bad resumes are errors */
+    assert_int_equal(qt_forward_from(g, cfg, nodes + 1, x, n, 0, &y, &err), QT_EINVAL);
+    assert_int_equal(qt_forward_from(g, cfg, 3, x, 100, 0, &y, &err), QT_EINVAL);
+    assert_non_null(strstr(err.text, "resuming at node 3"));
+    assert_int_equal(qt_graph_set_activation(g, 0, x, n, &err), QT_EINVAL);
+    free(x); free(x2); free(ref);
+    qt_qconfig_free(cfg);
+    qt_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_forward_from_frontier),
         cmocka_unit_test(t_unary_ops),
         cmocka_unit_test(t_binary_concat),
         cmocka_unit_test(t_dense_matmul),

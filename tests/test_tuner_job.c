@@ -191,7 +191,7 @@ static void t_canonical(void **st)
         /* jansson prints reals with 17 digits, so the text reads back exactly */
         "\"relative\":0.98999999999999999},"
         "\"strategy\":\"bisection\",\"budget\":{\"evaluations\":0,\"seconds\":0.0},"
-        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"seed\":1,\"workers\":2}");
+        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"early_stop\":true,\"seed\":1,\"workers\":2,\"cache_mb\":256}");
     free(text);
     json_decref(j);
     qt_job_clear(&s);
@@ -212,7 +212,7 @@ static void t_canonical(void **st)
         "\"constraint\":{\"metric\":\"top5\",\"absolute\":0.5},"
         "\"strategy\":{\"name\":\"hybrid\",\"opt\":{\"x\":[1,2]}},"
         "\"budget\":{\"evaluations\":0,\"seconds\":0.0},"
-        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"seed\":1,\"workers\":1}");
+        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"early_stop\":true,\"seed\":1,\"workers\":1,\"cache_mb\":256}");
     free(text);
     json_decref(j);
     qt_job_clear(&s);
@@ -327,6 +327,8 @@ static void rand_spec(qt_job_spec *s)
     s->lr = s->kind == QT_JOB_TRAINING ? (below(2) ? 0.01 : 1e-4 * (1 + below(5000))) : 0;
     s->train_limit = s->kind == QT_JOB_TRAINING ? below(70000) : 0;
     s->early_pass = below(2);
+    s->full_eval = below(2);
+    s->cache_mb = below(2) ? 256 : below(65537);
     s->n_rules = below(3) ? 1 + below(4) : 1 + below(QT_JOB_MAX_RULES);
     for (int i = 0; i < s->n_rules; i++) {
         qt_space_rule *r = &s->rules[i];
@@ -412,6 +414,8 @@ static void assert_spec_equal(const qt_job_spec *a, const qt_job_spec *b)
     assert_true(a->lr == b->lr);
     assert_int_equal(a->train_limit, b->train_limit);
     assert_int_equal(a->early_pass, b->early_pass);
+    assert_int_equal(a->full_eval, b->full_eval);
+    assert_int_equal(a->cache_mb, b->cache_mb);
 }
 
 static void t_round_trip(void **st)
@@ -480,6 +484,10 @@ static const bad bads[] = {
     { "{" M "\"kind\": \"training\", \"epochs\": 1.5}", QT_EINVAL, "epochs: must be an integer" },
     { "{" M "\"lr\": 0.1}", QT_EINVAL, "lr: only a training job" },
     { "{" M "\"early_pass\": 1}", QT_EINVAL, "early_pass: must be true or false" },
+    { "{" M "\"early_stop\": \"no\"}", QT_EINVAL, "early_stop: must be true or false" },
+    { "{" M "\"cache_mb\": -1}", QT_EINVAL, "cache_mb:" },
+    { "{" M "\"cache_mb\": 65537}", QT_EINVAL, "cache_mb:" },
+    { "{" M "\"cache_mb\": 1.5}", QT_EINVAL, "cache_mb: must be an integer" },
     { "{" M "\"kind\": \"training\", \"lr\": 0}", QT_EINVAL, "lr: 0 must be in (0, 100)" },
     { "{" M "\"kind\": \"training\", \"lr\": \"fast\"}", QT_EINVAL, "lr:" },
     { "{" M "\"train_limit\": 10}", QT_EINVAL, "train_limit: only a training job" },

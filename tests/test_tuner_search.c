@@ -475,9 +475,88 @@ static void training_job(void **st)
     qt_job_clear(&sp);
 }
 
+/* Prefix reuse changes nothing but the work: the same job with and without
+ * it (and without any early stop) gives the same results bit for bit, the
+ * MACs of each evaluation are those of the nodes it ran, and on a
+ * per-tensor bisection (every candidate float before its tensor) most
+ * batches resume from a kept prefix. */
+static qt_search *prefix_job(const char *model, int cache_mb, int early, int workers)
+{
+    int resnet = strstr(model, "resnet") != NULL;      /* slow: fewer images and candidates */
+    char job[1024];
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/%s\","
+             "\"strategy\":\"bisection\",\"val_limit\":%d,\"alpha\":0,\"early_stop\":%s,"
+             "\"cache_mb\":%d,\"workers\":%d,\"budget\":{\"evaluations\":%d},"
+             "\"space\":[{\"nodes\":\"*\",\"widths\":[2,8]}]}",
+             model, resnet ? 300 : 600, early ? "true" : "false", cache_mb, workers,
+             resnet ? 10 : 30);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    qt_job_clear(&sp);
+    return s;
+}
+
+static void prefix_reuse_is_exact(void **st)
+{
+    (void)st;
+    const char *models[] = { "lenet5.qtck", "resnet.qtck" };
+    for (int mi = 0; mi < 2; mi++) {
+        qt_search *a = prefix_job(models[mi], 0, 0, 1);      /* everything in full */
+        qt_search *b = prefix_job(models[mi], 256, 0, 2);    /* prefix reuse */
+        qt_search *c = prefix_job(models[mi], 256, 1, 1);    /* reuse and exact early stop */
+        int n = qt_search_evals(a), images = mi ? 300 : 600;
+        assert_true(n >= 10);
+        assert_int_equal(qt_search_evals(b), n);
+        assert_int_equal(qt_search_evals(c), n);
+        double total = (double)qt_graph_macs(qt_search_graph(a));
+        for (int i = 0; i < n; i++) {
+            const qt_result *ra, *rb, *rc;
+            qt_search_result(a, i, NULL, &ra);
+            qt_search_result(b, i, NULL, &rb);
+            qt_search_result(c, i, NULL, &rc);
+            assert_int_equal(ra->images, images);
+            assert_true(ra->top1 == rb->top1 && ra->top5 == rb->top5 && ra->loss == rb->loss);
+            assert_int_equal(ra->feasible, rc->feasible);     /* alpha 0: exact verdicts */
+            if (!ra->cached) assert_true(ra->macs == images * total);
+            if (!rb->cached) assert_true(rb->macs <= ra->macs);
+        }
+        qt_search_work wa, wb, wc;
+        qt_search_work_get(a, &wa);
+        qt_search_work_get(b, &wb);
+        qt_search_work_get(c, &wc);
+        fprintf(stderr, "%s: %d evaluations; MACs in full %.3g, with prefix reuse %.3g (%.1fx "
+                "less, %llu of %llu batches resumed, %.1f MiB kept at most), with the exact "
+                "early stop too %.3g (%.1fx less)\n", models[mi], n, wa.macs, wb.macs,
+                wa.macs / wb.macs, (unsigned long long)wb.prefix_hits,
+                (unsigned long long)wb.prefix_batches, (double)wb.prefix_peak / (1 << 20),
+                wc.macs, wa.macs / wc.macs);
+        assert_true(wa.macs == wa.macs_full);
+        assert_int_equal(wa.prefix_batches, 0);
+        assert_true(wb.prefix_hits > wb.prefix_batches / 2);
+        assert_true(wb.prefix_peak > 0 && wb.prefix_peak <= (size_t)256 << 20);
+        assert_true(wb.macs < (mi ? 0.9 : 0.6) * wa.macs);     /* ResNet: 256 MiB is tight */
+        assert_true(wc.macs < wa.macs);
+        const qt_cand *ba = qt_search_best(a, NULL, NULL), *bc = qt_search_best(c, NULL, NULL);
+        const qt_coord *co;
+        int nc = qt_search_coords(a, &co);
+        for (int k = 0; k < nc; k++)
+            assert_memory_equal(&ba->fmt[k], &bc->fmt[k], sizeof ba->fmt[k]);
+        qt_search_free(a);
+        qt_search_free(b);
+        qt_search_free(c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(prefix_reuse_is_exact),
         cmocka_unit_test(coords_from_rules),
         cmocka_unit_test(costs_by_hand),
         cmocka_unit_test(uniform_finds_the_optimum),

@@ -9,6 +9,8 @@
 
 #define qt__fail qt_errorf
 
+typedef struct qt__pcache qt__pcache;
+
 /* one observed evaluation */
 typedef struct qt_hist {
     qt_cand   *c;
@@ -42,8 +44,33 @@ struct qt_search {
     int            n_hist, cap_hist;
     int            computed;
     atomic_int     cancel;
+    /* prefix reuse and the work done (prefix.c) */
+    qt__pcache    *pc;            /* NULL: off */
+    double        *suffix_macs;   /* per node k: MACs per sample of nodes k.. */
+    qt_search_work work;
     double         seconds0;      /* wall time used before this run */
 };
+
+/* ---- prefix reuse (prefix.c) ------------------------------------------ */
+/* The activations kept for candidates that configure the first nodes alike;
+ * shared by the search's workers (thread-safe). budget: bytes. */
+qt__pcache *qt__pcache_new(const qt_graph *g, const qt_coord *coords, int n_coords,
+                           size_t budget);
+void qt__pcache_free(qt__pcache *pc);
+/* how many signatures qt__pcache_sigs writes (the boundaries) */
+int  qt__pcache_boundaries(const qt__pcache *pc);
+/* the signature of each boundary's prefix under cfg */
+int  qt__pcache_sigs(const qt__pcache *pc, const qt_qconfig *cfg, uint64_t seed, uint64_t *sig);
+/* count an evaluation's prefixes (times: 2 for the float model's, which
+ * every candidate starts with); only prefixes counted twice are kept */
+void qt__pcache_note(qt__pcache *pc, const uint64_t *sig, int times);
+/* restore the latest kept prefix of a batch into g; the node to run from
+ * (0: none kept) */
+int  qt__pcache_resume(qt__pcache *pc, const uint64_t *sig, qt_graph *g, size_t start, int n);
+/* keep the prefixes past `from` of the batch g just ran */
+void qt__pcache_save(qt__pcache *pc, const uint64_t *sig, qt_graph *g, size_t start, int n,
+                     int from);
+void qt__pcache_counts(qt__pcache *pc, uint64_t *hits, uint64_t *lookups, size_t *peak);
 
 /* the k-th type set in a type mask (its last when it has fewer), or -1
  * (search.c) */
@@ -82,6 +109,30 @@ double qt__analytical_bound(const qt_search *s, const double *E, const qt_cand *
  * QT_EINVAL for a custom search (it has no data). */
 int    qt__search_gains(const qt_search *s, size_t samples_act, size_t samples_param,
                         double *E, qt_error *err);
+/* The mismatch estimate (gains.c): what the bound's Chebyshev step gives
+ * away. Each sample's margins m_i and squared margin gradients per
+ * coordinate G_iX are kept (the first `samples` validation images, a copy
+ * of the model; gains, when given, replace the measured E), and a
+ * candidate's margin noise is taken as Gaussian: sigma_i^2 = sum_X G_iX
+ * var_X, p(sample) = min(1, sum_i Phi(-m_i / sigma_i)), the estimate their
+ * mean. var_X is measured for weights and bias (the mean squared error of
+ * quantizing the tensor itself: any type, cluster and float included) and
+ * is the format's noise variance for outputs (fixed/ufixed; else NaN).
+ * new: a new object (QT_EINVAL for a custom search); gains: borrowed, n
+ * values; noise: var_X of one coordinate under f (cached); estimate: NaN
+ * when some var_X is. */
+typedef struct qt__margins qt__margins;
+int    qt__margins_new(const qt_search *s, size_t samples, const double *gains,
+                       qt__margins **out, qt_error *err);
+void   qt__margins_free(qt__margins *M);
+const double *qt__margins_gains(const qt__margins *M);
+double qt__noise(qt__margins *M, const qt_search *s, int coord, const qt_format *f);
+double qt__mismatch_estimate(qt__margins *M, const qt_search *s, const qt_cand *c);
+/* The same model's expected loss of top-1 accuracy against the float
+ * model: images the float model gets right count when any class overtakes
+ * (as above), images it gets wrong count negatively when their label
+ * overtakes. Comparable with the budget base.top1 - threshold. */
+double qt__drop_estimate(qt__margins *M, const qt_search *s, const qt_cand *c);
 /* The analytical plan for hybrid (strat_analytical.c): made as the
  * analytical strategy's init makes it (same options); its B_min; the
  * candidate at any B_min (widths into w, one per coordinate); each
@@ -91,6 +142,9 @@ int    qt__ana_bmin(const void *plan);
 int    qt__ana_cand(const void *plan, const qt_search *s, int b, int *w, qt_cand *c);
 int    qt__ana_range(const void *plan, int i, qt_type *t, int *lo, int *hi);
 void   qt__ana_free(void *plan);
+/* the plan's drop-estimate margins (borrowed; NULL when B_min came from the
+ * bound) and the budget the estimate is compared with */
+qt__margins *qt__ana_margins(const void *plan, double *budget);
 /* ---- end analytical ------------------------------------------------------ */
 
 #endif

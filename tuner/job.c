@@ -68,9 +68,16 @@
  *   "early_pass"  boolean, default false: also stop a candidate as soon as
  *                 it can no longer fail (by default only failing ones stop
  *                 early, so every passing result's accuracy is exact).
+ *   "early_stop"  boolean, default true: false runs every candidate on the
+ *                 whole split (no exact or statistical stop; for measuring
+ *                 what the early stop saves).
  *   "seed"        integer 0..2^63-1, default 1: stochastic rounding, splits.
  *   "workers"     evaluation threads, 1..64, default 1 (results do not
  *                 depend on it).
+ *   "cache_mb"    integer 0..65536, default 256: memory for prefix reuse,
+ *                 the activations candidates share with earlier ones
+ *                 (least recently used evicted first; 0: off). Results do
+ *                 not depend on it.
  *
  * Integers must be JSON integers (2, not 2.0); other numbers may be either.
  * qt_job_to_json writes every field, defaults filled in, in the order
@@ -92,7 +99,7 @@
 
 static const char *const top_keys[] = {
     "model", "dataset", "kind", "epochs", "lr", "train_limit", "space", "cost", "constraint", "strategy",
-    "budget", "val_limit", "alpha", "early_pass", "seed", "workers", NULL
+    "budget", "val_limit", "alpha", "early_pass", "early_stop", "seed", "workers", "cache_mb", NULL
 };
 static const char *const rule_keys[] = {
     "nodes", "points", "types", "widths", "rounding", "bias", NULL
@@ -119,6 +126,7 @@ static const char *const bias_keys[] = { "search", NULL };
 #define DEFAULT_STRATEGY "bisection"
 #define DEFAULT_RELATIVE 0.99
 #define DEFAULT_ALPHA    0.01
+#define DEFAULT_CACHE_MB 256
 #define MAX_WORKERS      64
 #define MAX_BIAS_K       8
 
@@ -597,6 +605,11 @@ static int parse_job(const json_t *j, qt_job_spec *s, qt_error *err)
         if (!json_is_boolean(v)) return fail(err, "early_pass", "must be true or false");
         s->early_pass = json_is_true(v);
     }
+    s->full_eval = 0;
+    if ((v = json_object_get(j, "early_stop"))) {
+        if (!json_is_boolean(v)) return fail(err, "early_stop", "must be true or false");
+        s->full_eval = json_is_false(v);
+    }
     s->seed = 1;
     if ((v = json_object_get(j, "seed"))) {
         if ((rc = get_int(v, "seed", 0, JINT_MAX, &n, err)) != QT_OK) return rc;
@@ -606,6 +619,11 @@ static int parse_job(const json_t *j, qt_job_spec *s, qt_error *err)
     if ((v = json_object_get(j, "workers"))) {
         if ((rc = get_int(v, "workers", 1, MAX_WORKERS, &n, err)) != QT_OK) return rc;
         s->workers = (int)n;
+    }
+    s->cache_mb = DEFAULT_CACHE_MB;
+    if ((v = json_object_get(j, "cache_mb"))) {
+        if ((rc = get_int(v, "cache_mb", 0, 65536, &n, err)) != QT_OK) return rc;
+        s->cache_mb = (int)n;
     }
     return parse_strategy(json_object_get(j, "strategy"), s, err);
 }
@@ -748,8 +766,10 @@ json_t *qt_job_to_json(const qt_job_spec *s)
     put(o, "val_limit", json_integer((json_int_t)s->val_limit), &bad);
     put(o, "alpha", json_real(s->alpha), &bad);
     put(o, "early_pass", json_boolean(s->early_pass), &bad);
+    put(o, "early_stop", json_boolean(!s->full_eval), &bad);
     put(o, "seed", json_integer((json_int_t)s->seed), &bad);
     put(o, "workers", json_integer(s->workers), &bad);
+    put(o, "cache_mb", json_integer(s->cache_mb), &bad);
 
     if (bad) { json_decref(o); return NULL; }
     return o;

@@ -214,6 +214,7 @@ static void model_key(qt_search *s)
     hmix(&h, &s->spec.absolute, sizeof s->spec.absolute);
     hmix(&h, &s->spec.alpha, sizeof s->spec.alpha);
     hmix(&h, &s->spec.early_pass, sizeof s->spec.early_pass);
+    if (s->spec.full_eval) hmix(&h, "full", 4);     /* (older keys stay valid) */
     if (s->spec.kind == QT_JOB_TRAINING) {          /* a training run per candidate */
         uint64_t th = s->train ? qt_dataset_hash(s->train) : 0;
         hmix(&h, &th, sizeof th);
@@ -437,6 +438,26 @@ static int train_copy(qt_search *s, const qt_qconfig *cfg, qt_stats *st, qt_grap
     return QT_OK;
 }
 
+/* an evaluation's prefix reuse and MAC count, around each batch */
+typedef struct prefix_ctx {
+    qt_search *s;
+    uint64_t  *sig;        /* NULL: no prefix reuse */
+    double     macs;
+} prefix_ctx;
+
+static int prefix_resume(void *user, qt_graph *g, size_t start, int n)
+{
+    prefix_ctx *p = user;
+    return p->sig ? qt__pcache_resume(p->s->pc, p->sig, g, start, n) : 0;
+}
+
+static void prefix_saved(void *user, qt_graph *g, size_t start, int n, int from)
+{
+    prefix_ctx *p = user;
+    p->macs += (double)n * p->s->suffix_macs[from];
+    if (p->sig) qt__pcache_save(p->s->pc, p->sig, g, start, n, from);
+}
+
 /* one evaluation through the engine on graph g (a worker's own); training
  * jobs first train a fresh copy of the model under the candidate */
 static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *r)
@@ -452,11 +473,26 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     st.batches = (int)((st.M + 255) / 256);
     if (s->spec.relative > 0) { st.lo = -s->spec.relative; st.hi = 1; }
     else { st.lo = -1 + s->spec.absolute; st.hi = 1 + s->spec.absolute; }
-    if (s->spec.metric == QT_MET_TOP1) { eo.cb = early_cb; eo.user = &st; }
+    if (s->spec.metric == QT_MET_TOP1 && !s->spec.full_eval) { eo.cb = early_cb; eo.user = &st; }
+    prefix_ctx pctx = { s, NULL, 0 };
+    eo.resume = prefix_resume;
+    eo.saved = prefix_saved;
+    eo.prefix_user = &pctx;
     int rc = qt_search_config(s, c, &cfg, &err);
     if (!rc && s->spec.kind == QT_JOB_TRAINING && !(rc = train_copy(s, cfg, NULL, &trained, &err)))
         g = trained;
+    if (!rc && s->pc && !trained) {
+        int nb = qt__pcache_boundaries(s->pc);
+        pctx.sig = malloc((size_t)(nb ? nb : 1) * sizeof *pctx.sig);
+        if (pctx.sig && qt__pcache_sigs(s->pc, cfg, s->spec.seed, pctx.sig)) {
+            free(pctx.sig);
+            pctx.sig = NULL;
+        }
+        if (pctx.sig) qt__pcache_note(s->pc, pctx.sig, 1);
+    }
     if (!rc) rc = qt_evaluate(g, cfg, s->val, &eo, &m, &err);
+    r->macs = pctx.macs;
+    free(pctx.sig);
     qt_qconfig_free(cfg);
     qt_graph_free(trained);
     if (rc) {
@@ -545,13 +581,41 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     if ((rc = build_coords(s, err)) || (rc = calibrate(s, ref, gst, err))) goto fail;
     qt_stats_free(gst);
     gst = NULL;
+    int nodes = qt_graph_nodes(s->g);
+    s->suffix_macs = calloc((size_t)nodes + 1, sizeof *s->suffix_macs);
+    if (!s->suffix_macs) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+    for (int k = nodes - 1; k >= 0; k--)
+        s->suffix_macs[k] = s->suffix_macs[k + 1] + (double)qt_graph_node_macs(s->g, k);
+    if (spec->kind == QT_JOB_INFERENCE && spec->cache_mb > 0 &&
+        !(s->pc = qt__pcache_new(s->g, s->coords, s->n_coords, (size_t)spec->cache_mb << 20))) {
+        rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
+        goto fail;
+    }
     s->base_correct = malloc(n ? n : 1);
     if (!s->base_correct) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
     qt_eval_opts eo;
     qt_metrics m;
     memset(&eo, 0, sizeof eo);
     eo.correct = s->base_correct;
-    if ((rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err))) goto fail;
+    /* the float model's prefixes are every candidate's until its first
+     * quantized node: keep them */
+    prefix_ctx pctx = { s, NULL, 0 };
+    qt_qconfig *fcfg = NULL;
+    if (s->pc) {
+        int nb = qt__pcache_boundaries(s->pc);
+        pctx.sig = malloc((size_t)(nb ? nb : 1) * sizeof *pctx.sig);
+        fcfg = qt_qconfig_new(s->g);
+        if (pctx.sig && fcfg && !qt__pcache_sigs(s->pc, fcfg, spec->seed, pctx.sig)) {
+            qt__pcache_note(s->pc, pctx.sig, 2);
+            eo.resume = prefix_resume;
+            eo.saved = prefix_saved;
+            eo.prefix_user = &pctx;
+        }
+    }
+    rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err);
+    free(pctx.sig);
+    qt_qconfig_free(fcfg);
+    if (rc) goto fail;
     s->base.top1 = m.top1; s->base.top5 = m.top5; s->base.loss = m.loss;
     s->base.images = m.count;
     s->base.seconds = now() - t0;
@@ -596,6 +660,8 @@ void qt_search_free(qt_search *s)
     free(s->hist);
     free(s->coords);
     free(s->base_correct);
+    free(s->suffix_macs);
+    qt__pcache_free(s->pc);
     qt_dataset_free(s->val);
     qt_dataset_free(s->train);
     qt_graph_free(s->trained);
@@ -659,6 +725,13 @@ static void finish(job *j, int k)
     qt__cost(s, j->c[k], r);
     if (!r->early) r->feasible = qt__feasible(s, r);
     s->computed++;
+    s->work.computed++;
+    if (r->early) { s->work.early_fail += !r->feasible; s->work.early_pass += r->feasible; }
+    if (!s->efn) {
+        s->work.images += (double)r->images;
+        s->work.macs += r->macs;
+        s->work.macs_full += (double)qt_dataset_count(s->val) * s->suffix_macs[0];
+    }
     if (s->cache.stored && !j->store_rc) {
         char key[65];
         cand_key(s, j->cj[k], key);
@@ -890,6 +963,12 @@ out:
 }
 
 void qt_search_cancel(qt_search *s) { atomic_store(&s->cancel, 1); }
+
+void qt_search_work_get(const qt_search *s, qt_search_work *w)
+{
+    *w = s->work;
+    if (s->pc) qt__pcache_counts(s->pc, &w->prefix_hits, &w->prefix_batches, &w->prefix_peak);
+}
 
 int qt_search_measure_test(qt_search *s, const qt_cand *c, qt_result *r, qt_error *err)
 {

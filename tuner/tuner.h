@@ -106,8 +106,12 @@ typedef struct qt_job_spec {
     double         alpha;            /* early-stop error rate (default 0.01; 0: only
                                         the exact stop) */
     int            early_pass;       /* also stop once a candidate cannot fail */
+    int            full_eval;        /* 1: no early stop, every candidate runs
+                                        the whole split ("early_stop": false) */
     uint64_t       seed;             /* stochastic rounding and splits */
     int            workers;          /* evaluation threads (default 1) */
+    int            cache_mb;         /* prefix reuse memory in MiB (the JSON
+                                        default is 256; 0: off) */
     int            epochs;           /* QT_JOB_TRAINING: epochs per candidate */
     double         lr;               /* QT_JOB_TRAINING: SGD learning rate */
     size_t         train_limit;      /* QT_JOB_TRAINING: training images (0: all) */
@@ -166,6 +170,9 @@ typedef struct qt_result {
     double        weight_bits, act_bits, bitops;
     double        compression;        /* fp32 cost / cost */
     double        seconds;
+    double        macs;               /* multiply-accumulates the engine ran
+                                         for it (0: answered from a cache or
+                                         a custom evaluator) */
     int           cached;             /* answered from the cache */
     qt_fail_class fail;               /* a failed evaluation and why */
     char          error[192];
@@ -244,6 +251,21 @@ const qt_result *qt_search_baseline(const qt_search *s);     /* float */
 double           qt_search_threshold(const qt_search *s);    /* the metric bound */
 int              qt_search_evals(const qt_search *s);        /* evaluations so far */
 int              qt_search_computed(const qt_search *s);     /* ... not from a cache */
+
+/* The work a search did: what prefix reuse and the early stop saved. */
+typedef struct qt_search_work {
+    int      computed;        /* evaluations the engine computed */
+    int      early_fail;      /* ... stopped early as failing */
+    int      early_pass;      /* ... stopped early as passing */
+    double   images;          /* validation images they ran */
+    double   macs;            /* multiply-accumulates of those forwards */
+    double   macs_full;       /* ... had each run the whole split from the
+                                 input (no early stop, no prefix reuse) */
+    uint64_t prefix_hits;     /* batches resumed from a kept prefix */
+    uint64_t prefix_batches;  /* batches looked up */
+    size_t   prefix_peak;     /* most bytes of activations kept at once */
+} qt_search_work;
+void qt_search_work_get(const qt_search *s, qt_search_work *w);
 
 /* The answer: the cheapest feasible candidate, or, when none was found,
  * the closest one (*feasible = 0). NULL before the first result. */
