@@ -573,11 +573,41 @@ static void lenet5(void **st)
                          QT_OK);
     }
     double budget = b->top1 - qt_search_threshold(s);
-    fprintf(stderr, "  bound at B_min = %d: %.3f %%; at B_min - 1: %.3f %% (budget %.3f %%)\n",
-            bmin, 100 * qt__analytical_bound(s, E, c0), 100 * qt__analytical_bound(s, E, lower),
-            100 * budget);
-    assert_true(qt__analytical_bound(s, E, c0) <= budget);
-    assert_true(qt__analytical_bound(s, E, lower) > budget);
+    /* B_min is the smallest whose predicted drop (the estimate on 2000
+     * images) fits the budget; the bound is far above it (the Chebyshev
+     * step and 1/m^2 of near-ties) */
+    qt__margins *M;
+    assert_int_equal(qt__margins_new(s, 2000, NULL, &M, &err), QT_OK);
+    double d0 = qt__drop_estimate(M, s, c0), d1 = qt__drop_estimate(M, s, lower);
+    const qt_result *r0;
+    qt_search_result(s, 0, NULL, &r0);
+    fprintf(stderr, "  B_min = %d: predicted drop %.3f %%, measured %.3f %%; at B_min - 1: "
+            "predicted %.3f %% (budget %.3f %%); bound %.3g %%\n", bmin, 100 * d0,
+            100 * (b->top1 - r0->top1), 100 * d1, 100 * budget,
+            100 * qt__analytical_bound(s, E, c0));
+    assert_true(d0 <= budget);
+    assert_true(d1 > budget);
+    assert_true(fabs(d0 - (b->top1 - r0->top1)) < 0.005);     /* within half a point */
+    assert_true(qt__analytical_bound(s, E, c0) > budget);
+    /* the estimate grows with the noise: every tensor one bit narrower
+     * predicts more, and the float model predicts nothing */
+    assert_true(d1 > d0);
+    qt_cand *fl = qt_cand_new(s);
+    assert_true(qt__drop_estimate(M, s, fl) == 0);
+    /* a weight's noise is measured on the tensor: fixed<8> at the fitted
+     * bias near the format's step^2/12 (the error is about uniform when the
+     * step is small); cluster<8>, which the bound cannot price, has one */
+    for (int i = 0; i < n; i++) {
+        if (co[i].point != QT_QP_WEIGHTS) continue;
+        qt_format f8, k8;
+        assert_int_equal(qt_search_format(s, i, QT_FIXED, 8, 0, &f8), QT_OK);
+        assert_int_equal(qt_search_format(s, i, QT_CLUSTER, 8, 0, &k8), QT_OK);
+        double v = qt__noise(M, s, i, &f8), vk = qt__noise(M, s, i, &k8);
+        assert_true(v > 0.5 * qt_noise_var(&f8, 0) && v < 1.5 * qt_noise_var(&f8, 0));
+        assert_true(vk >= 0 && isfinite(vk));
+    }
+    qt_cand_free(fl);
+    qt__margins_free(M);
     qt_cand_free(lower);
     int w0[9];
     for (int i = 0; i < n; i++) w0[i] = c0->fmt[i].width;

@@ -510,10 +510,51 @@ static void lenet5_through_the_engine(void **st)
     qt_job_clear(&sp);
 }
 
+/* a type change one bit narrower: fc2's weights need 6 bits in fixed
+ * point and 5 as log, the others 6 in both; the type round proposes
+ * fixed 6 -> log 5 on fc2, it passes and saves, and it is the answer */
+static void type_change_one_bit_fewer(void **st)
+{
+    (void)st;
+    qt_graph *g = mlp();
+    synth y;
+    synth_init(&y);
+    for (int i = 0; i < 3; i++) y.need[i][QT_FIXED] = 6;
+    y.need[1][QT_LOG] = 5;
+    qt_search *s = synth_search(W_FCT, NULL, g, &y, 1);
+    assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
+    int feasible;
+    const qt_cand *best = answer(s, &feasible);
+    assert_true(feasible);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(best->fmt[i].type, i == 1 ? QT_LOG : QT_FIXED);
+        assert_int_equal(best->fmt[i].width, i == 1 ? 5 : 6);
+    }
+    int at = -1;
+    for (int k = 0; k < qt_search_evals(s); k++) {
+        const qt_cand *c;
+        const qt_result *r;
+        qt_search_result(s, k, &c, &r);
+        if (strstr(c->reason, "fc2 weights fixed 6 -> log 5 bits (one bit fewer)")) {
+            at = k;
+            assert_true(r->feasible);
+            assert_int_equal(c->fmt[1].type, QT_LOG);
+            assert_int_equal(c->fmt[1].width, 5);
+        }
+        /* no type move one bit fewer where nothing would be saved or the
+         * width is below the space's */
+        if (strstr(c->reason, "bits (one bit fewer)")) assert_true(c->fmt[0].width >= 2);
+    }
+    assert_true(at >= 0);
+    qt_search_free(s);
+    qt_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(separable_reaches_the_optimum),
+        cmocka_unit_test(type_change_one_bit_fewer),
         cmocka_unit_test(phase1_halves_then_bisects),
         cmocka_unit_test(bias_move_is_taken),
         cmocka_unit_test(type_change_is_taken),

@@ -15,9 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct synth { int need[16]; int calls; } synth;
+typedef struct synth { int need[16]; int calls; int need_log[16]; } synth;
 
-/* tensor i loses 5 points per bit below need[i] */
+/* tensor i loses 5 points per bit below need[i] (as log: need_log[i] when
+ * set, else 5 points whatever its width) */
 static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_result *r)
 {
     synth *y = user;
@@ -26,7 +27,12 @@ static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_resul
     double acc = 0.9;
     for (int i = 0; i < n; i++) {
         int w = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
-        if (w < y->need[i]) acc -= 0.05 * (y->need[i] - w);
+        int need = y->need[i];
+        if (c->fmt[i].type == QT_LOG) {
+            if (!y->need_log[i]) { acc -= 0.05; continue; }
+            need = y->need_log[i];
+        }
+        if (w < need) acc -= 0.05 * (need - w);
     }
     r->top1 = acc > 0 ? acc : 0;
     r->top5 = 1;
@@ -55,7 +61,7 @@ static void finds_the_optimum(void **st)
     qt_graph *g;
     qt_error err;
     int rc;
-    synth y = { { 3, 4, 5 }, 0 };
+    synth y = { { 3, 4, 5 }, 0, { 0 } };
     assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
     qt_search *s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\","
                                 "\"widths\":[2,16]}],\"strategy\":{\"name\":\"hybrid\","
@@ -105,6 +111,45 @@ static void finds_the_optimum(void **st)
     qt_graph_free(g);
 }
 
+/* refine also tries the other allowed types one bit narrower: fc3's
+ * weights (coordinate 4 of fc1..fc3 weights and bias) need 5 bits in fixed
+ * point but 3 as log; the answer takes log<3> there, through log<4> */
+static void refine_changes_type(void **st)
+{
+    (void)st;
+    qt_graph *g;
+    qt_error err;
+    int rc;
+    synth y = { { 3, 4, 3, 4, 5, 2 }, 0, { 0, 0, 0, 0, 3, 0 } };
+    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
+    qt_search *s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\","
+                                "\"points\":[\"weights\",\"bias\"],\"types\":[\"fixed\",\"log\"],"
+                                "\"widths\":[2,8]}],\"strategy\":{\"name\":\"hybrid\","
+                                "\"gains\":[1,1,1,1,1,1]}}", g, &y, &err, &rc);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    const qt_result *r;
+    int feasible;
+    const qt_cand *best = qt_search_best(s, &r, &feasible);
+    assert_non_null(best);
+    assert_true(feasible);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(best->fmt[i].type, i == 4 ? QT_LOG : QT_FIXED);
+        assert_int_equal(best->fmt[i].width, i == 4 ? 3 : y.need[i]);
+    }
+    int seen = 0;
+    for (int k = 0; k < qt_search_evals(s); k++) {
+        const qt_cand *c;
+        qt_search_result(s, k, &c, NULL);
+        if (strstr(c->reason, "fc3 weights fixed 5 -> log 4 bits (one bit fewer")) seen = 1;
+    }
+    assert_true(seen);
+    fprintf(stderr, "type moves: %d evaluations\n", qt_search_evals(s));
+    qt_search_free(s);
+    qt_graph_free(g);
+}
+
 static int run(const char *strategy, double *compression, double *top1)
 {
     char job[1024];
@@ -147,6 +192,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(finds_the_optimum),
+        cmocka_unit_test(refine_changes_type),
         cmocka_unit_test(lenet5_beside_greedy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

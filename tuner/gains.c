@@ -62,7 +62,8 @@ static int argmax(const float *z, int C)
 /* activation gains of the coordinates flagged in want, summed (not yet
  * averaged) into E over the first N images */
 static int act_gains(qt_graph *g, const float *img, size_t per, size_t N, int C,
-                     const qt_coord *co, int n, double *E, qt_error *err)
+                     const qt_coord *co, int n, double *E, double *G, double *M, int *Y,
+                     qt_error *err)
 {
     float *dout = malloc((size_t)CHUNK * (size_t)C * sizeof *dout);
     float *z = malloc((size_t)CHUNK * (size_t)C * sizeof *z);
@@ -75,7 +76,10 @@ static int act_gains(qt_graph *g, const float *img, size_t per, size_t N, int C,
         const qt_tensor *o;
         if ((rc = qt_forward(g, NULL, img + s0 * per, nb, 0, &o, err))) goto out;
         memcpy(z, o->data, (size_t)nb * (size_t)C * sizeof *z);
-        for (int r = 0; r < nb; r++) yh[r] = argmax(z + (size_t)r * C, C);
+        for (int r = 0; r < nb; r++) {
+            yh[r] = argmax(z + (size_t)r * C, C);
+            if (Y) Y[s0 + (size_t)r] = yh[r];
+        }
         for (int i = 0; i < C; i++) {
             int any = 0;
             memset(dout, 0, (size_t)nb * (size_t)C * sizeof *dout);
@@ -86,6 +90,7 @@ static int act_gains(qt_graph *g, const float *img, size_t per, size_t N, int C,
                 dout[(size_t)r * C + yh[r]] = 1.0f;
                 dout[(size_t)r * C + i] = -1.0f;
                 w[r] = 1.0 / (24.0 * m * m);
+                if (M) M[(s0 + (size_t)r) * (size_t)C + (size_t)i] = m;
                 any = 1;
             }
             if (!any) continue;
@@ -94,8 +99,12 @@ static int act_gains(qt_graph *g, const float *img, size_t per, size_t N, int C,
                 if (!is_act(&co[k])) continue;
                 const qt_tensor *gr = qt_graph_grad(g, co[k].node, -1);
                 size_t pe = qt_graph_node_size(g, co[k].node);
-                for (int r = 0; r < nb; r++)
-                    if (w[r] > 0) E[k] += w[r] * sumsq(gr->data + (size_t)r * pe, pe);
+                for (int r = 0; r < nb; r++) {
+                    if (!(w[r] > 0)) continue;
+                    double v = sumsq(gr->data + (size_t)r * pe, pe);
+                    E[k] += w[r] * v;
+                    if (G) G[((s0 + (size_t)r) * (size_t)C + (size_t)i) * (size_t)n + (size_t)k] = v;
+                }
             }
         }
     }
@@ -109,7 +118,8 @@ out:
 
 /* parameter gains, one sample at a time (see the top of the file) */
 static int param_gains(qt_graph *g, const float *img, size_t per, size_t N, int C,
-                       const qt_coord *co, int n, double *E, qt_error *err)
+                       const qt_coord *co, int n, double *E, double *G, double *M, int *Y,
+                       qt_error *err)
 {
     float *dout = calloc((size_t)C, sizeof *dout);
     float *z = malloc((size_t)C * sizeof *z);
@@ -120,6 +130,7 @@ static int param_gains(qt_graph *g, const float *img, size_t per, size_t N, int 
         if ((rc = qt_forward(g, NULL, img + s * per, 1, 0, &o, err))) goto out;
         memcpy(z, o->data, (size_t)C * sizeof *z);
         int y = argmax(z, C);
+        if (Y) Y[s] = y;
         for (int i = 0; i < C; i++) {
             double m = (double)z[y] - (double)z[i];
             if (i == y || m == 0) continue;
@@ -128,10 +139,13 @@ static int param_gains(qt_graph *g, const float *img, size_t per, size_t N, int 
             dout[i] = -1.0f;
             if ((rc = qt_backward(g, NULL, dout, err))) goto out;
             double wt = 1.0 / (24.0 * m * m);
+            if (M) M[s * (size_t)C + (size_t)i] = m;
             for (int k = 0; k < n; k++) {
                 if (!is_param(&co[k])) continue;
                 const qt_tensor *gr = qt_graph_grad(g, co[k].node, co[k].point == QT_QP_BIAS);
-                if (gr) E[k] += wt * sumsq(gr->data, gr->size);
+                double v = gr ? sumsq(gr->data, gr->size) : 0;
+                E[k] += wt * v;
+                if (G) G[(s * (size_t)C + (size_t)i) * (size_t)n + (size_t)k] = v;
             }
         }
     }
@@ -141,8 +155,11 @@ out:
     return rc;
 }
 
-int qt__gains(qt_graph *g, const qt_dataset *d, size_t samples, const qt_coord *coords,
-              int n, double *E, qt_error *err)
+/* the gains, and with G, M and Y (sized by the caller: N x C x n and N x C
+ * doubles, zeroed, and N) every sample's squared margin gradients, margins
+ * and float prediction */
+static int gains_run(qt_graph *g, const qt_dataset *d, size_t samples, const qt_coord *coords,
+                     int n, double *E, double *G, double *M, int *Y, qt_error *err)
 {
     int shape[3], na = 0, np = 0, rc;
     size_t N = qt_dataset_count(d);
@@ -167,10 +184,16 @@ int qt__gains(qt_graph *g, const qt_dataset *d, size_t samples, const qt_coord *
         np += is_param(&coords[k]);
     }
     const float *img = qt_dataset_images(d);
-    if (na && (rc = act_gains(g, img, per, N, (int)Cs, coords, n, E, err))) return rc;
-    if (np && (rc = param_gains(g, img, per, N, (int)Cs, coords, n, E, err))) return rc;
+    if (na && (rc = act_gains(g, img, per, N, (int)Cs, coords, n, E, G, M, Y, err))) return rc;
+    if (np && (rc = param_gains(g, img, per, N, (int)Cs, coords, n, E, G, M, Y, err))) return rc;
     for (int k = 0; k < n; k++) E[k] /= (double)N;
     return QT_OK;
+}
+
+int qt__gains(qt_graph *g, const qt_dataset *d, size_t samples, const qt_coord *coords,
+              int n, double *E, qt_error *err)
+{
+    return gains_run(g, d, samples, coords, n, E, NULL, NULL, NULL, err);
 }
 
 int qt__search_gains(const qt_search *s, size_t samples_act, size_t samples_param, double *E,
@@ -202,4 +225,173 @@ out:
     free(sub);
     qt_graph_free(g);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The mismatch estimate                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* a measured noise variance: coordinate and format */
+typedef struct noise_e {
+    int       coord;
+    qt_format f;
+    double    var;
+} noise_e;
+
+struct qt__margins {
+    int       N, C, n;     /* samples, classes, coordinates */
+    double   *m;           /* N x C margins Z_yhat - Z_i (0: none) */
+    double   *G;           /* N x C x n: sum_h (d m_i / d x_h)^2 */
+    double   *E;           /* the gains (n) */
+    int      *y;           /* N float predictions */
+    uint8_t  *label;       /* N labels */
+    qt_graph *g;           /* the float model (own copy): weights to measure */
+    float    *buf;         /* scratch for a quantized parameter tensor */
+    size_t    cap_buf;
+    noise_e  *cache;       /* noise variances measured so far */
+    int       n_cache, cap_cache;
+};
+
+void qt__margins_free(qt__margins *M)
+{
+    if (!M) return;
+    free(M->m);
+    free(M->G);
+    free(M->E);
+    free(M->y);
+    free(M->label);
+    free(M->buf);
+    free(M->cache);
+    qt_graph_free(M->g);
+    free(M);
+}
+
+int qt__margins_new(const qt_search *s, size_t samples, const double *gains, qt__margins **out,
+                    qt_error *err)
+{
+    const qt_coord *co;
+    const qt_dataset *d = qt_search_dataset(s);
+    int n = qt_search_coords(s, &co), rc;
+    *out = NULL;
+    if (!d) return qt__fail(err, QT_EINVAL, -1, "gains: a custom search has no data to "
+                            "measure margins on");
+    qt__margins *M = calloc(1, sizeof *M);
+    if (!M) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    M->g = qt_graph_clone(qt_search_graph(s));
+    size_t N = qt_dataset_count(d);
+    if (samples < N) N = samples;
+    M->N = (int)N;
+    M->n = n;
+    M->C = M->g ? (int)qt_graph_node_size(M->g, qt_graph_output(M->g)) : 0;
+    size_t nm = N * (size_t)(M->C > 0 ? M->C : 1);
+    M->m = calloc(nm ? nm : 1, sizeof *M->m);
+    M->G = calloc(nm * (size_t)(n ? n : 1) + 1, sizeof *M->G);
+    M->E = calloc((size_t)(n ? n : 1), sizeof *M->E);
+    M->y = calloc(N ? N : 1, sizeof *M->y);
+    M->label = malloc(N ? N : 1);
+    if (!M->g || !M->m || !M->G || !M->E || !M->y || !M->label) {
+        qt__margins_free(M);
+        return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    }
+    memcpy(M->label, qt_dataset_labels(d), N);
+    if ((rc = gains_run(M->g, d, N, co, n, M->E, M->G, M->m, M->y, err))) {
+        qt__margins_free(M);
+        return rc;
+    }
+    if (gains)
+        for (int k = 0; k < n; k++) M->E[k] = gains[k];
+    *out = M;
+    return QT_OK;
+}
+
+const double *qt__margins_gains(const qt__margins *M) { return M->E; }
+
+/* mean squared error of quantizing a parameter tensor with f */
+static double param_noise(qt__margins *M, const qt_coord *c, const qt_format *f)
+{
+    qt_tensor *t = qt_graph_param(M->g, c->node, c->point == QT_QP_BIAS);
+    if (!t || !t->size) return 0;
+    if (t->size > M->cap_buf) {
+        float *b = realloc(M->buf, t->size * sizeof *b);
+        if (!b) return NAN;
+        M->buf = b;
+        M->cap_buf = t->size;
+    }
+    memcpy(M->buf, t->data, t->size * sizeof *M->buf);
+    qt_quantize(f, M->buf, t->size, NULL);
+    double e = 0;
+    for (size_t k = 0; k < t->size; k++) {
+        double d = (double)M->buf[k] - (double)t->data[k];
+        e += d * d;
+    }
+    return e / (double)t->size;
+}
+
+double qt__noise(qt__margins *M, const qt_search *s, int coord, const qt_format *f)
+{
+    const qt_coord *co;
+    qt_search_coords(s, &co);
+    if (f->type == QT_NONE) return 0;
+    if (!is_param(&co[coord]))
+        return f->type == QT_FIXED || f->type == QT_UFIXED ? qt_noise_var(f, 0.0) : NAN;
+    for (int k = 0; k < M->n_cache; k++)
+        if (M->cache[k].coord == coord && !memcmp(&M->cache[k].f, f, sizeof *f))
+            return M->cache[k].var;
+    double v = param_noise(M, &co[coord], f);
+    if (M->n_cache == M->cap_cache) {
+        int cap = M->cap_cache ? 2 * M->cap_cache : 64;
+        noise_e *e = realloc(M->cache, (size_t)cap * sizeof *e);
+        if (!e) return v;
+        M->cache = e;
+        M->cap_cache = cap;
+    }
+    M->cache[M->n_cache++] = (noise_e){ coord, *f, v };
+    return v;
+}
+
+static double estimate(qt__margins *M, const qt_search *s, const qt_cand *c, int drop);
+
+double qt__mismatch_estimate(qt__margins *M, const qt_search *s, const qt_cand *c)
+{
+    return estimate(M, s, c, 0);
+}
+
+double qt__drop_estimate(qt__margins *M, const qt_search *s, const qt_cand *c)
+{
+    return estimate(M, s, c, 1);
+}
+
+static double estimate(qt__margins *M, const qt_search *s, const qt_cand *c, int drop)
+{
+    double var[256], *v = M->n <= 256 ? var : malloc((size_t)M->n * sizeof *v);
+    double p = 0;
+    int any = 0;
+    if (!v) return NAN;
+    for (int k = 0; k < M->n; k++) {
+        v[k] = qt__noise(M, s, k, &c->fmt[k]);
+        if (isnan(v[k])) { p = NAN; goto out; }
+        any |= v[k] > 0;
+    }
+    if (!any) goto out;
+    for (int i = 0; i < M->N; i++) {
+        double ps = 0, pl = 0;
+        for (int j = 0; j < M->C; j++) {
+            double m = M->m[(size_t)i * (size_t)M->C + (size_t)j], sg = 0, pj;
+            if (!(m > 0)) continue;
+            const double *g = &M->G[((size_t)i * (size_t)M->C + (size_t)j) * (size_t)M->n];
+            for (int k = 0; k < M->n; k++) sg += g[k] * v[k];
+            pj = sg > 0 ? 0.5 * erfc(m / sqrt(2.0 * sg)) : 0;
+            ps += pj;
+            if (j == M->label[i]) pl = pj;
+        }
+        if (ps > 1) ps = 1;
+        /* drop: a correct image is lost when any class overtakes; a wrong
+         * one is won when its label does */
+        if (!drop) p += ps;
+        else p += M->y[i] == M->label[i] ? ps : -pl;
+    }
+    p /= (double)M->N;
+out:
+    if (v != var) free(v);
+    return p;
 }

@@ -63,6 +63,7 @@
 #define SAMPLES       500       /* images the gains are measured on */
 #define OFF_ZERO      (-1000)   /* the offset of a tensor whose gain is 0 */
 #define REF_WIDTH     16        /* where the range factor r_X is measured */
+#define EST_SAMPLES   2000      /* images the drop estimate is measured on */
 
 enum { PH_PROPOSE = 0, PH_WAIT = 1, PH_DONE = 2 };
 
@@ -79,6 +80,8 @@ typedef struct ana {
     int        failed;     /* B_min of the failed proposal this one widens (0: none) */
     double     failed_acc; /* its metric */
     char       why[24];    /* how B_min was chosen: "", " (forced)", ... */
+    int        estimate;   /* B_min from the drop estimate (0: from the bound) */
+    qt__margins *M;        /* the estimate's margins (NULL: none) */
 } ana;
 
 /* ------------------------------------------------------------------------ */
@@ -137,6 +140,7 @@ static void ana_free(void *state)
     free(a->hi);
     free(a->off);
     free(a->w);
+    qt__margins_free(a->M);
     free(a);
 }
 
@@ -147,13 +151,14 @@ static int bad_opt(qt_error *err, const char *key, const char *msg)
 
 /* the options: samples, gains, b_min */
 static int parse_opts(const qt_search *s, const json_t *opts, int n, long *samples,
-                      double *E, int *have_gains, int *bmin, qt_error *err)
+                      double *E, int *have_gains, int *bmin, int *estimate, qt_error *err)
 {
     const char *key;
     const json_t *v;
     *samples = 0;
     *have_gains = 0;
     *bmin = 0;
+    *estimate = 1;
     if (!opts) return QT_OK;
     if (!json_is_object(opts))
         return qt__fail(err, QT_EINVAL, -1, "strategy: analytical's options must be an object");
@@ -168,6 +173,11 @@ static int parse_opts(const qt_search *s, const json_t *opts, int n, long *sampl
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 32)
                 return bad_opt(err, key, "must be an integer in 1..32");
             *bmin = (int)json_integer_value(v);
+        } else if (!strcmp(key, "model")) {
+            const char *m = json_string_value(v);
+            if (!m || (strcmp(m, "estimate") && strcmp(m, "bound")))
+                return bad_opt(err, key, "must be \"estimate\" or \"bound\"");
+            *estimate = !strcmp(m, "estimate");
         } else if (!strcmp(key, "gains")) {
             if (!json_is_array(v) || (int)json_array_size(v) != n)
                 return qt__fail(err, QT_EINVAL, -1, "strategy.gains: must be an array of %d "
@@ -183,7 +193,7 @@ static int parse_opts(const qt_search *s, const json_t *opts, int n, long *sampl
             *have_gains = 1;
         } else {
             return qt__fail(err, QT_EINVAL, -1, "strategy.%s: analytical has no such option "
-                            "(samples, gains, b_min)", key);
+                            "(samples, gains, b_min, model)", key);
         }
     }
     (void)s;
@@ -215,6 +225,12 @@ static double bound_at(const ana *a, const qt_search *s, int b, int *w, qt_cand 
     return qt__analytical_bound(s, a->E, c);
 }
 
+/* the model's figure for a candidate: the drop estimate or the bound */
+static double model_of(const ana *a, const qt_search *s, const qt_cand *c)
+{
+    return a->estimate ? qt__drop_estimate(a->M, s, c) : qt__analytical_bound(s, a->E, c);
+}
+
 /* every tensor with a gain at its widest */
 static int all_widest(const ana *a, const int *w)
 {
@@ -228,7 +244,7 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
     const qt_coord *co;
     const qt_graph *g = qt_search_graph(s);
     const qt_job_spec *sp = qt_search_spec(s);
-    int n = qt_search_coords(s, &co), rc = QT_OK, have_gains, forced;
+    int n = qt_search_coords(s, &co), rc = QT_OK, have_gains, forced, estimate;
     long samples;
     qt_cand *c = NULL;
     ana *a = calloc(1, sizeof *a);
@@ -245,7 +261,8 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
         rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
         goto fail;
     }
-    if ((rc = parse_opts(s, opts, n, &samples, a->E, &have_gains, &forced, err))) goto fail;
+    if ((rc = parse_opts(s, opts, n, &samples, a->E, &have_gains, &forced, &estimate, err)))
+        goto fail;
     if (sp->kind == QT_JOB_TRAINING) {
         rc = qt__fail(err, QT_ENOTSUP, -1, "strategy: analytical tunes inference jobs only "
                       "(its gains are for the forward pass)");
@@ -309,6 +326,11 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
         size_t ns = samples ? (size_t)samples : SAMPLES;
         if ((rc = qt__search_gains(s, ns, ns, a->E, err))) goto fail;
     }
+    /* the drop estimate: top-1 constraints with the engine's data only */
+    if (estimate && sp->metric == QT_MET_TOP1 && qt_search_dataset(s)) {
+        if ((rc = qt__margins_new(s, EST_SAMPLES, NULL, &a->M, err))) goto fail;
+        a->estimate = 1;
+    }
 
     /* offsets from the range-scaled gains */
     double emin = INFINITY;
@@ -332,8 +354,10 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
         snprintf(a->why, sizeof a->why, " (forced)");
     } else {
         int b;
-        for (b = 1; b <= 32; b++)
-            if (bound_at(a, s, b, a->w, c) <= a->budget) break;
+        for (b = 1; b <= 32; b++) {
+            if (isnan(bound_at(a, s, b, a->w, c))) continue;
+            if (model_of(a, s, c) <= a->budget) break;
+        }
         if (b > 32) {                 /* nothing fits: the first at the widest */
             int w32[64], *wt = n <= 64 ? w32 : malloc(m * sizeof *wt);
             if (!wt) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
@@ -394,7 +418,12 @@ static int ana_propose(void *state, qt_search *s, qt_cand *c)
     if (isnan(a->budget))
         add(c->reason, sizeof c->reason, &full, "analytical: B_min = %d%s, bound %.3g %% "
             "(no budget for a loss)", a->bmin, a->why, 100 * bd);
-    else
+    else if (a->estimate) {
+        double de = qt__drop_estimate(a->M, s, c);
+        add(c->reason, sizeof c->reason, &full, "analytical: B_min = %d%s, predicted drop "
+            "%.3g %% %s budget %.3g %% (bound %.3g %%)", a->bmin, a->why, 100 * de,
+            de <= a->budget ? "<=" : ">", 100 * a->budget, 100 * bd);
+    } else
         add(c->reason, sizeof c->reason, &full, "analytical: B_min = %d%s, bound %.3g %% %s "
             "budget %.3g %%", a->bmin, a->why, 100 * bd, bd <= a->budget ? "<=" : ">",
             100 * a->budget);
@@ -462,6 +491,13 @@ int qt__ana_range(const void *plan, int i, qt_type *t, int *lo, int *hi)
 }
 
 void qt__ana_free(void *plan) { ana_free(plan); }
+
+qt__margins *qt__ana_margins(const void *plan, double *budget)
+{
+    const ana *a = plan;
+    *budget = a->budget;
+    return a->estimate ? a->M : NULL;
+}
 
 const qt_strategy qt__strat_analytical = {
     "analytical", "per-tensor widths in closed form from noise gains (Sakr & Shanbhag), "

@@ -28,7 +28,9 @@
  *     proposed): while one passes, take the largest cost saved per accuracy
  *     lost, dcost / max(dacc, 1e-6) (ties: larger dcost, lower index);
  *   - a type change on one tensor (another allowed type at the same width,
- *     the bias fitted): if none passes, the phase ends; else the best
+ *     and at one bit fewer when that saves cost: a type that fits the
+ *     tensor better can pay for the bit, e.g. fixed<5> -> cluster<4>; the
+ *     bias fitted): if none passes, the phase ends; else the best
  *     (ratio, then dcost, then accuracy, then index) is tried and the moves
  *     above run again. A type change is kept when, after them, the
  *     configuration is cheaper than before it (or as cheap and more
@@ -379,6 +381,14 @@ static void build_phase2(greedy *g, const qt_search *s)
                     say(m->reason, sizeof m->reason, "greedy phase %d: %s %s -> %s at %d "
                              "bits, bias fitted; now %s", ph, tn, qt_type_name((qt_type)g->t[i]),
                              qt_type_name((qt_type)t), g->w[i], acc);
+                /* the new type one bit narrower: a type that represents the
+                 * tensor better may pay for the bit (only when it saves) */
+                if (g->w[i] - 1 < c[i].wmin || g->oom) continue;
+                if ((m = single(g, s, MV_TYPE, i, t, g->w[i] - 1, 0, 1, &saved)))
+                    say(m->reason, sizeof m->reason, "greedy phase %d: %s %s %d -> %s %d "
+                             "bits (one bit fewer), bias fitted, saves %.3g %s; now %s", ph, tn,
+                             qt_type_name((qt_type)g->t[i]), g->w[i], qt_type_name((qt_type)t),
+                             g->w[i] - 1, saved, cost_unit(s), acc);
             }
         }
     }
@@ -685,7 +695,7 @@ static int gr_init(qt_search *s, const json_t *opts, void **state, qt_error *err
     g->n = n;
     g->subset = subset;
     g->max_rounds = max_rounds;
-    g->cap_mv = m * TYPES_MAX + 2;
+    g->cap_mv = 2 * m * TYPES_MAX + 2;          /* a type move at w and at w - 1 */
     g->mv = calloc((size_t)g->cap_mv, sizeof *g->mv);
     g->tl = calloc((size_t)g->cap_mv, sizeof *g->tl);
     g->pend = calloc((size_t)g->cap_mv, sizeof *g->pend);

@@ -10,13 +10,27 @@
  *    widths as one already tried are skipped). If the bound's own B_min
  *    fails, widen it one at a time as the analytical strategy does.
  * 3. Refine (option "refine": "greedy", the default, or "none"): from the
- *    passing candidate, one round proposes one bit fewer on each tensor
- *    above its narrowest width; of those that pass, take the one that
- *    saves the most cost per accuracy lost (accuracy lost floored at 1e-6;
- *    ties: the larger saving, then the lower index); repeat until none
- *    passes. This is the greedy strategy's bit move, started where the
- *    analysis put every tensor instead of from a global width.
- * Options: "refine", and the analytical strategy's "samples" and "gains".
+ *    passing candidate, one round proposes, for each tensor above its
+ *    narrowest width, one bit fewer in its type and one bit fewer in each
+ *    other type its space allows (bias fitted; e.g. fixed<5> ->
+ *    cluster<4>: a type that fits the tensor better can pay for the bit);
+ *    of those that pass, take the one that saves the most cost per
+ *    accuracy lost (accuracy lost floored at 1e-6; ties: the larger
+ *    saving, then the proposal order); repeat until none passes. These are
+ *    the greedy strategy's bit and type moves, started where the analysis
+ *    put every tensor instead of from a global width.
+ * The estimate. When the plan has the drop estimate (a top-1 constraint on
+ *    the engine's data: gains.c), a B_min probe whose predicted drop
+ *    exceeds SKIP x the budget is not evaluated but taken as failed; the
+ *    reason of the next proposal says what was ruled out. Option "skip":
+ *    false evaluates them. Refine moves are never ruled out: near the
+ *    budget the estimate is off by about 0.3 points either way (on lenet5,
+ *    fc5 4 -> 3 bits from a configuration at the budget's edge was
+ *    predicted 1.4 % and measured 0.9 %, a pass), and far above it the
+ *    linearisation underestimates (fc3 at 4 bits: predicted 1.4 %,
+ *    measured 4.8 %), so a refine move is never clearly out.
+ * Options: "refine", "skip", and the analytical strategy's "samples",
+ * "gains" and "model".
  */
 #include "internal.h"
 
@@ -26,6 +40,14 @@
 #include <string.h>
 
 enum { H_BISECT = 0, H_WIDEN = 1, H_REFINE = 2, H_DONE = 3 };
+
+#define SKIP      1.5     /* predicted drop / budget beyond which a candidate is not evaluated */
+#define TYPES_MAX 16
+
+/* a refine move: tensor i to (type, width) */
+typedef struct hmove {
+    int i, t, w;
+} hmove;
 
 typedef struct hyb {
     void    *plan;
@@ -42,12 +64,18 @@ typedef struct hyb {
     int     *bw;              /* its widths */
     /* refine round */
     int      pending;         /* proposals awaited */
-    int      next;            /* next tensor to propose a move for */
+    int      next;            /* next move of the round to propose (-1: build it) */
     int      chosen;          /* tensor of the best move so far (-1) */
     double   chosen_ratio, chosen_save;
     qt_result chosen_r;
-    int     *moved;           /* tensor of each awaited proposal */
-    int      n_moved;
+    int     *bt;              /* the best candidate's types */
+    hmove   *mv;              /* this round's moves (proposed ones) */
+    int      n_mv, cap_mv;
+    int      skip;            /* option: rule out by the estimate */
+    qt__margins *M;           /* the plan's estimate (borrowed; NULL: none) */
+    double   budget;
+    char     ruled[96];       /* what the estimate ruled out, for the reasons */
+    int      n_ruled;         /* ... in this round (refine) or search (B_min) */
 } hyb;
 
 static void hyb_free(void *state)
@@ -59,7 +87,8 @@ static void hyb_free(void *state)
     free(h->w);
     free(h->tmp);
     free(h->bw);
-    free(h->moved);
+    free(h->bt);
+    free(h->mv);
     free(h);
 }
 
@@ -72,6 +101,7 @@ static int hyb_init(qt_search *s, const json_t *opts, void **state, qt_error *er
     if (!h) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
     h->n = n;
     h->refine = 1;
+    h->skip = 1;
     if (opts) {
         const char *k;
         json_t *v;
@@ -87,13 +117,20 @@ static int hyb_init(qt_search *s, const json_t *opts, void **state, qt_error *er
                                     "or \"none\"");
                 }
                 h->refine = !strcmp(r, "greedy");
-            } else if (!strcmp(k, "samples") || !strcmp(k, "gains")) {
+            } else if (!strcmp(k, "skip")) {
+                if (!json_is_boolean(v)) {
+                    json_decref(aopts);
+                    hyb_free(h);
+                    return qt__fail(err, QT_EINVAL, -1, "strategy.skip: must be true or false");
+                }
+                h->skip = json_is_true(v);
+            } else if (!strcmp(k, "samples") || !strcmp(k, "gains") || !strcmp(k, "model")) {
                 json_object_set(aopts, k, v);
             } else {
                 json_decref(aopts);
                 hyb_free(h);
                 return qt__fail(err, QT_EINVAL, -1, "strategy.%s: not an option of hybrid "
-                                "(it takes: refine, samples, gains)", k);
+                                "(it takes: refine, skip, samples, gains, model)", k);
             }
         }
     }
@@ -103,13 +140,17 @@ static int hyb_init(qt_search *s, const json_t *opts, void **state, qt_error *er
     h->w = calloc((size_t)(n ? n : 1), sizeof *h->w);
     h->tmp = calloc((size_t)(n ? n : 1), sizeof *h->tmp);
     h->bw = calloc((size_t)(n ? n : 1), sizeof *h->bw);
-    h->moved = calloc((size_t)(n ? n : 1), sizeof *h->moved);
+    h->bt = calloc((size_t)(n ? n : 1), sizeof *h->bt);
+    h->cap_mv = (n ? n : 1) * TYPES_MAX;
+    h->mv = calloc((size_t)h->cap_mv, sizeof *h->mv);
     h->best = qt_cand_new(s);
-    if (!h->w || !h->tmp || !h->bw || !h->moved || !h->best) {
+    if (!h->w || !h->tmp || !h->bw || !h->bt || !h->mv || !h->best) {
         hyb_free(h);
         return qt__fail(err, QT_ENOMEM, -1, "out of memory");
     }
     h->top = qt__ana_bmin(h->plan);
+    h->M = qt__ana_margins(h->plan, &h->budget);
+    if (!h->skip || !(h->budget > 0)) h->M = NULL;
     h->L = 1;
     h->R = h->top;
     h->phase = H_BISECT;
@@ -131,21 +172,83 @@ static double metric(const qt_search *s, const qt_result *r)
     return sp->metric == QT_MET_TOP5 ? r->top5 : sp->metric == QT_MET_LOSS ? -r->loss : r->top1;
 }
 
+/* would the estimate rule c out? (then say what, in h->ruled) */
+static int ruled_out(hyb *h, const qt_search *s, const qt_cand *c, const char *what)
+{
+    if (!h->M) return 0;
+    double d = qt__drop_estimate(h->M, s, c);
+    if (!(d > SKIP * h->budget)) return 0;
+    if (h->n_ruled++ == 0)
+        snprintf(h->ruled, sizeof h->ruled, "; the estimate ruled out %.40s (predicted drop "
+                 "%.2f %% > %.1f x budget)", what, 100 * d, SKIP);
+    return 1;
+}
+
+/* h->ruled with the count of the others, appended to a reason */
+static void add_ruled(const hyb *h, qt_cand *c)
+{
+    size_t at = strlen(c->reason);
+    if (!h->n_ruled || at >= sizeof c->reason) return;
+    if (h->n_ruled == 1)
+        snprintf(c->reason + at, sizeof c->reason - at, "%s", h->ruled);
+    else
+        snprintf(c->reason + at, sizeof c->reason - at, "%s and %d more", h->ruled,
+                 h->n_ruled - 1);
+}
+
 static int propose_bmin(hyb *h, qt_search *s, qt_cand *c, int b, const char *why)
 {
     if (qt__ana_cand(h->plan, s, b, h->w, c)) { h->phase = H_DONE; return QT_DONE; }
     snprintf(c->reason, sizeof c->reason, "hybrid: analytical offsets at B_min = %d (%s; "
-             "the bound's B_min is %d)", b, why, h->top);
+             "the plan's B_min is %d)", b, why, h->top);
+    add_ruled(h, c);
     h->probe = b;
     return QT_PROPOSE;
+}
+
+static void tensor_name(const qt_search *s, int i, char *buf, size_t size)
+{
+    const qt_coord *co;
+    qt_search_coords(s, &co);
+    snprintf(buf, size, "%s %s", qt_graph_node_name(qt_search_graph(s), co[i].node),
+             qt_qpoint_name(co[i].point));
+}
+
+/* this round's moves from best: one bit fewer in each allowed type */
+static void build_round(hyb *h, qt_search *s, qt_cand *c)
+{
+    const qt_coord *co;
+    char what[96], tn[64];
+    qt_search_coords(s, &co);
+    h->n_mv = 0;
+    h->n_ruled = 0;
+    for (int i = 0; i < h->n; i++) {
+        qt_type t0;
+        int lo, hi;
+        qt__ana_range(h->plan, i, &t0, &lo, &hi);
+        int w = h->bw[i] - 1;
+        if (w < co[i].wmin || w < 1) continue;
+        /* its own type first, then the others in qt_type order */
+        for (int k = -1; k < TYPES_MAX && h->n_mv < h->cap_mv; k++) {
+            int t = k < 0 ? h->bt[i] : k;
+            if (k >= 0 && (t == h->bt[i] || !(co[i].types >> t & 1u))) continue;
+            if (k < 0 && w < lo) continue;          /* the plan's type: its own range */
+            qt_cand_copy(s, c, h->best);
+            if (qt_search_format(s, i, (qt_type)t, w, 0, &c->fmt[i]) != QT_OK) continue;
+            tensor_name(s, i, tn, sizeof tn);
+            if (t == h->bt[i]) snprintf(what, sizeof what, "%s at %d bits", tn, w);
+            else snprintf(what, sizeof what, "%s as %s<%d>", tn, qt_type_name((qt_type)t), w);
+            (void)what;           /* refine moves are not ruled out: see the top */
+            h->mv[h->n_mv++] = (hmove){ i, t, w };
+        }
+    }
 }
 
 static void start_refine(hyb *h)
 {
     h->phase = h->refine ? H_REFINE : H_DONE;
-    h->next = 0;
+    h->next = -1;                     /* the round is built on the first propose */
     h->pending = 0;
-    h->n_moved = 0;
     h->chosen = -1;
 }
 
@@ -153,21 +256,27 @@ static int hyb_propose(void *state, qt_search *s, qt_cand *c)
 {
     hyb *h = state;
     const qt_coord *co;
-    const qt_graph *g = qt_search_graph(s);
     qt_search_coords(s, &co);
     if (h->phase == H_BISECT) {
         if (h->probe) return QT_WAIT;
-        /* skip B_min values whose widths a tried one already gave */
+        /* skip B_min values whose widths a tried one already gave, and
+         * those the estimate rules out */
         while (h->L < h->R) {
             int mid = (h->L + h->R) / 2;
             if (mid > h->L && same_widths(h, s, mid, mid - 1, c)) { h->L = mid; continue; }
-            return propose_bmin(h, s, c, mid, "binary search below the bound");
+            char what[32];
+            snprintf(what, sizeof what, "B_min = %d", mid);
+            if (qt__ana_cand(h->plan, s, mid, h->w, c) == QT_OK && ruled_out(h, s, c, what)) {
+                h->L = mid + 1;
+                continue;
+            }
+            return propose_bmin(h, s, c, mid, "binary search below the plan's");
         }
         if (h->pass_b == h->R) {
             start_refine(h);
         } else {
             h->phase = H_WIDEN;
-            return propose_bmin(h, s, c, h->R, h->R == h->top ? "the bound's own"
+            return propose_bmin(h, s, c, h->R, h->R == h->top ? "the plan's own"
                                                                 : "the smallest left to try");
         }
     }
@@ -176,23 +285,29 @@ static int hyb_propose(void *state, qt_search *s, qt_cand *c)
         return propose_bmin(h, s, c, h->R, "widened after a failure");
     }
     if (h->phase == H_REFINE) {
-        while (h->next < h->n) {
-            int i = h->next++;
-            qt_type t;
-            int lo, hi;
-            qt__ana_range(h->plan, i, &t, &lo, &hi);
-            if (h->bw[i] <= lo) continue;
+        if (h->next < 0) {
+            build_round(h, s, c);
+            h->next = 0;
+        }
+        if (h->next < h->n_mv) {
+            const hmove *m = &h->mv[h->next++];
+            char tn[64];
             qt_cand_copy(s, c, h->best);
-            if (qt_search_format(s, i, t, h->bw[i] - 1, 0, &c->fmt[i]) != QT_OK) continue;
-            snprintf(c->reason, sizeof c->reason, "hybrid refine: %s %s one bit fewer (%d -> %d)",
-                     qt_graph_node_name(g, co[i].node), qt_qpoint_name(co[i].point), h->bw[i],
-                     h->bw[i] - 1);
-            h->moved[h->n_moved++] = i;
+            qt_search_format(s, m->i, (qt_type)m->t, m->w, 0, &c->fmt[m->i]);
+            tensor_name(s, m->i, tn, sizeof tn);
+            if (m->t == h->bt[m->i])
+                snprintf(c->reason, sizeof c->reason, "hybrid refine: %s one bit fewer "
+                         "(%d -> %d)", tn, h->bw[m->i], m->w);
+            else
+                snprintf(c->reason, sizeof c->reason, "hybrid refine: %s %s %d -> %s %d bits "
+                         "(one bit fewer, bias fitted)", tn, qt_type_name((qt_type)h->bt[m->i]),
+                         h->bw[m->i], qt_type_name((qt_type)m->t), m->w);
+            add_ruled(h, c);
             h->pending++;
             return QT_PROPOSE;
         }
         if (h->pending) return QT_WAIT;
-        return QT_DONE;                 /* (observe moves on when the round ends) */
+        return QT_DONE;                 /* a round with no move left: done */
     }
     return QT_DONE;
 }
@@ -201,7 +316,10 @@ static void take(hyb *h, qt_search *s, const qt_cand *c, const qt_result *r)
 {
     qt_cand_copy(s, h->best, c);
     h->best_r = *r;
-    for (int i = 0; i < h->n; i++) h->bw[i] = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
+    for (int i = 0; i < h->n; i++) {
+        h->bw[i] = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
+        h->bt[i] = c->fmt[i].type;
+    }
     h->have = 1;
 }
 
@@ -237,8 +355,8 @@ static void hyb_observe(void *state, qt_search *s, const qt_cand *c, const qt_re
         return;
     }
     if (h->phase != H_REFINE || h->pending <= 0) return;
-    /* which tensor this result moved: proposals are observed in order */
-    int k = h->n_moved - h->pending, i = h->moved[k];
+    /* which move this result is: proposals are observed in order */
+    int k = h->next - h->pending;
     h->pending--;
     if (r->feasible) {
         double save = h->best_r.cost - r->cost;
@@ -246,23 +364,21 @@ static void hyb_observe(void *state, qt_search *s, const qt_cand *c, const qt_re
         double ratio = save / (lost > 1e-6 ? lost : 1e-6);
         if (save > 0 && (h->chosen < 0 || ratio > h->chosen_ratio ||
                          (ratio == h->chosen_ratio && save > h->chosen_save))) {
-            h->chosen = i;
+            h->chosen = k;
             h->chosen_ratio = ratio;
             h->chosen_save = save;
             h->chosen_r = *r;
-            /* keep the candidate: rebuild it from best when applied */
         }
     }
-    if (h->pending == 0 && h->next >= h->n) {
+    if (h->pending == 0 && h->next >= h->n_mv) {
         if (h->chosen < 0) { h->phase = H_DONE; return; }
-        qt_type t;
-        int lo, hi, j = h->chosen;
-        qt__ana_range(h->plan, j, &t, &lo, &hi);
-        if (qt_search_format(s, j, t, h->bw[j] - 1, 0, &h->best->fmt[j]) != QT_OK) {
+        const hmove *m = &h->mv[h->chosen];
+        if (qt_search_format(s, m->i, (qt_type)m->t, m->w, 0, &h->best->fmt[m->i]) != QT_OK) {
             h->phase = H_DONE;
             return;
         }
-        h->bw[j]--;
+        h->bw[m->i] = m->w;
+        h->bt[m->i] = m->t;
         h->best_r = h->chosen_r;
         start_refine(h);
     }
