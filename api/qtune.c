@@ -5,12 +5,22 @@
  *   qtune train MODEL [options]          train a zoo model, save a checkpoint
  *   qtune eval MODEL|CKPT [options]      evaluate under a configuration
  *
- * Exit codes: 0 success, 1 a failure while running, 2 bad usage or input.
- * (The daemon's subcommands join this table as api/ grows.)
+ *   qtune tune JOB.json [--db FILE]      run a tuning job in-process
+ *   qtune submit|status|list|watch|pareto|cancel|pause|resume|models|server
+ *                                        the same through the daemon, qtuned
+ *                                        (api/cli.c)
+ *   qtune eval MODEL --remote ...        evaluate in the daemon
+ *
+ * Exit codes: 0 success, 1 a failure while running, 2 bad usage or input,
+ * 3 a job finished without a configuration meeting its constraint; the
+ * daemon's subcommands add 4 (no daemon answers) and 5 (a watched job
+ * stopped without finishing).
  */
 #include "engine.h"
 #include "tuner.h"
 #include "store.h"
+#include "api.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -219,6 +229,11 @@ static int cmd_eval(int argc, char **argv)
     opt o[8];
     int n, rc;
     qt_error err;
+    /* in the daemon (api/cli.c) when asked for it */
+    for (int i = 3; i < argc; i++)
+        if (!strcmp(argv[i], "--remote") || !strcmp(argv[i], "--state") ||
+            !strcmp(argv[i], "--socket") || !strcmp(argv[i], "--tcp"))
+            return qt_cli_eval(argc, argv);
     if (argc < 3 || parse_opts(argc, argv, 3, known, o, &n)) {
         fprintf(stderr, "usage: qtune eval MODEL|CKPT|FILE.onnx [--config JSON|@FILE] [--split val|test] "
                 "[--limit N] [--batch B] [--seed S]\n");
@@ -319,121 +334,17 @@ static void tune_progress(void *user, const qt_search *s, const qt_cand *c, cons
             r->cached ? "  (cached)" : "");
 }
 
-/* record the job's model and validation data in the store */
-static int tune_record_model(qt_store *st, int64_t job, const qt_search *s, qt_error *err)
+static void tune_log(void *user, int level, const char *msg)
 {
-    const qt_job_spec *sp = qt_search_spec(s);
-    const qt_graph *g = qt_search_graph(s);
-    const qt_dataset *d = qt_search_dataset(s);
-    char mh[33], dh[17], sum[160];
-    int64_t mid = 0, did = 0;
-    FILE *f = fopen(sp->model, "rb");
-    if (f) fclose(f);
-    qt_graph_hash(g, mh);
-    snprintf(sum, sizeof sum, "{\"nodes\":%d,\"params\":%zu,\"macs\":%llu}", qt_graph_nodes(g),
-             qt_graph_param_count(g), (unsigned long long)qt_graph_macs(g));
-    int rc = qt_store_model_put(st, sp->model, f ? sp->model : NULL, mh, sum, &mid, err);
-    if (!rc && d) {
-        snprintf(dh, sizeof dh, "%016llx", (unsigned long long)qt_dataset_hash(d));
-        snprintf(sum, sizeof sum, "{\"split\":\"val\",\"images\":%zu}", qt_dataset_count(d));
-        rc = qt_store_dataset_put(st, sp->dataset, dh, sum, &did, err);
-    }
-    if (!rc) rc = qt_store_job_set_model(st, job, mid, did, err);
-    return rc;
+    (void)user;
+    fprintf(stderr, "%s%s\n", level <= QT_LOG_WARN ? "qtune tune: " : "", msg);
 }
 
-/* the completion record of a finished job (new string, free()) */
-static char *tune_answer(const qt_search *s, const qt_cand *best, const qt_result *r, int feasible,
-                         const qt_result *test)
+/* the search is over: its summary, answer and Pareto front */
+static void tune_finished(void *user, qt_search *s, const qt_run_out *o)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "feasible", json_boolean(best && feasible));
-    if (best) {
-        char *cj = qt_search_config_json(s, best);
-        json_t *cfg = cj ? json_loads(cj, 0, NULL) : NULL;
-        free(cj);
-        json_object_set_new(o, "reason", json_string(best->reason));
-        json_object_set_new(o, "config", cfg ? cfg : json_null());
-        json_object_set_new(o, "cost", json_real(r->cost));
-        json_object_set_new(o, "compression", json_real(r->compression));
-        json_object_set_new(o, "top1", json_real(r->top1));
-        json_object_set_new(o, "images", json_integer((json_int_t)r->images));
-        if (test) json_object_set_new(o, "test_top1", json_real(test->top1));
-    } else {
-        json_object_set_new(o, "config", json_null());
-    }
-    json_object_set_new(o, "evaluations", json_integer(qt_search_evals(s)));
-    char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-    json_decref(o);
-    return txt;
-}
-
-/* run a job; with a store (st, job), through it: every evaluation stored as
- * it finishes, every stored one reused, the state and answer recorded */
-static int tune_run(qt_job_spec *spec, qt_store *st, int64_t job, const char *db)
-{
-    qt_search *s = NULL;
-    qt_store_cache *sc = NULL;
-    qt_store_job info;
-    qt_error err;
-    int rc;
-    memset(&info, 0, sizeof info);
-    if (st) {
-        if ((rc = qt_store_cache_new(st, job, &sc, &err)) ||
-            (rc = qt_store_job_set_state(st, job, QT_JOB_RUNNING, NULL, &err)) ||
-            (rc = qt_store_job_get(st, job, &info, &err))) {
-            fprintf(stderr, "qtune tune: %s\n", err.text);
-            qt_store_cache_free(sc);
-            return 1;
-        }
-        if (info.runs > 1)
-            fprintf(stderr, "job %lld, run %d (%d interrupted before): replaying it from the "
-                    "start, %d evaluations in the store\n", (long long)job, info.runs,
-                    info.interrupted, info.evals);
-    }
-    double t0 = now();
-    rc = qt_search_new(spec, sc ? qt_store_cache_hooks(sc) : NULL, &s, &err);
-    if (!rc && st) rc = tune_record_model(st, job, s, &err);
-    if (rc) {
-        fprintf(stderr, "qtune tune: %s\n", err.text);
-        if (st) {
-            qt_error e2;
-            if (qt_store_job_set_state(st, job, rc == QT_EFULL || rc == QT_EIO ? QT_JOB_PAUSED
-                                       : QT_JOB_FAILED, err.text, &e2))
-                fprintf(stderr, "qtune tune: %s\n", e2.text);
-        }
-        qt_search_free(s);
-        qt_store_cache_free(sc);
-        qt_store_job_clear(&info);
-        return rc == QT_EINVAL || rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP
-               ? EXIT_USAGE : 1;
-    }
-    if (sc) qt_store_cache_attach(sc, s);
+    (void)user;
     const qt_result *b = qt_search_baseline(s);
-    const qt_coord *co;
-    int nc = qt_search_coords(s, &co);
-    fprintf(stderr, "%s: float top-1 %.2f%% on %zu validation images; %d tensors tuned; "
-            "strategy %s; constraint top-1 >= %.2f%%\n", spec->model, 100 * b->top1, b->images,
-            nc, spec->strategy, 100 * qt_search_threshold(s));
-    rc = qt_search_run(s, tune_progress, NULL, &err);
-    int src = sc ? qt_store_cache_error(sc, &err) : QT_OK;
-    if (src) {
-        /* the store could not keep an evaluation: stop, keep what is stored */
-        qt_error e2;
-        fprintf(stderr, "qtune tune: %s\n", err.text);
-        int prc = qt_store_job_set_state(st, job, QT_JOB_PAUSED, err.text, &e2);
-        if (prc)
-            fprintf(stderr, "qtune tune: could not mark job %lld paused either (it stays "
-                    "marked running, as after a crash): %s\n", (long long)job, e2.text);
-        fprintf(stderr, "job %lld %s: every evaluation stored so far is kept; once the cause "
-                "is gone, resume it with: qtune tune --db %s --resume %lld\n", (long long)job,
-                prc ? "stopped" : "paused", db, (long long)job);
-        qt_search_free(s);
-        qt_store_cache_free(sc);
-        qt_store_job_clear(&info);
-        return 1;
-    }
-    if (rc) fprintf(stderr, "qtune tune: %s\n", err.text);
     const qt_result *r;
     int feasible = 0;
     const qt_cand *best = qt_search_best(s, &r, &feasible);
@@ -446,17 +357,23 @@ static int tune_run(qt_job_spec *spec, qt_store *st, int64_t job, const char *db
         imgs += x->cached ? 0 : x->images;
     }
     printf("%d evaluations (%d computed, %zu images) in %.1f s; stopped early: %d failing, "
-           "%d passing\n", qt_search_evals(s), qt_search_computed(s), imgs, now() - t0, ef, ep);
-    qt_result tq, tf;
-    int trc = -1;
+           "%d passing\n", qt_search_evals(s), qt_search_computed(s), imgs, o->seconds, ef, ep);
+    qt_search_work w;
+    qt_search_work_get(s, &w);
+    if (w.macs_full > 0)
+        printf("engine work: %.3g multiply-accumulates, %.1fx fewer than %.3g for every "
+               "computed evaluation in full; %llu of %llu batches resumed from a kept prefix "
+               "(%.1f MiB kept at most)\n", w.macs, w.macs > 0 ? w.macs_full / w.macs : 0.0,
+               w.macs_full, (unsigned long long)w.prefix_hits,
+               (unsigned long long)w.prefix_batches, (double)w.prefix_peak / (1 << 20));
     if (best) {
         char *cj = qt_search_config_json(s, best);
-        trc = qt_search_measure_test(s, best, &tq, &err);
-        if (!trc) trc = qt_search_measure_test(s, NULL, &tf, &err);
         printf("%s: %s\n  validation top-1 %.2f%% (float %.2f%%)", feasible ? "answer"
                : "no configuration met the constraint; closest", best->reason,
                100 * r->top1, 100 * b->top1);
-        if (!trc) printf("; test top-1 %.2f%% (float %.2f%%)", 100 * tq.top1, 100 * tf.top1);
+        if (o->have_test)
+            printf("; test top-1 %.2f%% (float %.2f%%)", 100 * o->test.top1,
+                   100 * o->test_float.top1);
         printf("\n  cost %.4g, compression %.2fx; weight bits %.4g (%.2f per value), "
                "activation bits %.4g\n  config %s\n", r->cost, r->compression, r->weight_bits,
                r->weight_bits / (double)qt_graph_param_count(qt_search_graph(s)), r->act_bits,
@@ -485,36 +402,35 @@ static int tune_run(qt_job_spec *spec, qt_store *st, int64_t job, const char *db
         }
         free(pts);
     }
-    if (st) {
-        qt_error e2;
-        int reused, stored;
-        qt_store_cache_counts(sc, &reused, &stored, NULL);
-        int frc;
-        if (rc) {
-            frc = qt_store_job_set_state(st, job, rc == QT_ECANCEL ? QT_JOB_CANCELLED
-                                         : QT_JOB_FAILED, err.text, &e2);
-        } else {
-            char *ans = tune_answer(s, best, r, feasible, trc ? NULL : &tq);
-            frc = ans ? qt_store_job_finish(st, job, ans, &e2)
-                      : qt_errorf(&e2, QT_ENOMEM, -1, "out of memory");
-            free(ans);
-        }
-        if (frc) {
-            fprintf(stderr, "qtune tune: %s\n", e2.text);
-            if (!rc) rc = frc;
-        }
-        printf("job %lld %s in %s (run %d", (long long)job,
-               frc ? "NOT recorded" : rc ? "recorded as failed" : "done", db, info.runs);
-        if (info.interrupted)
-            printf(", resumed after %d interruption%s", info.interrupted,
-                   info.interrupted == 1 ? "" : "s");
-        printf("): %d evaluations, %d reused from the store, %d computed now\n",
-               qt_search_evals(s), reused, qt_search_computed(s));
+}
+
+/* run a job (api/runner.c); with a store (st, job), through it: every
+ * evaluation stored as it finishes, every stored one reused, the state and
+ * answer recorded */
+static int tune_run(qt_job_spec *spec, qt_store *st, int64_t job, const char *db)
+{
+    qt_run_hooks h = { .log = tune_log, .progress = tune_progress, .finished = tune_finished };
+    qt_run_out o;
+    int rc = qt_run_job(spec, st, job, NULL, &h, &o);
+    if (o.stage == QT_RUN_SETUP)
+        return rc == QT_EINVAL || rc == QT_ENOENT || rc == QT_ECORRUPT || rc == QT_ENOTSUP
+               ? EXIT_USAGE : 1;
+    if (o.stage == QT_RUN_STORE) {
+        fprintf(stderr, "job %lld %s: every evaluation stored so far is kept; once the cause "
+                "is gone, resume it with: qtune tune --db %s --resume %lld\n", (long long)job,
+                o.recorded ? "paused" : "stopped", db, (long long)job);
+        return 1;
     }
-    qt_search_free(s);
-    qt_store_cache_free(sc);
-    qt_store_job_clear(&info);
-    return rc ? 1 : feasible ? 0 : 3;
+    if (st) {
+        printf("job %lld %s in %s (run %d", (long long)job,
+               !o.recorded ? "NOT recorded" : rc ? "recorded as failed" : "done", db, o.runs);
+        if (o.interrupted)
+            printf(", resumed after %d interruption%s", o.interrupted,
+                   o.interrupted == 1 ? "" : "s");
+        printf("): %d evaluations, %d reused from the store, %d computed now\n",
+               o.evals, o.reused, o.computed);
+    }
+    return rc ? 1 : o.feasible ? 0 : 3;
 }
 
 static int tune_list(qt_store *st)
@@ -677,6 +593,17 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     { "tune",   cmd_tune,   "run a tuning job in-process (JOB.json) and print its answer and Pareto front;\n"
                             "           --db FILE stores it, --resume ID replays a stored one, --list" },
     { "show",   cmd_show,   "list a model's nodes (names for configurations), shapes and sizes" },
+    /* through the daemon, qtuned (api/cli.c: options and exit codes) */
+    { "submit", qt_cli_submit, "store and queue a job in the daemon (JOB.json); --watch follows it" },
+    { "status", qt_cli_status, "a job's state, progress and answer" },
+    { "list",   qt_cli_list,   "the daemon's jobs" },
+    { "watch",  qt_cli_watch,  "a job's live progress until it ends" },
+    { "pareto", qt_cli_pareto, "a job's Pareto front; --plot FILE.svg, --ascii" },
+    { "cancel", qt_cli_cancel, "stop a job for good" },
+    { "pause",  qt_cli_pause,  "stop a job, resumable" },
+    { "resume", qt_cli_resume, "run a stopped job again (replay), optionally with new budgets" },
+    { "models", qt_cli_models, "the models the daemon may read; --register PATH" },
+    { "server", qt_cli_server, "the daemon: info (default), stats, start, stop" },
 };
 
 int main(int argc, char **argv)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build, and run the most complete
-# thing qtune does today. Until the daemon lands (issue 7) that is: the
-# number formats' speed; the trained zoo checkpoints evaluated on the
-# Fashion-MNIST test set with one format everywhere (weights, biases and
-# every layer's output), from fp32 down to 4-bit floats, and the same for
-# the LeNet-5 trained and exported by PyTorch (ONNX); then a tuning job on
-# LeNet-5 (r = 0.99, hybrid strategy) with its answer and Pareto front,
-# every evaluation kept in an SQLite store.
+# thing qtune does today: the number formats' speed; the trained zoo
+# checkpoints evaluated on the Fashion-MNIST test set with one format
+# everywhere (weights, biases and every layer's output), from fp32 down to
+# 4-bit floats, and the same for the LeNet-5 trained and exported by
+# PyTorch (ONNX); then the daemon: qtuned started on a state directory
+# under build/, a tuning job on LeNet-5 (r = 0.99, hybrid strategy)
+# submitted to it and watched, its answer and Pareto front printed and
+# plotted (build/pareto.svg), the daemon stopped. Every evaluation is kept
+# in the daemon's SQLite store (build/qtuned-state/qtune.db): run it again
+# and the job is answered from there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -31,6 +34,23 @@ for m in experiments/models/*.qtck experiments/models/lenet5_torch.onnx; do
 done
 
 echo
+echo "== the daemon: qtuned on build/qtuned-state, models from experiments/models =="
+state=build/qtuned-state
+$q server start --state $state -- --models experiments/models
+trap '$q server stop --state $state >/dev/null 2>&1 || true' EXIT
+
+echo
 echo "== a tuning job: LeNet-5's weights at r = 0.99 (experiments/jobs/lenet5_hybrid.json) =="
-echo "   every evaluation is kept in build/qtune.db; run it again and it is answered from there"
-$q tune experiments/jobs/lenet5_hybrid.json --db build/qtune.db
+echo "   every evaluation is kept in $state/qtune.db; submit it again and it is answered from there"
+out=$($q submit experiments/jobs/lenet5_hybrid.json --relative 0.99 --state $state)
+echo "$out"
+id=$(echo "$out" | sed -n 's/^job \([0-9]*\) submitted.*/\1/p')
+$q watch "$id" --state $state
+echo
+$q status "$id" --state $state
+echo
+$q pareto "$id" --state $state --plot build/pareto.svg --ascii
+
+echo
+$q server stop --state $state
+trap - EXIT

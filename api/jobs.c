@@ -1,0 +1,416 @@
+/*
+ * jobs.c -- qtuned's job manager: active jobs (queued, then running) in
+ * submission order, `slots` runner threads that take the first queued job
+ * and run it through api/runner.c with their own store connection, and the
+ * live progress of each run, handed to the loop thread as events through
+ * one uv_async_t (the only libuv call made off the loop thread).
+ */
+#include "daemon.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct qd_job {
+    int64_t        id;
+    int            running;        /* 0: queued */
+    qt_run_stop    stop;           /* asked to stop, and why */
+    qt_run_ctl    *ctl;
+    /* live progress (under mu) */
+    int            evals, computed, cached;
+    int            have_best, best_feasible;
+    double         best_cost, best_compression, best_top1;
+    double         float_top1, threshold;
+    double         started;        /* Unix seconds */
+    struct qd_job *next;
+} qd_job;
+
+typedef struct qd_event {
+    int64_t          job;          /* 0: the runner threads are all gone */
+    json_t          *params;
+    int              end;
+    struct qd_event *next;
+} qd_event;
+
+struct qd_jobs {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    qd_job         *list;          /* active jobs, in order */
+    pthread_t      *threads;
+    int             n_threads;
+    int             alive;         /* runner threads still running */
+    int             stopping;
+    char            db[PATH_MAX];
+    uv_async_t      async;
+    qd_event       *ev_head, *ev_tail;
+    qd_job_event_cb cb;
+    void           *user;
+    /* counters */
+    uint64_t        runs, done, failed, computed, cached;
+};
+
+static double wall(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ---- events: pushed by runner threads, delivered on the loop thread ---- */
+
+static void push_event(qd_jobs *j, int64_t job, json_t *params, int end)
+{
+    qd_event *e = calloc(1, sizeof *e);
+    if (!e) { json_decref(params); return; }
+    e->job = job;
+    e->params = params;
+    e->end = end;
+    pthread_mutex_lock(&j->mu);
+    if (j->ev_tail) j->ev_tail->next = e; else j->ev_head = e;
+    j->ev_tail = e;
+    pthread_mutex_unlock(&j->mu);
+    uv_async_send(&j->async);
+}
+
+static void on_async(uv_async_t *a)
+{
+    qd_jobs *j = a->data;
+    pthread_mutex_lock(&j->mu);
+    qd_event *e = j->ev_head;
+    j->ev_head = j->ev_tail = NULL;
+    pthread_mutex_unlock(&j->mu);
+    while (e) {
+        qd_event *next = e->next;
+        j->cb(j->user, e->job, e->params, e->end);
+        json_decref(e->params);
+        free(e);
+        e = next;
+    }
+}
+
+/* ---- the list of active jobs (under mu) ---- */
+
+static qd_job *find(qd_jobs *j, int64_t id)
+{
+    for (qd_job *x = j->list; x; x = x->next) if (x->id == id) return x;
+    return NULL;
+}
+
+static void unlink_job(qd_jobs *j, qd_job *job)
+{
+    for (qd_job **p = &j->list; *p; p = &(*p)->next)
+        if (*p == job) { *p = job->next; return; }
+}
+
+static void free_job(qd_job *x)
+{
+    qt_run_ctl_free(x->ctl);
+    free(x);
+}
+
+/* ---- a run ---- */
+
+typedef struct run_ctx { qd_jobs *j; qd_job *job; } run_ctx;
+
+static void run_log(void *user, int level, const char *msg)
+{
+    run_ctx *r = user;
+    qd_log(level, "job %lld: %s", (long long)r->job->id, msg);
+}
+
+static void run_started(void *user, const qt_search *s)
+{
+    run_ctx *r = user;
+    pthread_mutex_lock(&r->j->mu);
+    r->job->float_top1 = qt_search_baseline(s)->top1;
+    r->job->threshold = qt_search_threshold(s);
+    pthread_mutex_unlock(&r->j->mu);
+}
+
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* the live part of a job's status (under mu) */
+static json_t *live_json(const qd_job *x)
+{
+    json_t *o = json_object();
+    const char *st = !x->running ? "queued" : x->stop == QT_STOP_PAUSE ? "pausing"
+                   : x->stop == QT_STOP_CANCEL ? "cancelling" : x->stop ? "stopping"
+                   : "running";
+    json_object_set_new(o, "job", json_integer(x->id));
+    json_object_set_new(o, "state", json_string(st));
+    json_object_set_new(o, "evals", json_integer(x->evals));
+    json_object_set_new(o, "computed", json_integer(x->computed));
+    json_object_set_new(o, "cached", json_integer(x->cached));
+    if (x->running && x->started > 0) {
+        json_object_set_new(o, "float_top1", num_or_null(x->float_top1));
+        json_object_set_new(o, "threshold", num_or_null(x->threshold));
+        json_object_set_new(o, "seconds", json_real(wall() - x->started));
+    }
+    if (x->have_best) {
+        json_t *b = json_object();
+        json_object_set_new(b, "cost", num_or_null(x->best_cost));
+        json_object_set_new(b, "compression", num_or_null(x->best_compression));
+        json_object_set_new(b, "top1", num_or_null(x->best_top1));
+        json_object_set_new(b, "feasible", json_boolean(x->best_feasible));
+        json_object_set_new(o, "best", b);
+    } else {
+        json_object_set_new(o, "best", json_null());
+    }
+    return o;
+}
+
+static void run_progress(void *user, const qt_search *s, const qt_cand *c, const qt_result *r)
+{
+    run_ctx *rc = user;
+    qd_job *x = rc->job;
+    const qt_result *br;
+    int feasible = 0;
+    const qt_cand *best = qt_search_best(s, &br, &feasible);
+    pthread_mutex_lock(&rc->j->mu);
+    x->evals = qt_search_evals(s);
+    x->computed = qt_search_computed(s);
+    x->cached += r->cached ? 1 : 0;
+    rc->j->computed += r->cached ? 0 : 1;
+    rc->j->cached += r->cached ? 1 : 0;
+    if (best) {
+        x->have_best = 1;
+        x->best_feasible = feasible;
+        x->best_cost = br->cost;
+        x->best_compression = br->compression;
+        x->best_top1 = br->top1;
+    }
+    json_t *p = live_json(x);
+    pthread_mutex_unlock(&rc->j->mu);
+    json_t *last = json_object();
+    json_object_set_new(last, "reason", json_string(c->reason));
+    json_object_set_new(last, "top1", num_or_null(r->top1));
+    json_object_set_new(last, "feasible", json_boolean(r->feasible));
+    json_object_set_new(last, "early", json_boolean(r->early));
+    json_object_set_new(last, "cost", num_or_null(r->cost));
+    json_object_set_new(last, "compression", num_or_null(r->compression));
+    json_object_set_new(last, "images", json_integer((json_int_t)r->images));
+    json_object_set_new(last, "cached", json_boolean(r->cached));
+    if (r->fail != QT_FAIL_NONE) json_object_set_new(last, "error", json_string(r->error));
+    json_object_set_new(p, "last", last);
+    push_event(rc->j, x->id, p, 0);
+}
+
+/* run one job on this thread's store connection */
+static void run_one(qd_jobs *j, qt_store **st, qd_job *x)
+{
+    qt_error err;
+    qt_job_spec spec;
+    qt_run_out out;
+    int rc;
+    memset(&spec, 0, sizeof spec);
+    memset(&out, 0, sizeof out);
+    if (!*st && (rc = qt_store_open(j->db, 0, st, &err))) {
+        qd_log(QT_LOG_ERROR, "job %lld: cannot open the store: %s", (long long)x->id, err.text);
+        out.rc = rc;
+        out.err = err;
+        goto end;
+    }
+    if ((rc = qt_store_job_spec(*st, x->id, &spec, &err))) {
+        qd_log(QT_LOG_ERROR, "job %lld: %s", (long long)x->id, err.text);
+        out.rc = rc;
+        out.err = err;
+        qt_error e2;
+        if (rc != QT_ENOENT && !qt_store_job_set_state(*st, x->id, QT_JOB_FAILED, err.text, &e2)) {
+            out.recorded = 1;
+            out.state = QT_JOB_FAILED;
+        }
+        goto end;
+    }
+    run_ctx ctx = { j, x };
+    qt_run_hooks h = { .log = run_log, .started = run_started, .progress = run_progress,
+                       .user = &ctx };
+    pthread_mutex_lock(&j->mu);
+    x->started = wall();
+    j->runs++;
+    pthread_mutex_unlock(&j->mu);
+    qd_log(QT_LOG_INFO, "job %lld: running (%s, %s)", (long long)x->id, spec.model,
+           spec.strategy);
+    qt_run_job(&spec, *st, x->id, x->ctl, &h, &out);
+    qt_job_clear(&spec);
+    qd_log(out.rc && out.rc != QT_ECANCEL ? QT_LOG_WARN : QT_LOG_INFO,
+           "job %lld: %s after %d evaluations (%d computed, %d from the store)%s%s",
+           (long long)x->id, out.recorded ? qt_job_state_name(out.state) : "NOT recorded",
+           out.evals, out.computed, out.reused, out.rc ? ": " : "", out.rc ? out.err.text : "");
+end:;
+    json_t *p = json_object();
+    json_object_set_new(p, "job", json_integer(x->id));
+    json_object_set_new(p, "state", json_string(out.recorded ? qt_job_state_name(out.state)
+                                                              : "unrecorded"));
+    json_object_set_new(p, "evals", json_integer(out.evals));
+    json_object_set_new(p, "computed", json_integer(out.computed));
+    json_object_set_new(p, "reused", json_integer(out.reused));
+    json_object_set_new(p, "feasible", json_boolean(out.have_best && out.feasible));
+    if (out.have_best) {
+        json_object_set_new(p, "cost", num_or_null(out.best.cost));
+        json_object_set_new(p, "compression", num_or_null(out.best.compression));
+        json_object_set_new(p, "top1", num_or_null(out.best.top1));
+    }
+    if (out.rc && out.rc != QT_ECANCEL) json_object_set_new(p, "error", json_string(out.err.text));
+    pthread_mutex_lock(&j->mu);
+    unlink_job(j, x);
+    if (out.state == QT_JOB_DONE) j->done++;
+    else if (out.rc && out.rc != QT_ECANCEL) j->failed++;
+    pthread_mutex_unlock(&j->mu);
+    push_event(j, x->id, p, 1);
+    free_job(x);
+}
+
+static void *runner(void *arg)
+{
+    qd_jobs *j = arg;
+    qt_store *st = NULL;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        qd_job *x = NULL;
+        while (!j->stopping) {
+            for (x = j->list; x && x->running; x = x->next) {}
+            if (x) break;
+            pthread_cond_wait(&j->cv, &j->mu);
+        }
+        if (j->stopping) { pthread_mutex_unlock(&j->mu); break; }
+        x->running = 1;
+        pthread_mutex_unlock(&j->mu);
+        run_one(j, &st, x);
+    }
+    qt_store_close(st);
+    pthread_mutex_lock(&j->mu);
+    int last = --j->alive == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (last) push_event(j, 0, NULL, 1);
+    return NULL;
+}
+
+/* ---- the public calls ---- */
+
+int qd_jobs_new(uv_loop_t *loop, const char *db, int slots, qd_job_event_cb cb, void *user,
+                qd_jobs **out, qt_error *err)
+{
+    qd_jobs *j = calloc(1, sizeof *j);
+    if (!j || !(j->threads = calloc((size_t)slots, sizeof *j->threads))) {
+        free(j);
+        return qt_errorf(err, QT_ENOMEM, -1, "out of memory");
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    snprintf(j->db, sizeof j->db, "%s", db);
+    j->cb = cb;
+    j->user = user;
+    uv_async_init(loop, &j->async, on_async);
+    j->async.data = j;
+    for (int i = 0; i < slots; i++) {
+        if (pthread_create(&j->threads[i], NULL, runner, j) != 0) break;
+        j->n_threads++;
+    }
+    j->alive = j->n_threads;
+    if (j->n_threads == 0) {
+        uv_close((uv_handle_t *)&j->async, NULL);
+        return qt_errorf(err, QT_ENOMEM, -1, "cannot start a runner thread");
+    }
+    *out = j;
+    return QT_OK;
+}
+
+void qd_jobs_free(qd_jobs *j)
+{
+    if (!j) return;
+    for (int i = 0; i < j->n_threads; i++) pthread_join(j->threads[i], NULL);
+    while (j->list) { qd_job *x = j->list; j->list = x->next; free_job(x); }
+    while (j->ev_head) {
+        qd_event *e = j->ev_head;
+        j->ev_head = e->next;
+        json_decref(e->params);
+        free(e);
+    }
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j->threads);
+    free(j);
+}
+
+int qd_jobs_enqueue(qd_jobs *j, int64_t id)
+{
+    qd_job *x = calloc(1, sizeof *x);
+    if (!x || !(x->ctl = qt_run_ctl_new())) { free(x); return QT_ENOMEM; }
+    x->id = id;
+    pthread_mutex_lock(&j->mu);
+    int rc = j->stopping ? QT_EBUSY : find(j, id) ? QT_EINVAL : QT_OK;
+    if (rc == QT_OK) {
+        qd_job **p = &j->list;
+        while (*p) p = &(*p)->next;
+        *p = x;
+        pthread_cond_signal(&j->cv);
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (rc) free_job(x);
+    return rc;
+}
+
+int qd_jobs_stop(qd_jobs *j, int64_t id, qt_run_stop why)
+{
+    int res = 0;
+    qd_job *drop = NULL;
+    pthread_mutex_lock(&j->mu);
+    qd_job *x = find(j, id);
+    if (x && !x->running) {
+        unlink_job(j, x);
+        drop = x;
+        res = 1;
+    } else if (x) {
+        if (!x->stop) x->stop = why;
+        qt_run_ctl_stop(x->ctl, why);
+        res = 2;
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (drop) {
+        /* a queued job never ran: its end, for whoever subscribed */
+        push_event(j, id, json_pack("{s:I, s:s, s:i, s:i}", "job", (json_int_t)id, "state",
+                                    why == QT_STOP_PAUSE ? "paused" : "cancelled", "evals", 0,
+                                    "computed", 0), 1);
+        free_job(drop);
+    }
+    return res;
+}
+
+json_t *qd_jobs_live(qd_jobs *j, int64_t id)
+{
+    pthread_mutex_lock(&j->mu);
+    qd_job *x = find(j, id);
+    json_t *o = x ? live_json(x) : NULL;
+    pthread_mutex_unlock(&j->mu);
+    return o;
+}
+
+json_t *qd_jobs_stats(qd_jobs *j)
+{
+    int queued = 0, running = 0;
+    pthread_mutex_lock(&j->mu);
+    for (qd_job *x = j->list; x; x = x->next) { running += x->running; queued += !x->running; }
+    json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "slots", j->n_threads,
+                          "running", running, "queued", queued, "runs", (json_int_t)j->runs,
+                          "done", (json_int_t)j->done, "failed", (json_int_t)j->failed,
+                          "computed", (json_int_t)j->computed, "cached",
+                          (json_int_t)j->cached);
+    pthread_mutex_unlock(&j->mu);
+    return o;
+}
+
+void qd_jobs_shutdown(qd_jobs *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->stopping = 1;
+    for (qd_job *x = j->list; x; x = x->next)
+        if (x->running) {
+            if (!x->stop) x->stop = QT_STOP_SHUTDOWN;
+            qt_run_ctl_stop(x->ctl, QT_STOP_SHUTDOWN);
+        }
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* the async handle is closed with the loop's other handles (uv_walk) */
