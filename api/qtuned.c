@@ -14,8 +14,9 @@
  * job killed mid-way ends as an uninterrupted run would, computing only
  * what the store lacks. SIGTERM/SIGINT (or server.shutdown): stop
  * accepting, stop the running searches (evaluations in flight are
- * abandoned; each finished one is already stored), leave the jobs marked
- * running so the next start resumes them, exit 0.
+ * abandoned; each finished one is already stored), mark the jobs queued
+ * again so the next start resumes them (a job still marked running was
+ * killed: its next start counts an interruption), exit 0.
  *
  * Exit codes: 0 stopped cleanly; 1 could not start (the message says
  * why); 2 bad usage or settings.

@@ -141,21 +141,18 @@ char *qt_run_answer(const qt_search *s, const qt_cand *best, const qt_result *r,
 static qt_job_state end_state(int rc, qt_run_stop why)
 {
     if (rc == QT_ECANCEL)
-        return why == QT_STOP_PAUSE ? QT_JOB_PAUSED : why == QT_STOP_SHUTDOWN ? QT_JOB_RUNNING
+        return why == QT_STOP_PAUSE ? QT_JOB_PAUSED : why == QT_STOP_SHUTDOWN ? QT_JOB_QUEUED
                                                                               : QT_JOB_CANCELLED;
     return rc == QT_EFULL || rc == QT_EIO ? QT_JOB_PAUSED : QT_JOB_FAILED;
 }
 
-/* record state (not done) unless it is running (a shutdown: left as is) */
+/* record state (not done); a shutdown queues the job again for the next
+ * start */
 static void record_state(qt_store *st, int64_t job, qt_job_state state, const char *why,
                          const qt_run_hooks *h, qt_run_out *out)
 {
     qt_error e2;
-    if (state == QT_JOB_RUNNING) {
-        out->recorded = 1;
-        out->state = QT_JOB_RUNNING;
-        return;
-    }
+    if (state == QT_JOB_QUEUED) why = "the daemon stopped; the job resumes at its next start";
     if (qt_store_job_set_state(st, job, state, why, &e2)) {
         say(h, QT_LOG_ERROR, "%s", e2.text);
         return;

@@ -856,12 +856,13 @@ int qt_store_job_set_state(qt_store *st, int64_t id, qt_job_state state, const c
     if (state == QT_JOB_DONE)
         return qt_errorf(err, QT_EINVAL, -1, "a job is done only with its answer "
                          "(qt_store_job_finish)");
-    if (state == QT_JOB_QUEUED || (unsigned)state >= QT_JOB_STATE_COUNT)
+    if ((unsigned)state >= QT_JOB_STATE_COUNT)
         return qt_errorf(err, QT_EINVAL, -1, "a job cannot be set to state %s", kind);
     if ((rc = tx_begin(st, err, "changing a job's state"))) return rc;
     if ((rc = job_state(st, id, &from, err))) goto out;
-    if (state != QT_JOB_RUNNING && from != QT_JOB_QUEUED && from != QT_JOB_RUNNING &&
-        from != QT_JOB_PAUSED) {
+    if ((state == QT_JOB_QUEUED && from != QT_JOB_RUNNING) ||
+        (state != QT_JOB_RUNNING && from != QT_JOB_QUEUED && from != QT_JOB_RUNNING &&
+         from != QT_JOB_PAUSED)) {
         rc = qt_errorf(err, QT_EINVAL, -1, "job %lld is %s: it cannot become %s", (long long)id,
                        qt_job_state_name(from), kind);
         goto out;

@@ -125,7 +125,7 @@ int qt_store_dataset_put(qt_store *st, const char *name, const char *hash,
 
 /* Persisted as their names: never rename. */
 typedef enum qt_job_state {
-    QT_JOB_QUEUED    = 0,   /* stored, never started */
+    QT_JOB_QUEUED    = 0,   /* stored, not started, or stopped cleanly to be resumed */
     QT_JOB_RUNNING   = 1,   /* started; still so after a crash (resume it) */
     QT_JOB_PAUSED    = 2,   /* stopped with a cause (disk full), resumable */
     QT_JOB_DONE      = 3,   /* finished: its answer is recorded */
@@ -182,7 +182,9 @@ void qt_store_job_list_free(qt_store_job *jobs, int n);
  *             run before never ended); from done it reopens the job, whose
  *             answer is cleared until it finishes again;
  *   paused, failed, cancelled   from queued, running or paused;
- *   queued and done are QT_EINVAL (done is qt_store_job_finish's). */
+ *   queued    from running only: a clean stop (the daemon shutting down)
+ *             that the next start resumes, not counted as an interruption;
+ *   done is QT_EINVAL (qt_store_job_finish records it). */
 int qt_store_job_set_state(qt_store *st, int64_t id, qt_job_state state, const char *error,
                            qt_error *err);
 /* The completion record: state done, the answer (JSON text) and the time,

@@ -578,13 +578,16 @@ static void job_states(void **state)
     assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_DONE, NULL, &err), QT_EINVAL);
     assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_QUEUED, NULL, &err), QT_EINVAL);
     assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_RUNNING, NULL, &err), QT_OK);
+    assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_QUEUED, "shutdown", &err), QT_OK);
+    assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_QUEUED, NULL, &err), QT_EINVAL);
+    assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_RUNNING, NULL, &err), QT_OK); /* clean */
     assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_RUNNING, NULL, &err), QT_OK); /* killed */
     assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_PAUSED, "disk full", &err), QT_OK);
     assert_int_equal(qt_store_job_get(st, a, &j, &err), QT_OK);
     assert_int_equal(j.state, QT_JOB_PAUSED);
     assert_string_equal(j.error, "disk full");
     assert_null(j.answer_json);
-    assert_int_equal(j.runs, 2);
+    assert_int_equal(j.runs, 3);
     assert_int_equal(j.interrupted, 1);
     qt_store_job_clear(&j);
     assert_int_equal(qt_store_job_set_state(st, a, QT_JOB_RUNNING, NULL, &err), QT_OK);
