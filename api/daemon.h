@@ -41,6 +41,7 @@ typedef struct qd_settings {
     char   tcp_host[64];         /* 127.0.0.1, ::1 or localhost */
     char   token_file[PATH_MAX]; /* the TCP bearer token's file */
     int    jobs;                 /* jobs run at once */
+    double storage_retry;        /* seconds between retries of jobs the store stopped */
     int    max_request;          /* bytes of one request line */
     double request_timeout;      /* seconds to finish sending a request */
     int    max_clients;
@@ -70,8 +71,10 @@ typedef struct qd_jobs qd_jobs;
  * job = 0 when every runner thread has ended after qd_jobs_shutdown. */
 typedef void (*qd_job_event_cb)(void *user, int64_t job, json_t *params, int end);
 
-int  qd_jobs_new(uv_loop_t *loop, const char *db, int slots, qd_job_event_cb cb, void *user,
-                 qd_jobs **out, qt_error *err);
+/* storage_retry: seconds between attempts to continue jobs the store
+ * stopped (full disk, I/O error); 0: never (job.resume does it). */
+int  qd_jobs_new(uv_loop_t *loop, const char *db, int slots, double storage_retry,
+                 qd_job_event_cb cb, void *user, qd_jobs **out, qt_error *err);
 /* After the loop ended (and qd_jobs_shutdown's callback came). */
 void qd_jobs_free(qd_jobs *j);
 /* Queue a stored job (any thread). QT_EBUSY while shutting down; QT_EINVAL
@@ -84,10 +87,14 @@ int  qd_jobs_stop(qd_jobs *j, int64_t id, qt_run_stop why);
 /* What an active job is doing (new object: state queued/running/pausing/
  * cancelling and live progress), or NULL when it is not active here. */
 json_t *qd_jobs_live(qd_jobs *j, int64_t id);
+/* 1 when the store stopped the job's last run (full disk, I/O error) and
+ * the daemon waits to try again; why: the store's message. */
+int  qd_jobs_waiting(qd_jobs *j, int64_t id, char *why, size_t size);
 /* Counts for server.stats (new object). */
 json_t *qd_jobs_stats(qd_jobs *j);
-/* Stop every run (left as running in the store, resumed at the next
- * start); the event callback gets job = 0 once all runner threads ended. */
+/* Stop every run (queued again in the store, resumed at the next start);
+ * the event callback gets job = 0 once all runner threads ended. On the
+ * loop thread (it closes the storage retry timer). */
 void qd_jobs_shutdown(qd_jobs *j);
 
 /* ------------------------------------------------------------------------ */

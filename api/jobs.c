@@ -4,6 +4,13 @@
  * and run it through api/runner.c with their own store connection, and the
  * live progress of each run, handed to the loop thread as events through
  * one uv_async_t (the only libuv call made off the loop thread).
+ *
+ * A run the store stopped (a full disk, an I/O error: the job is paused
+ * with the cause, nothing stored is lost) is tried again every
+ * storage_retry seconds by a timer on the loop thread, so the job goes on
+ * by itself once there is space again; a retry first checks that the job
+ * is still paused (a user may have cancelled it meanwhile), and one that
+ * still cannot write costs one failed transaction.
  */
 #include "daemon.h"
 
@@ -23,6 +30,7 @@ typedef struct qd_job {
     double         best_cost, best_compression, best_top1;
     double         float_top1, threshold;
     double         started;        /* Unix seconds */
+    int            retry;          /* queued again after a storage failure */
     struct qd_job *next;
 } qd_job;
 
@@ -47,7 +55,12 @@ struct qd_jobs {
     qd_job_event_cb cb;
     void           *user;
     /* counters */
-    uint64_t        runs, done, failed, computed, cached;
+    uint64_t        runs, done, failed, computed, cached, retries;
+    /* jobs the store stopped, to try again (under mu), and the timer */
+    struct retry { int64_t id; char why[256]; } *retry;
+    int             n_retry, cap_retry;
+    uv_timer_t      timer;
+    int             have_timer;
 };
 
 static double wall(void)
@@ -211,6 +224,22 @@ static void run_one(qd_jobs *j, qt_store **st, qd_job *x)
         out.err = err;
         goto end;
     }
+    if (x->retry) {             /* still paused? (not cancelled or resumed meanwhile) */
+        qt_store_job info;
+        memset(&info, 0, sizeof info);
+        rc = qt_store_job_get(*st, x->id, &info, &err);
+        /* paused, or left running when even that could not be written */
+        int paused = !rc && (info.state == QT_JOB_PAUSED || info.state == QT_JOB_RUNNING);
+        qt_store_job_clear(&info);
+        if (!paused) {
+            pthread_mutex_lock(&j->mu);
+            unlink_job(j, x);
+            pthread_mutex_unlock(&j->mu);
+            free_job(x);
+            return;
+        }
+        qd_log(QT_LOG_INFO, "job %lld: trying again after the store's failure", (long long)x->id);
+    }
     if ((rc = qt_store_job_spec(*st, x->id, &spec, &err))) {
         qd_log(QT_LOG_ERROR, "job %lld: %s", (long long)x->id, err.text);
         out.rc = rc;
@@ -252,11 +281,28 @@ end:;
         json_object_set_new(p, "top1", num_or_null(out.best.top1));
     }
     if (out.rc && out.rc != QT_ECANCEL) json_object_set_new(p, "error", json_string(out.err.text));
+    int storage = (out.rc == QT_EFULL || out.rc == QT_EIO) &&
+                  (!out.recorded || out.state == QT_JOB_PAUSED);
     pthread_mutex_lock(&j->mu);
     unlink_job(j, x);
     if (out.state == QT_JOB_DONE) j->done++;
     else if (out.rc && out.rc != QT_ECANCEL) j->failed++;
+    if (storage && j->have_timer && !j->stopping) {
+        if (j->n_retry == j->cap_retry) {
+            int cap = j->cap_retry ? 2 * j->cap_retry : 8;
+            struct retry *r = realloc(j->retry, (size_t)cap * sizeof *r);
+            if (r) { j->retry = r; j->cap_retry = cap; }
+        }
+        if (j->n_retry < j->cap_retry) {
+            j->retry[j->n_retry].id = x->id;
+            snprintf(j->retry[j->n_retry].why, sizeof j->retry->why, "%s", out.err.text);
+            j->n_retry++;
+        }
+    }
     pthread_mutex_unlock(&j->mu);
+    if (storage && j->have_timer && !x->retry)
+        qd_log(QT_LOG_WARN, "job %lld: paused until the store can write again; trying every "
+               "%.3g s", (long long)x->id, (double)uv_timer_get_repeat(&j->timer) / 1000.0);
     push_event(j, x->id, p, 1);
     free_job(x);
 }
@@ -288,8 +334,36 @@ static void *runner(void *arg)
 
 /* ---- the public calls ---- */
 
-int qd_jobs_new(uv_loop_t *loop, const char *db, int slots, qd_job_event_cb cb, void *user,
-                qd_jobs **out, qt_error *err)
+/* the loop thread: queue the jobs the store stopped again */
+static void on_retry(uv_timer_t *t)
+{
+    qd_jobs *j = t->data;
+    int64_t ids[64];
+    int n = 0;
+    pthread_mutex_lock(&j->mu);
+    while (n < 64 && j->n_retry > 0) ids[n++] = j->retry[--j->n_retry].id;
+    pthread_mutex_unlock(&j->mu);
+    for (int i = n - 1; i >= 0; i--) {
+        qd_job *x = calloc(1, sizeof *x);
+        if (!x || !(x->ctl = qt_run_ctl_new())) { free(x); continue; }
+        x->id = ids[i];
+        x->retry = 1;
+        pthread_mutex_lock(&j->mu);
+        int ok = !j->stopping && !find(j, x->id);
+        if (ok) {
+            qd_job **p = &j->list;
+            while (*p) p = &(*p)->next;
+            *p = x;
+            j->retries++;
+            pthread_cond_signal(&j->cv);
+        }
+        pthread_mutex_unlock(&j->mu);
+        if (!ok) free_job(x);
+    }
+}
+
+int qd_jobs_new(uv_loop_t *loop, const char *db, int slots, double storage_retry,
+                qd_job_event_cb cb, void *user, qd_jobs **out, qt_error *err)
 {
     qd_jobs *j = calloc(1, sizeof *j);
     if (!j || !(j->threads = calloc((size_t)slots, sizeof *j->threads))) {
@@ -303,6 +377,14 @@ int qd_jobs_new(uv_loop_t *loop, const char *db, int slots, qd_job_event_cb cb, 
     j->user = user;
     uv_async_init(loop, &j->async, on_async);
     j->async.data = j;
+    if (storage_retry > 0) {
+        uint64_t ms = (uint64_t)(storage_retry * 1000.0);
+        uv_timer_init(loop, &j->timer);
+        j->timer.data = j;
+        uv_timer_start(&j->timer, on_retry, ms ? ms : 1, ms ? ms : 1);
+        uv_unref((uv_handle_t *)&j->timer);
+        j->have_timer = 1;
+    }
     for (int i = 0; i < slots; i++) {
         if (pthread_create(&j->threads[i], NULL, runner, j) != 0) break;
         j->n_threads++;
@@ -329,6 +411,7 @@ void qd_jobs_free(qd_jobs *j)
     }
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
+    free(j->retry);
     free(j->threads);
     free(j);
 }
@@ -386,22 +469,38 @@ json_t *qd_jobs_live(qd_jobs *j, int64_t id)
     return o;
 }
 
+int qd_jobs_waiting(qd_jobs *j, int64_t id, char *why, size_t size)
+{
+    int found = 0;
+    pthread_mutex_lock(&j->mu);
+    for (int i = 0; i < j->n_retry && !found; i++)
+        if (j->retry[i].id == id) {
+            found = 1;
+            snprintf(why, size, "%s", j->retry[i].why);
+        }
+    pthread_mutex_unlock(&j->mu);
+    return found;
+}
+
 json_t *qd_jobs_stats(qd_jobs *j)
 {
     int queued = 0, running = 0;
     pthread_mutex_lock(&j->mu);
     for (qd_job *x = j->list; x; x = x->next) { running += x->running; queued += !x->running; }
-    json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "slots", j->n_threads,
-                          "running", running, "queued", queued, "runs", (json_int_t)j->runs,
-                          "done", (json_int_t)j->done, "failed", (json_int_t)j->failed,
-                          "computed", (json_int_t)j->computed, "cached",
-                          (json_int_t)j->cached);
+    json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:I}", "slots",
+                          j->n_threads, "running", running, "queued", queued, "runs",
+                          (json_int_t)j->runs, "done", (json_int_t)j->done, "failed",
+                          (json_int_t)j->failed, "computed", (json_int_t)j->computed,
+                          "cached", (json_int_t)j->cached, "storage_waiting", j->n_retry,
+                          "storage_retries", (json_int_t)j->retries);
     pthread_mutex_unlock(&j->mu);
     return o;
 }
 
 void qd_jobs_shutdown(qd_jobs *j)
 {
+    if (j->have_timer && !uv_is_closing((uv_handle_t *)&j->timer))
+        uv_close((uv_handle_t *)&j->timer, NULL);   /* before the server's close_all */
     pthread_mutex_lock(&j->mu);
     j->stopping = 1;
     for (qd_job *x = j->list; x; x = x->next)

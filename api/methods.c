@@ -283,6 +283,13 @@ static json_t *job_json(qd_server *srv, const qt_store_job *j, int full)
         json_object_del(live, "state");
         json_object_set_new(o, "live", live);
     } else {
+        char why[256];
+        if (qd_jobs_waiting(srv->jobs, j->id, why, sizeof why)) {
+            /* the store could not even record the pause: say it here */
+            json_object_set_new(o, "state", json_string("paused"));
+            json_object_set_new(o, "error", json_string(why));
+            json_object_set_new(o, "waiting_for_storage", json_true());
+        }
         json_object_set_new(o, "live", json_null());
     }
     return o;

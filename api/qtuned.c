@@ -66,6 +66,9 @@ static const setting settings[] = {
     { "token-file",      S_PATH,  F(token_file),      0, 0, "",
       "file holding the bearer token TCP clients send with server.auth" },
     { "jobs",            S_INT,   F(jobs),            1, 64, "1", "jobs run at once" },
+    { "storage-retry",   S_NUM,   F(storage_retry),   0, 86400, "30",
+      "seconds between attempts to continue jobs paused by a full disk or an I/O error "
+      "(0: never; job.resume continues them)" },
     { "max-request",     S_INT,   F(max_request),     256, 67108864, "1048576",
       "bytes of one request line" },
     { "request-timeout", S_NUM,   F(request_timeout), 0.05, 86400, "10",
@@ -384,7 +387,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &t);
     srv.started = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
     srv.loop = uv_default_loop();
-    if ((rc = qd_jobs_new(srv.loop, s->db, s->jobs, qd_server_job_event, &srv, &srv.jobs,
+    if ((rc = qd_jobs_new(srv.loop, s->db, s->jobs, s->storage_retry, qd_server_job_event, &srv, &srv.jobs,
                           &err)) ||
         (rc = qd_server_start(&srv, &err)) ||
         (rc = resume_jobs(&srv, &err))) {

@@ -22,6 +22,7 @@
  *   sigterm_resume   SIGTERM mid-job: exit 0, the job queued again, the
  *                    next start finishes it reusing what was stored
  */
+#define _GNU_SOURCE 1   /* prlimit */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -41,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -1039,6 +1041,97 @@ static void stop_and_resume(int sig)
 static void kill9_resume(void **st) { (void)st; stop_and_resume(SIGKILL); }
 static void sigterm_resume(void **st) { (void)st; stop_and_resume(SIGTERM); }
 
+/* The disk fills mid-job (the daemon's file-size limit lowered below what
+ * it must write): the job pauses naming the cause, the daemon keeps
+ * trying, nothing stored is lost; once the limit is lifted the job goes on
+ * by itself and ends with the uninterrupted run's history. */
+static off_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) ? 0 : sb.st_size;
+}
+
+static void disk_full_resumes(void **st)
+{
+    (void)st;
+    char db[256], wal[300];
+    snprintf(db, sizeof db, "%s/qtune.db", state);
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    reference_run();
+    const char *const extra[] = { "--storage-retry", "0.3", NULL };
+    start_daemon(extra);
+    qt_client *c = client();
+    int64_t id = submit(c, long_job);
+    json_t *end;
+    assert_int_equal(follow(c, id, 3, &end), 3);
+    assert_null(end);
+    qt_client_close(c);
+    /* the disk is full: no file of the daemon may grow */
+    off_t big = file_size(db) > file_size(wal) ? file_size(db) : file_size(wal);
+    struct rlimit full = { (rlim_t)big + 1, (rlim_t)big + 1 }, none = { RLIM_INFINITY, RLIM_INFINITY };
+    struct rlimit old;
+    assert_int_equal(prlimit(daemon_pid, RLIMIT_FSIZE, NULL, &old), 0);
+    full.rlim_max = old.rlim_max;
+    none = old;
+    assert_int_equal(prlimit(daemon_pid, RLIMIT_FSIZE, &full, NULL), 0);
+    /* it pauses (or is left running when even that cannot be written) */
+    c = client();
+    double t0 = mono();
+    counts mid;
+    const char *why = NULL;
+    json_t *g = NULL;
+    for (;;) {
+        json_decref(g);
+        g = ok(c, "job.get", job_params(id));
+        const char *s = json_string_value(json_object_get(g, "state"));
+        why = json_string_value(json_object_get(g, "error"));
+        if (!strcmp(s, "paused")) break;
+        if (!strcmp(s, "done")) fail_msg("the job finished though the disk was full");
+        if (mono() - t0 > 120) { dump_log(); fail_msg("the job did not pause (state %s)", s); }
+        sleep_ms(50);
+    }
+    assert_non_null(why);
+    print_message("  paused: %s\n", why);
+    json_decref(g);
+    /* it keeps trying while the disk stays full */
+    sleep_ms(1200);
+    json_t *stats = ok(c, "server.stats", NULL);
+    json_t *js = json_object_get(stats, "jobs");
+    int retries = (int)json_integer_value(json_object_get(js ? js : stats, "storage_retries"));
+    json_decref(stats);
+    assert_true(retries >= 2);
+    mid = store_counts(db, id);
+    /* paused, or still marked running when the pause itself could not be
+     * written; job.get says paused with the cause either way */
+    assert_true(mid.state == QT_JOB_PAUSED || mid.state == QT_JOB_RUNNING);
+    assert_true(mid.evals >= 3 && mid.evals < ref.evals);
+    keys km;
+    history(db, id, &km);
+    for (int i = 0; i < km.n; i++) assert_string_equal(km.k[i], ref_keys.k[i]);
+    /* space again: it goes on by itself */
+    assert_int_equal(prlimit(daemon_pid, RLIMIT_FSIZE, &none, NULL), 0);
+    t0 = mono();
+    for (;;) {
+        g = ok(c, "job.get", job_params(id));
+        int done = !strcmp(json_string_value(json_object_get(g, "state")), "done");
+        json_decref(g);
+        if (done) break;
+        if (mono() - t0 > 300) { dump_log(); fail_msg("the job did not go on"); }
+        sleep_ms(100);
+    }
+    qt_client_close(c);
+    counts after = store_counts(db, id);
+    keys ka;
+    history(db, id, &ka);
+    assert_int_equal(after.evals, ref.evals);
+    assert_int_equal(ka.n, ref_keys.n);
+    for (int i = 0; i < ka.n; i++) assert_string_equal(ka.k[i], ref_keys.k[i]);
+    assert_int_equal(after.computed, ref.computed);
+    print_message("  disk full after %d of %d evaluations; %d retries while full; finished "
+                  "with the uninterrupted history\n", mid.evals, ref.evals, retries);
+    assert_true(WIFEXITED(stop_daemon(daemon_pid, SIGTERM)));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1050,6 +1143,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(second_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(kill9_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(sigterm_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(disk_full_resumes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
