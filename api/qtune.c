@@ -386,7 +386,7 @@ static void tune_finished(void *user, qt_search *s, const qt_run_out *o)
         for (int i = 0; i < n; i++) {
             const qt_result *x;
             qt_search_result(s, i, NULL, &x);
-            pts[i].cost = x->fail || x->early ? NAN : x->cost;
+            pts[i].cost = x->fail || x->early || x->subset ? NAN : x->cost;
             pts[i].acc = x->top1;
             pts[i].id = i;
         }

@@ -98,7 +98,7 @@ static int do_run(const char *model, const char *space, const char *strategy, in
     for (int i = 0; i < o->evals; i++) {
         const qt_result *x;
         qt_search_result(s, i, NULL, &x);
-        if (x->feasible && !x->fail && x->cost < cheapest) cheapest = x->cost;
+        if (x->feasible && !x->fail && !x->subset && x->cost < cheapest) cheapest = x->cost;
         o->trace[i] = isfinite(cheapest) ? b->cost / cheapest : NAN;
     }
     if (best) {

@@ -115,7 +115,13 @@ static const char schema_v2[] =
     "INSERT INTO job_events(job_id, at, kind, detail)"
     "  SELECT id, created, 'created', 'recorded before schema 2' FROM jobs;";
 
-static const char *const migrations[QT_STORE_SCHEMA + 1] = { NULL, schema_v1, schema_v2 };
+/* Version 3: results measured on the first n images of the split only (a
+ * strategy's coarse pass), never an answer or a point of a front. */
+static const char schema_v3[] =
+    "ALTER TABLE evaluations ADD COLUMN subset INTEGER NOT NULL DEFAULT 0;";
+
+static const char *const migrations[QT_STORE_SCHEMA + 1] = { NULL, schema_v1, schema_v2,
+                                                             schema_v3 };
 
 /* ------------------------------------------------------------------------ */
 /* The object                                                                */
@@ -126,13 +132,13 @@ enum { Q_GET, Q_UPSERT, Q_ID, Q_LINKED, Q_LINK, Q_EVENT, Q_COUNT };
 static const char *const hot_sql[Q_COUNT] = {
     [Q_GET] = "SELECT id, job_id, key, config, reason, worker, created, cost, compression,"
               " top1, top5, loss, weight_bits, act_bits, bitops, images, feasible, early,"
-              " duration, fail, error FROM evaluations WHERE key = ?1",
+              " duration, fail, error, subset FROM evaluations WHERE key = ?1",
     /* a key stored once keeps its result, unless that one failed for a
      * passing reason */
     [Q_UPSERT] = "INSERT INTO evaluations(key, job_id, config, reason, cost, compression, top1,"
                  " top5, loss, weight_bits, act_bits, bitops, images, feasible, early, duration,"
-                 " worker, fail, error, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-                 " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+                 " worker, fail, error, created, subset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+                 " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
                  " ON CONFLICT(key) DO UPDATE SET job_id = excluded.job_id,"
                  " config = excluded.config, reason = excluded.reason, cost = excluded.cost,"
                  " compression = excluded.compression, top1 = excluded.top1,"
@@ -141,7 +147,8 @@ static const char *const hot_sql[Q_COUNT] = {
                  " bitops = excluded.bitops, images = excluded.images,"
                  " feasible = excluded.feasible, early = excluded.early,"
                  " duration = excluded.duration, worker = excluded.worker,"
-                 " fail = excluded.fail, error = excluded.error, created = excluded.created"
+                 " fail = excluded.fail, error = excluded.error, created = excluded.created,"
+                 " subset = excluded.subset"
                  " WHERE evaluations.fail IN ('nomem', 'timeout', 'crash')",
     [Q_ID] = "SELECT id, job_id FROM evaluations WHERE key = ?1",
     [Q_LINKED] = "SELECT 1 FROM job_evaluations WHERE job_id = ?1 AND eval_id = ?2",
@@ -1031,6 +1038,7 @@ int qt_store_eval_put(qt_store *st, int64_t job_id, const char *key, const char 
     if (r->fail != QT_FAIL_NONE || r->error[0])
         sqlite3_bind_text(q, 19, r->error, (int)strnlen(r->error, sizeof r->error), SQLITE_STATIC);
     sqlite3_bind_double(q, 20, now_unix());
+    sqlite3_bind_int64(q, 21, (sqlite3_int64)r->subset);
     if ((src = step_done(q))) goto sqlfail;
     if ((src = eval_id(st, key, &id, &by))) goto sqlfail;
     if ((src = link_eval(st, job_id, id, by != job_id, r->cost, r->compression))) goto sqlfail;
@@ -1070,6 +1078,7 @@ static void eval_row(sqlite3_stmt *q, qt_store_eval *e)
     r->fail = fail_parse((const char *)sqlite3_column_text(q, 19));
     const unsigned char *t = sqlite3_column_text(q, 20);
     if (t) snprintf(r->error, sizeof r->error, "%s", (const char *)t);
+    r->subset = (size_t)sqlite3_column_int64(q, 21);
     r->cached = 1;
 }
 
@@ -1120,7 +1129,7 @@ int qt_store_history(qt_store *st, int64_t job_id, qt_store_eval_cb cb, void *us
     if ((src = prepare(st, "SELECT e.id, e.job_id, e.key, e.config, e.reason, e.worker, e.created,"
                            " je.cost, je.compression, e.top1, e.top5, e.loss, e.weight_bits,"
                            " e.act_bits, e.bitops, e.images, e.feasible, e.early, e.duration,"
-                           " e.fail, e.error, je.seq, je.reused FROM job_evaluations je"
+                           " e.fail, e.error, e.subset, je.seq, je.reused FROM job_evaluations je"
                            " JOIN evaluations e ON e.id = je.eval_id WHERE je.job_id = ?1"
                            " ORDER BY je.seq", &q)))
         return sql_fail(st, src, err, "reading job %lld's history", (long long)job_id);
@@ -1128,8 +1137,8 @@ int qt_store_history(qt_store *st, int64_t job_id, qt_store_eval_cb cb, void *us
     while ((src = sqlite3_step(q)) == SQLITE_ROW) {
         qt_store_eval e;
         eval_row(q, &e);
-        e.seq = sqlite3_column_int(q, 21);
-        e.reused = sqlite3_column_int(q, 22);
+        e.seq = sqlite3_column_int(q, 22);
+        e.reused = sqlite3_column_int(q, 23);
         e.r.cached = e.reused;
         if ((rc = cb(user, &e))) break;
     }
@@ -1322,7 +1331,7 @@ int qt_store_pareto_job(qt_store *st, int64_t job_id, double acc_floor, qt_store
     if (rc) return rc;
     snprintf(sql, sizeof sql, "SELECT e.id, e.key, je.cost, %s FROM job_evaluations je"
              " JOIN evaluations e ON e.id = je.eval_id WHERE je.job_id = ?1 AND e.fail = ''"
-             " AND e.early = 0 ORDER BY je.seq", metric_sql(sp.metric));
+             " AND e.early = 0 AND e.subset = 0 ORDER BY je.seq", metric_sql(sp.metric));
     qt_job_clear(&sp);
     if ((src = prepare(st, sql, &q))) return sql_fail(st, src, err, "reading a front");
     sqlite3_bind_int64(q, 1, job_id);
@@ -1345,7 +1354,8 @@ int qt_store_pareto_model(qt_store *st, int64_t model_id, qt_cost_kind cost, qt_
                          "every job: weight_bits, act_bits or bitops");
     snprintf(sql, sizeof sql, "SELECT e.id, e.key, %s, %s FROM evaluations e WHERE e.id IN"
              " (SELECT je.eval_id FROM jobs j JOIN job_evaluations je ON je.job_id = j.id"
-             " WHERE j.model_id = ?1) AND e.fail = '' AND e.early = 0 ORDER BY e.id",
+             " WHERE j.model_id = ?1) AND e.fail = '' AND e.early = 0 AND e.subset = 0"
+             " ORDER BY e.id",
              cols[cost], metric_sql(metric));
     if ((src = prepare(st, sql, &q))) return sql_fail(st, src, err, "reading a front");
     sqlite3_bind_int64(q, 1, model_id);

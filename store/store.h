@@ -67,9 +67,11 @@ extern "C" {
  * file is refused. */
 #define QT_STORE_APP_ID  0x71744442
 /* PRAGMA user_version this code writes: 1 the first schema; 2 adds the
- * job_events table and the indexes for cross-job and Pareto queries.
- * Older databases are upgraded on open (one transaction per step). */
-#define QT_STORE_SCHEMA  2
+ * job_events table and the indexes for cross-job and Pareto queries; 3
+ * marks results measured on a subset of the split (qt_result.subset: never
+ * on a front). Older databases are upgraded on open (one transaction per
+ * step). */
+#define QT_STORE_SCHEMA  3
 
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                   */

@@ -251,8 +251,8 @@ static void refuse_foreign(void **state)
     int64_t job = new_job(st, "{\"model\":\"mlp\"}");
     assert_true(job > 0);
     qt_store_close(st);
-    raw_exec(path_of("newer.db"), "PRAGMA user_version = 3; PRAGMA wal_checkpoint(TRUNCATE);");
-    refused(path_of("newer.db"), QT_ENOTSUP, "newer qtune (schema version 3");
+    raw_exec(path_of("newer.db"), "PRAGMA user_version = 4; PRAGMA wal_checkpoint(TRUNCATE);");
+    refused(path_of("newer.db"), QT_ENOTSUP, "newer qtune (schema version 4");
 }
 
 static void refuse_corrupt(void **state)
@@ -336,13 +336,13 @@ static const char v1_data[] =
     " 0.25, 'host:1', '', NULL, 1000.75);"
     "INSERT INTO job_evaluations VALUES (7, 1, 3, 0, 1000.0, 8.5);";
 
-typedef struct evlog { int n; char kinds[8][16]; } evlog;
+typedef struct evlog { int n; char kinds[16][16]; } evlog;
 
 static int ev_cb(void *user, double at, const char *kind, const char *detail)
 {
     evlog *l = user;
     (void)at; (void)detail;
-    if (l->n < 8) snprintf(l->kinds[l->n], sizeof l->kinds[0], "%s", kind);
+    if (l->n < 16) snprintf(l->kinds[l->n], sizeof l->kinds[0], "%s", kind);
     l->n++;
     return 0;
 }
@@ -370,9 +370,12 @@ static void migrate_v1(void **state)
     assert_int_equal(raw_int(p, "PRAGMA user_version"), 1);
     /* upgraded on open */
     assert_int_equal(qt_store_open(p, 0, &st, &err), QT_OK);
-    assert_int_equal(qt_store_schema(st), 2);
+    assert_int_equal(qt_store_schema(st), QT_STORE_SCHEMA);
     qt_store_close(st);
-    assert_int_equal(raw_int(p, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(p, "PRAGMA user_version"), QT_STORE_SCHEMA);
+    /* schema 3: the old results are whole-split ones */
+    assert_int_equal(raw_int(p, "SELECT COUNT(*) FROM evaluations WHERE subset = 0"),
+                     raw_int(p, "SELECT COUNT(*) FROM evaluations"));
     assert_int_equal(raw_int(p, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
                                 "name IN ('jobs_model', 'job_evaluations_eval', 'job_events_job')"), 3);
     assert_int_equal(qt_store_open(p, 0, &st, &err), QT_OK);
@@ -391,6 +394,7 @@ static void migrate_v1(void **state)
     assert_int_equal(qt_store_eval_get(st, "00000000000000000000000000000000"
                                        "0000000000000000000000000000abcd", &r, &err), QT_OK);
     assert_true(r.top1 == 0.875 && r.compression == 8.5 && r.images == 500 && r.feasible);
+    assert_int_equal(r.subset, 0);
     int n = 0;
     assert_int_equal(qt_store_history(st, 7, count_cb, &n, &err), QT_OK);
     assert_int_equal(n, 1);
@@ -433,6 +437,7 @@ static void same_result(const qt_result *a, const qt_result *b)
     assert_memory_equal(&a->seconds, &b->seconds, sizeof a->seconds);
     assert_int_equal(a->fail, b->fail);
     assert_string_equal(a->error, b->error);
+    assert_int_equal(a->subset, b->subset);
 }
 
 static void result_roundtrip(void **state)
@@ -458,6 +463,7 @@ static void result_roundtrip(void **state)
         r.compression = 1.0 / 3;
         r.seconds = 1e-9;
         r.fail = (qt_fail_class)i;
+        r.subset = (size_t)i * 250;
         r.cached = 1;                           /* ignored by put */
         if (i) memset(r.error, 'a' + i, sizeof r.error - 1);
         key_of(100 + i, key);
@@ -624,10 +630,11 @@ static void job_states(void **state)
 
     evlog l = { 0 };
     assert_int_equal(qt_store_job_events(st, a, ev_cb, &l, &err), QT_OK);
-    const char *want[] = { "created", "running", "interrupted", "running", "paused", "running" };
-    assert_int_equal(l.n, 10);
-    for (int i = 0; i < 6; i++) assert_string_equal(l.kinds[i], want[i]);
-    assert_string_equal(l.kinds[6], "done");
+    const char *want[] = { "created", "running", "queued", "running", "interrupted", "running",
+                           "paused", "running" };
+    assert_int_equal(l.n, 12);
+    for (int i = 0; i < 8; i++) assert_string_equal(l.kinds[i], want[i]);
+    assert_string_equal(l.kinds[8], "done");
 
     /* models and datasets by hash */
     int64_t m1, m2, d1;
@@ -880,10 +887,11 @@ static void pareto_fronts(void **state)
         r.loss = floor(urand() * 50) / 25;
         r.fail = urand() < 0.05 ? QT_FAIL_NAN : QT_FAIL_NONE;
         r.early = urand() < 0.1;
-        r.images = 100;
+        r.subset = urand() < 0.1 ? 50 : 0;      /* a coarse pass's: never on a front */
+        r.images = r.subset ? 50 : 100;
         key_of(i, key);
         assert_int_equal(qt_store_eval_put(st, i % 7 == 3 ? jc : ja, key, NULL, NULL, &r, &err), QT_OK);
-        int ok = r.fail == QT_FAIL_NONE && !r.early;
+        int ok = r.fail == QT_FAIL_NONE && !r.early && !r.subset;
         int64_t id = i + 1;                     /* rowids of a new table */
         if (i % 7 != 3) pa[i] = (pt){ r.cost, r.top1, id, ok };
         else pa[i] = (pt){ 0, 0, id, 0 };

@@ -553,9 +553,158 @@ static void prefix_reuse_is_exact(void **st)
     }
 }
 
+/* ---- subsets: a candidate evaluated on the first n validation images ---- */
+
+typedef struct keyrec { char key[80]; char cfg[512]; size_t subset; int cached; } keyrec;
+typedef struct keylog { keyrec e[512]; int n, lookups, hits; } keylog;
+
+static int kl_lookup(void *user, const char *key, qt_result *r)
+{
+    keylog *t = user;
+    t->lookups++;
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->e[i].key, key)) {
+            memset(r, 0, sizeof *r);
+            r->top1 = 0.5;                 /* stands for a stored result */
+            r->images = 1;
+            t->hits++;
+            return 1;
+        }
+    return 0;
+}
+
+static int kl_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
+                     const qt_result *r)
+{
+    keylog *t = user;
+    (void)c;
+    if (t->n < 512) {
+        keyrec *e = &t->e[t->n++];
+        snprintf(e->key, sizeof e->key, "%s", key);
+        snprintf(e->cfg, sizeof e->cfg, "%s", cfg);
+        e->subset = r->subset;
+    }
+    return QT_OK;
+}
+
+static qt_search *subset_job(const char *metric, const char *strategy, keylog *kl, int workers)
+{
+    char job[1024];
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    qt_eval_cache cache = { kl_lookup, kl_stored, kl };
+    snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/lenet5.qtck\","
+             "\"strategy\":%s,\"val_limit\":2000,\"early_stop\":false,\"workers\":%d,"
+             "\"constraint\":{\"metric\":\"%s\",\"relative\":0.99},"
+             "\"budget\":{\"evaluations\":%d},\"space\":["
+             "{\"nodes\":\"conv*\",\"widths\":[2,8]},{\"nodes\":\"fc*\",\"widths\":[2,8]}]}",
+             strategy, workers, metric, strcmp(metric, "top1") ? 30 : 150);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, kl ? &cache : NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    qt_job_clear(&sp);
+    return s;
+}
+
+/* every subset result is what qt_evaluate gives on the first n images, its
+ * verdict is against the float model on the same images, its key differs
+ * from the whole split's for the same configuration (which the memo does
+ * not answer with it), and the answer is never a subset result */
+static void subset_results_agree_with_the_engine(void **st)
+{
+    (void)st;
+    keylog *kl = calloc(1, sizeof *kl);
+    qt_error err;
+    const size_t N = 600;
+    qt_search *s = subset_job("top1", "{\"name\":\"greedy\",\"subset\":600}", kl, 1);
+    qt_dataset *val, *sub;
+    qt_metrics fm, m;
+    assert_int_equal(qt_dataset_fashion_mnist(QT_SPLIT_VAL, &val, &err), QT_OK);
+    assert_int_equal(qt_dataset_subset(val, 0, 0, N, &sub, &err), QT_OK);
+    qt_graph *g = (qt_graph *)qt_search_graph(s);
+    assert_int_equal(qt_evaluate(g, NULL, sub, NULL, &fm, &err), QT_OK);
+    qt_result b;
+    assert_int_equal(qt_search_baseline_on(s, N, &b, &err), QT_OK);
+    assert_true(fabs(b.top1 - fm.top1) < 1e-12);
+    assert_int_equal(b.images, N);
+    assert_int_equal(qt_search_split(s), 2000);
+    int n = qt_search_evals(s), subs = 0, full = 0;
+    for (int i = 0; i < n; i++) {
+        const qt_cand *c;
+        const qt_result *r;
+        qt_qconfig *cfg;
+        qt_search_result(s, i, &c, &r);
+        assert_int_equal(qt_search_config(s, c, &cfg, &err), QT_OK);
+        if (r->subset) {
+            subs++;
+            assert_int_equal(r->subset, N);
+            assert_int_equal(c->images, N);
+            assert_int_equal(r->images, N);
+            assert_int_equal(qt_evaluate(g, cfg, sub, NULL, &m, &err), QT_OK);
+            assert_true(fabs(r->top1 - m.top1) < 1e-12);
+            assert_int_equal(r->feasible, m.top1 >= 0.99 * fm.top1 - 1e-12);
+            assert_non_null(strstr(c->reason, "[pass 1: first 600 images]"));
+        } else {
+            full++;
+            assert_int_equal(r->images, 2000);
+        }
+        qt_qconfig_free(cfg);
+    }
+    fprintf(stderr, "subsets: %d of %d evaluations on %zu images\n", subs, n, N);
+    assert_true(subs >= 5 && full >= 2);
+    /* the same configuration on a subset and on the whole split: two keys,
+     * two computations (pass 2 checks pass 1's configuration) */
+    int pairs = 0;
+    for (int i = 0; i < kl->n; i++)
+        for (int k = 0; k < kl->n; k++)
+            if (kl->e[i].subset && !kl->e[k].subset && !strcmp(kl->e[i].cfg, kl->e[k].cfg)) {
+                pairs++;
+                assert_string_not_equal(kl->e[i].key, kl->e[k].key);
+            }
+    assert_true(pairs >= 1);
+    assert_int_equal(kl->n, n);                       /* all computed, none from the memo */
+    /* the answer is a whole-split result */
+    const qt_result *br;
+    int feasible;
+    const qt_cand *best = qt_search_best(s, &br, &feasible);
+    assert_non_null(best);
+    assert_int_equal(br->subset, 0);
+    assert_int_equal(best->images, 0);
+    qt_search_free(s);
+
+    /* whole-split keys are the ones a search without subsets uses: the
+     * first candidate (8 bits, whole split) is found in the store */
+    int hits = kl->hits;
+    s = subset_job("top1", "{\"name\":\"greedy\",\"subset\":false}", kl, 1);
+    assert_true(kl->hits > hits);
+    const qt_result *r0;
+    qt_search_result(s, 0, NULL, &r0);
+    assert_int_equal(r0->cached, 1);
+    qt_search_free(s);
+
+    /* a top-5 constraint: the float model's top-5 on the subset is measured */
+    s = subset_job("top5", "{\"name\":\"greedy\",\"subset\":600}", NULL, 2);
+    assert_int_equal(qt_search_baseline_on(s, N, &b, &err), QT_OK);
+    assert_true(fabs(b.top5 - fm.top5) < 1e-12);
+    for (int i = 0; i < qt_search_evals(s); i++) {
+        const qt_cand *c;
+        const qt_result *r;
+        qt_search_result(s, i, &c, &r);
+        if (r->subset) assert_int_equal(r->feasible, r->top5 >= 0.99 * fm.top5 - 1e-12);
+    }
+    qt_search_free(s);
+    qt_dataset_free(sub);
+    qt_dataset_free(val);
+    free(kl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(subset_results_agree_with_the_engine),
         cmocka_unit_test(prefix_reuse_is_exact),
         cmocka_unit_test(coords_from_rules),
         cmocka_unit_test(costs_by_hand),

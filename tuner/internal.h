@@ -49,6 +49,9 @@ struct qt_search {
     double        *suffix_macs;   /* per node k: MACs per sample of nodes k.. */
     qt_search_work work;
     double         seconds0;      /* wall time used before this run */
+    /* the float model on the first n images, per subset size used */
+    struct qt__subbase { size_t n; double top1, top5, loss; } *sub;
+    int            n_sub;
 };
 
 /* ---- prefix reuse (prefix.c) ------------------------------------------ */
@@ -80,8 +83,12 @@ int  qt__kth_type(uint32_t mask, int k);
 void qt__cost(const qt_search *s, const qt_cand *c, qt_result *r);
 /* fp32 references of the three costs (cost.c) */
 void qt__cost_fp32(const qt_search *s, double *w, double *a, double *b);
-/* does a result meet the constraint? (search.c) */
+/* does a result meet the constraint? (search.c; a subset result against
+ * the float model on its images: qt_search_baseline_on must have run for
+ * that n, else the whole split's baseline is used) */
 int  qt__feasible(const qt_search *s, const qt_result *r);
+/* the metric bound on the first n images (0: the whole split's) */
+double qt__threshold_on(const qt_search *s, size_t n);
 /* the strategies (strat_*.c) */
 extern const qt_strategy qt__strat_uniform;
 extern const qt_strategy qt__strat_bisect;

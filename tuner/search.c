@@ -28,6 +28,16 @@
  * that can no longer fail (the sum reaches 0 whatever the rest does, or the
  * mean is above 0 by more than eps).
  * top-5 and loss constraints are decided on the whole split.
+ *
+ * Subsets. A candidate may ask for its first n validation images only
+ * (qt_cand.images; the split is a random permutation, so they are a random
+ * sample): the evaluator stops there (qt_eval_opts.limit), the early stop's
+ * M is n, and the verdict compares it with the float model on the same n
+ * images -- top-1 from the baseline's per-image verdicts, top-5 and loss
+ * measured once per n between rounds (qt_search_baseline_on). Its memo and
+ * cache keys add n (a whole-split candidate keeps the key it always had,
+ * so stored evaluations stay valid), r->subset says n, and it is never the
+ * answer: qt_search_best and Pareto fronts take whole-split results only.
  */
 #include "internal.h"
 
@@ -225,11 +235,18 @@ static void model_key(qt_search *s)
              (unsigned long long)h.a, (unsigned long long)h.b);
 }
 
-static void cand_key(const qt_search *s, const char *cfg_json, char key[65])
+/* a candidate on the whole split keeps the key it always had; one on the
+ * first n images adds n */
+static void cand_key(const qt_search *s, const char *cfg_json, size_t images, char key[65])
 {
     h128 h = { 0xcbf29ce484222325ull, 0x84222325cbf29ce4ull };
     hmix(&h, s->model_key, strlen(s->model_key));
     hmix(&h, cfg_json, strlen(cfg_json));
+    if (images) {
+        uint64_t n = images;
+        hmix(&h, "images", 6);
+        hmix(&h, &n, sizeof n);
+    }
     snprintf(key, 65, "%.32s%016llx%016llx", s->model_key,
              (unsigned long long)h.a, (unsigned long long)h.b);
 }
@@ -252,6 +269,7 @@ void qt_cand_copy(const qt_search *s, qt_cand *dst, const qt_cand *src)
 {
     memcpy(dst->fmt, src->fmt, (size_t)s->n_coords * sizeof *dst->fmt);
     memcpy(dst->reason, src->reason, sizeof dst->reason);
+    dst->images = src->images;
 }
 
 void qt_cand_free(qt_cand *c)
@@ -363,10 +381,81 @@ char *qt_search_config_json(const qt_search *s, const qt_cand *c)
 /* Evaluating                                                                */
 /* ------------------------------------------------------------------------ */
 
+size_t qt_search_split(const qt_search *s)
+{
+    return s->val ? qt_dataset_count(s->val) : s->base.images;
+}
+
+/* the images a candidate is evaluated on: 0 for the whole split */
+static size_t cand_images(const qt_search *s, const qt_cand *c)
+{
+    size_t m = qt_search_split(s);
+    return c->images && (!m || c->images < m) ? c->images : 0;
+}
+
+/* the float model on the first n images, as far as known (see
+ * qt_search_baseline_on): n = 0 or unknown n give the baseline */
+static void base_on(const qt_search *s, size_t n, qt_result *b)
+{
+    *b = s->base;
+    if (!n) return;
+    for (int i = 0; i < s->n_sub; i++)
+        if (s->sub[i].n == n) {
+            b->top1 = s->sub[i].top1; b->top5 = s->sub[i].top5; b->loss = s->sub[i].loss;
+            b->images = n;
+            return;
+        }
+}
+
+int qt_search_baseline_on(qt_search *s, size_t n, qt_result *b, qt_error *err)
+{
+    size_t m = qt_search_split(s);
+    if (!n || (m && n >= m)) { *b = s->base; return QT_OK; }
+    for (int i = 0; i < s->n_sub; i++)
+        if (s->sub[i].n == n) { base_on(s, n, b); return QT_OK; }
+    struct qt__subbase e = { n, s->base.top1, s->base.top5, s->base.loss };
+    if (s->val && s->base_correct) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) k += s->base_correct[i];
+        e.top1 = (double)k / (double)n;
+        if (s->spec.metric != QT_MET_TOP1) {       /* measured once for this n */
+            qt_eval_opts eo;
+            qt_metrics mm;
+            memset(&eo, 0, sizeof eo);
+            eo.limit = n;
+            qt_graph *ref = s->spec.kind == QT_JOB_TRAINING ? s->trained : s->own_g;
+            int rc = qt_evaluate(ref, NULL, s->val, &eo, &mm, err);
+            if (rc) return rc;
+            e.top5 = mm.top5;
+            e.loss = mm.loss;
+        }
+    }
+    struct qt__subbase *ns = realloc(s->sub, (size_t)(s->n_sub + 1) * sizeof *ns);
+    if (!ns) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    s->sub = ns;
+    s->sub[s->n_sub++] = e;
+    base_on(s, n, b);
+    return QT_OK;
+}
+
+double qt__threshold_on(const qt_search *s, size_t n)
+{
+    qt_result b;
+    base_on(s, n, &b);
+    double rel = s->spec.relative, d = s->spec.absolute;
+    switch (s->spec.metric) {
+    case QT_MET_TOP5: return rel > 0 ? rel * b.top5 : b.top5 - d;
+    case QT_MET_LOSS: return rel > 0 ? b.loss / rel : b.loss + d;
+    default:          return rel > 0 ? rel * b.top1 : b.top1 - d;
+    }
+}
+
 int qt__feasible(const qt_search *s, const qt_result *r)
 {
     if (r->fail != QT_FAIL_NONE) return 0;
-    const qt_result *b = &s->base;
+    qt_result bb;
+    base_on(s, r->subset, &bb);
+    const qt_result *b = &bb;
     double rel = s->spec.relative, d = s->spec.absolute;
     switch (s->spec.metric) {
     case QT_MET_TOP5:
@@ -466,10 +555,12 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     qt_qconfig *cfg = NULL;
     qt_error err;
     qt_metrics m;
-    stopper st = { s, qt_dataset_count(s->val), 0, 0, 0, 0, 0 };
+    size_t sub = cand_images(s, c);
+    stopper st = { s, sub ? sub : qt_dataset_count(s->val), 0, 0, 0, 0, 0 };
     qt_eval_opts eo;
     memset(&eo, 0, sizeof eo);
     eo.batch = 256;
+    eo.limit = sub;                   /* the early stop's M is then sub */
     st.batches = (int)((st.M + 255) / 256);
     if (s->spec.relative > 0) { st.lo = -s->spec.relative; st.hi = 1; }
     else { st.lo = -1 + s->spec.absolute; st.hi = 1 + s->spec.absolute; }
@@ -660,6 +751,7 @@ void qt_search_free(qt_search *s)
     free(s->hist);
     free(s->coords);
     free(s->base_correct);
+    free(s->sub);
     free(s->suffix_macs);
     qt__pcache_free(s->pc);
     qt_dataset_free(s->val);
@@ -697,7 +789,8 @@ typedef struct job {
 /* complete: not cut short by a cancel (a custom evaluator always is) */
 static int complete(const qt_search *s, const qt_result *r)
 {
-    return s->efn || r->fail != QT_FAIL_NONE || r->early || r->images == qt_dataset_count(s->val);
+    return s->efn || r->fail != QT_FAIL_NONE || r->early ||
+           r->images == (r->subset ? r->subset : qt_dataset_count(s->val));
 }
 
 static void compute(job *j, int w, int k)
@@ -711,6 +804,7 @@ static void compute(job *j, int w, int k)
     } else {
         eval_engine(s, j->graphs[w], j->c[k], r);
     }
+    r->subset = cand_images(s, j->c[k]);
     r->seconds = now() - t0;
 }
 
@@ -730,11 +824,12 @@ static void finish(job *j, int k)
     if (!s->efn) {
         s->work.images += (double)r->images;
         s->work.macs += r->macs;
-        s->work.macs_full += (double)qt_dataset_count(s->val) * s->suffix_macs[0];
+        s->work.macs_full += (double)(r->subset ? r->subset : qt_dataset_count(s->val)) *
+                             s->suffix_macs[0];
     }
     if (s->cache.stored && !j->store_rc) {
         char key[65];
-        cand_key(s, j->cj[k], key);
+        cand_key(s, j->cj[k], r->subset, key);
         int rc = s->cache.stored(s->cache.user, key, j->c[k], j->cj[k], r);
         if (rc) {
             j->store_rc = rc;
@@ -818,10 +913,14 @@ static void run_pool(job *j, int workers)
     for (int w = 0; w < started; w++) pthread_join(th[w], NULL);
 }
 
-static int find_memo(const qt_search *s, const char *cfg_json, qt_result *r, char **jsons)
+static int find_memo(const qt_search *s, const char *cfg_json, size_t images, qt_result *r,
+                     char **jsons)
 {
     for (int i = 0; i < s->n_hist; i++)
-        if (jsons[i] && strcmp(jsons[i], cfg_json) == 0) { *r = s->hist[i].r; return 1; }
+        if (jsons[i] && s->hist[i].c->images == images && strcmp(jsons[i], cfg_json) == 0) {
+            *r = s->hist[i].r;
+            return 1;
+        }
     return 0;
 }
 
@@ -863,7 +962,7 @@ int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
     while (!done) {
         qt_cand *c[ROUND_MAX];
         qt_result r[ROUND_MAX];
-        char *cj[ROUND_MAX];
+        char *cj[ROUND_MAX] = { 0 };
         int todo[ROUND_MAX], n = 0, n_todo = 0;
         if (atomic_load(&s->cancel)) { rc = qt__fail(err, QT_ECANCEL, -1, "cancelled"); break; }
         if (s->spec.max_seconds > 0 && s->seconds0 + now() - t0 >= s->spec.max_seconds) break;
@@ -877,6 +976,7 @@ int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
                 if (st == QT_DONE) done = 1;
                 break;
             }
+            nc->images = cand_images(s, nc);
             c[n++] = nc;
         }
         if (n == 0) {
@@ -884,20 +984,29 @@ int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
                                      "to wait for", s->strat->name);
             break;
         }
+        /* the float model on each subset's images (measured here, between
+         * rounds, when the constraint is not top-1) */
+        for (int i = 0; i < n; i++) {
+            qt_result fb;
+            if (c[i]->images && (rc = qt_search_baseline_on(s, c[i]->images, &fb, err)))
+                goto round_fail;
+        }
         /* answer what is known: the memo, then the cache */
         for (int i = 0; i < n; i++) {
             memset(&r[i], 0, sizeof r[i]);
             cj[i] = qt_search_config_json(s, c[i]);
-            if (!cj[i]) { n = i; rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto round_fail; }
-            int known = find_memo(s, cj[i], &r[i], jsons);
+            if (!cj[i]) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto round_fail; }
+            int known = find_memo(s, cj[i], c[i]->images, &r[i], jsons);
             for (int k = 0; k < i && !known; k++)
-                if (!strcmp(cj[k], cj[i])) { known = 2; }       /* computed in this round */
+                if (c[k]->images == c[i]->images && !strcmp(cj[k], cj[i]))
+                    known = 2;                                  /* computed in this round */
             if (known == 1) { r[i].cached = 1; continue; }
             if (known == 2) { r[i].cached = -1; continue; }     /* filled after the pool */
             char key[65];
-            cand_key(s, cj[i], key);
+            cand_key(s, cj[i], c[i]->images, key);
             if (s->cache.lookup && s->cache.lookup(s->cache.user, key, &r[i])) {
                 r[i].cached = 1;
+                r[i].subset = c[i]->images;
                 qt__cost(s, c[i], &r[i]);     /* this job's cost, whoever measured it */
                 continue;
             }
@@ -926,7 +1035,11 @@ int qt_search_run(qt_search *s, qt_progress_cb cb, void *user, qt_error *err)
         for (int i = 0; i < n; i++)
             if (r[i].cached == -1)
                 for (int k = 0; k < i; k++)
-                    if (!strcmp(cj[k], cj[i])) { r[i] = r[k]; r[i].cached = 1; break; }
+                    if (c[k]->images == c[i]->images && !strcmp(cj[k], cj[i])) {
+                        r[i] = r[k];
+                        r[i].cached = 1;
+                        break;
+                    }
         /* observe in proposal order */
         for (int i = 0; i < n; i++) {
             if (s->n_hist == cap_json) {
@@ -1038,7 +1151,7 @@ const qt_cand *qt_search_best(const qt_search *s, const qt_result **r, int *feas
     int best = -1, bf = 0;
     for (int i = 0; i < s->n_hist; i++) {
         const qt_result *x = &s->hist[i].r;
-        if (x->fail != QT_FAIL_NONE) continue;
+        if (x->fail != QT_FAIL_NONE || x->subset) continue;     /* subsets: screening only */
         if (best < 0) { best = i; bf = x->feasible; continue; }
         const qt_result *b = &s->hist[best].r;
         if (x->feasible && !bf) { best = i; bf = 1; continue; }

@@ -152,6 +152,13 @@ typedef struct qt_coord {
 typedef struct qt_cand {
     qt_format *fmt;                   /* n_coords formats */
     char       reason[160];           /* why the strategy proposed it */
+    size_t     images;                /* evaluate on the first n validation
+                                         images only (0, or n >= the split:
+                                         the search's whole split). A subset
+                                         result is judged against the float
+                                         model on the same n images; it is
+                                         never the search's answer nor on
+                                         its Pareto front (qt_result.subset) */
 } qt_cand;
 
 typedef enum qt_fail_class {
@@ -174,6 +181,12 @@ typedef struct qt_result {
                                          for it (0: answered from a cache or
                                          a custom evaluator) */
     int           cached;             /* answered from the cache */
+    size_t        subset;             /* 0: measured on the whole split; n:
+                                         only on its first n images (the
+                                         candidate's images), feasible
+                                         against the float model there.
+                                         Not an answer: qt_search_best skips
+                                         it, and so should Pareto fronts */
     qt_fail_class fail;               /* a failed evaluation and why */
     char          error[192];
 } qt_result;
@@ -248,6 +261,12 @@ const qt_job_spec *qt_search_spec(const qt_search *s);
 const qt_graph  *qt_search_graph(const qt_search *s);
 int              qt_search_coords(const qt_search *s, const qt_coord **c);
 const qt_result *qt_search_baseline(const qt_search *s);     /* float */
+/* The float model on the first n validation images (n = 0 or >= the split:
+ * the baseline): top-1 from the baseline's per-image verdicts, top-5 and
+ * loss measured once per n for such constraints (a custom search: its
+ * baseline). What a subset candidate is judged against. */
+int              qt_search_baseline_on(qt_search *s, size_t n, qt_result *b, qt_error *err);
+size_t           qt_search_split(const qt_search *s);        /* validation images */
 double           qt_search_threshold(const qt_search *s);    /* the metric bound */
 int              qt_search_evals(const qt_search *s);        /* evaluations so far */
 int              qt_search_computed(const qt_search *s);     /* ... not from a cache */
@@ -268,7 +287,9 @@ typedef struct qt_search_work {
 void qt_search_work_get(const qt_search *s, qt_search_work *w);
 
 /* The answer: the cheapest feasible candidate, or, when none was found,
- * the closest one (*feasible = 0). NULL before the first result. */
+ * the closest one (*feasible = 0), among the results measured on the whole
+ * split (subset == 0: a candidate judged on a few images is a screening
+ * step, not an answer). NULL before the first such result. */
 const qt_cand   *qt_search_best(const qt_search *s, const qt_result **r, int *feasible);
 
 /* Measure a candidate (NULL: the float model) on the test split, which the
@@ -283,7 +304,8 @@ const qt_dataset *qt_search_dataset(const qt_search *s);
 int   qt_search_config(const qt_search *s, const qt_cand *c, qt_qconfig **cfg, qt_error *err);
 char *qt_search_config_json(const qt_search *s, const qt_cand *c);
 
-/* The i-th result in proposal order, 0 <= i < qt_search_evals (borrowed). */
+/* The i-th result in proposal order, 0 <= i < qt_search_evals (borrowed).
+ * A Pareto front of the search should take only those with subset == 0. */
 void             qt_search_result(const qt_search *s, int i, const qt_cand **c,
                                   const qt_result **r);
 
