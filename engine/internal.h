@@ -181,6 +181,35 @@ static inline float qt__operand(const qt_format *f, float v)
     return qt_quantize1(&n, v, 0);
 }
 
+/* ---- intrinsic EACH on fixed point as integers (intr_fixed.c) ---- */
+
+/* a fixed/ufixed intrinsic format the integer kernel handles */
+typedef struct qt_ifix {
+    int     F;            /* fractional bits, 0..30 */
+    int     round;        /* qt_round */
+    int32_t lo, hi;       /* the integer range */
+    float   scale, iscale;/* 2^F, 2^-F */
+} qt_ifix;
+
+/* 1 (and *k filled) if EACH in f can run as integers (see intr_fixed.c) */
+int  qt__ifix_of(const qt_format *f, qt_ifix *k);
+/* operands: x rounded as qt__operand does, as integers at F bits into q
+ * (tmp: n floats of scratch); QT_ERANGE if one is NaN (then the caller
+ * runs the reference loops) */
+int  qt__ifix_operands(const qt_format *f, const qt_ifix *k, const float *x, int32_t *q,
+                       size_t n, float *tmp);
+/* acc[j], j < n: through taps k < K in order, acc = sat(acc +
+ * sat(rnd(w[k*ws] * col[k*ld + j]))); stochastic rounding draws lane j's
+ * word for tap k at idx0 + j*lstride + 2k with key */
+void qt__ifix_dot(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t ws,
+                  size_t K, const int32_t *col, size_t ld, qt_rkey key, uint64_t idx0,
+                  uint64_t lstride);
+/* y[j*ys] = sat(acc[j] + *bias) as a float (bias may be NULL) */
+void qt__ifix_finish(const qt_ifix *k, const int32_t *acc, size_t n, const int32_t *bias,
+                     float *y, size_t ys);
+/* tests: 1 makes every op run its reference intrinsic loops */
+extern int qt__intr_force_ref;
+
 /* the output has the input's dims */
 static inline void qt__same_shape(qt_opctx *c, const qt_node *x)
 {

@@ -219,12 +219,69 @@ int qt__op_reshape(qt_opctx *c, int action)
  * quantized. Row r is row row0 + r of the whole output counted from the
  * data set's first sample: its words start at ((row0 + r)*O + o)*(2K + 2).
  * w is addressed w[o*ws_o + k*ws_k]. */
+/* EACH on fixed point as integers (intr_fixed.c): the same bits as the
+ * loops of intrinsic_dot. Lanes are rows, in tiles of IFIX_TILE; returns
+ * QT_ERANGE (nothing written) when the format or the operands need the
+ * reference loops, QT_ENOMEM */
+#define IFIX_TILE 256
+
+static int intrinsic_dot_int(qt_opctx *c, const float *X, size_t rows, size_t K,
+                             size_t O, const float *w, size_t ws_o, size_t ws_k,
+                             const float *b, float *Y, uint64_t row0)
+{
+    const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
+    qt_ifix k;
+    if (!qt__ifix_of(f, &k)) return QT_ERANGE;
+    size_t nx = rows * K, nw = O * K, ntmp = nx > nw ? nx : nw;
+    float *tmp = malloc((ntmp > O ? ntmp : O) * sizeof *tmp);
+    int32_t *xq = malloc((2 * nx + nw + O) * sizeof *xq);
+    int rc = tmp && xq ? QT_OK : QT_ENOMEM;
+    int32_t *xt = xq + nx, *wq = xt + nx, *bq = wq + nw;
+    if (!rc) rc = qt__ifix_operands(f, &k, X, xq, nx, tmp);
+    if (!rc) {
+        /* the weights contiguous per output: wq[o*K + k] */
+        float *wc = malloc(nw * sizeof *wc);
+        if (!wc) rc = QT_ENOMEM;
+        else {
+            for (size_t o = 0; o < O; o++)
+                for (size_t j = 0; j < K; j++) wc[o * K + j] = w[o * ws_o + j * ws_k];
+            rc = qt__ifix_operands(f, &k, wc, wq, nw, tmp);
+            free(wc);
+        }
+    }
+    if (!rc && b) rc = qt__ifix_operands(f, &k, b, bq, O, tmp);
+    if (rc) {
+        free(tmp); free(xq);
+        return rc;
+    }
+    /* operands k-major: xt[k*rows + s] */
+    for (size_t s = 0; s < rows; s++)
+        for (size_t j = 0; j < K; j++) xt[j * rows + s] = xq[s * K + j];
+    qt_rkey key = qt_rand_key(c->q->seed, c->q->stream ^ QT_QP_INTRINSIC);
+    size_t tiles = (rows + IFIX_TILE - 1) / IFIX_TILE;
+    uint64_t step = 2 * (uint64_t)K + 2;
+    #pragma omp parallel for schedule(dynamic, 1) if (rows * O * K > 16384)
+    for (size_t t = 0; t < O * tiles; t++) {
+        size_t o = t / tiles, s0 = (t % tiles) * IFIX_TILE;
+        size_t n = rows - s0 < IFIX_TILE ? rows - s0 : IFIX_TILE;
+        int32_t acc[IFIX_TILE];
+        memset(acc, 0, n * sizeof *acc);
+        qt__ifix_dot(&k, acc, n, wq + o * K, 1, K, xt + s0, rows, key,
+                     ((row0 + s0) * O + o) * step, (uint64_t)O * step);
+        qt__ifix_finish(&k, acc, n, b ? bq + o : NULL, Y + s0 * O + o, O);
+    }
+    free(tmp); free(xq);
+    return QT_OK;
+}
+
 static void intrinsic_dot(qt_opctx *c, const float *X, size_t rows, size_t K,
                           size_t O, const float *w, size_t ws_o, size_t ws_k,
                           const float *b, float *Y, uint64_t row0)
 {
     const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
     int each = c->q->mode == QT_INTR_EACH;
+    if (each && intrinsic_dot_int(c, X, rows, K, O, w, ws_o, ws_k, b, Y, row0) == QT_OK)
+        return;
     #pragma omp parallel for schedule(static) if (rows * O * K > 4096)
     for (size_t s = 0; s < rows; s++) {
         for (size_t o = 0; o < O; o++) {

@@ -46,11 +46,15 @@
  * *kh + ky)*kw + kx) with its random words indexed by the folded sample
  * counted from the data set, sf = sample_base*L + s (s the folded index in
  * the batch; for L = 1 the engine sample), and (co, output position) --
- * see engine.h and forward_intrinsic below.
+ * see engine.h and forward_intrinsic below. EACH on fixed point (up to 16
+ * bits, saturating) runs as integers instead (forward_intrinsic_int,
+ * intr_fixed.c), with the same bits; the loops stay as the fallback and as
+ * the tests' oracle.
  */
 #include "internal.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,6 +427,86 @@ static int backward_float(qt_opctx *c, const geom *G)
  *   + 2k (product of tap k), + 2k+1 (EACH: partial sum after tap k),
  *   + 2Kg (FINAL: the rounded dot product), + 2Kg+1 (the bias add)
  * (for 2-D and L = 1 exactly the former (sample, co, oy, ox) indexing) */
+/* EACH on fixed point as integers (intr_fixed.c), the same bits as the
+ * loops of forward_intrinsic: per (folded sample, tile of output
+ * positions), the tile's taps are gathered once (col[r][j], r = ci*kk +
+ * tap, zeros in the padding: see intr_fixed.c) and every output channel
+ * runs through them with the tile's positions as lanes. QT_ERANGE
+ * (nothing written) when the format or the operands need the reference
+ * loops. */
+static int forward_intrinsic_int(qt_opctx *c, const geom *G)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
+    qt_ifix k;
+    if (!qt__ifix_of(f, &k)) return QT_ERANGE;
+    size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
+    size_t nx = N * G->in_per, nw = O * K, rows = G->rows;
+    const float *B = n->p[QT_P_B].size ? c->b : NULL;
+    size_t pt = 32768 / rows;
+    pt = pt < 16 ? 16 : pt > 256 ? 256 : pt & ~(size_t)15;
+    if (pt > P) pt = P;
+    size_t tiles = (P + pt - 1) / pt;
+    int nth = omp_get_max_threads();
+    size_t ntmp = nx > nw ? nx : nw;
+    float *tmp = malloc((ntmp > O ? ntmp : O) * sizeof *tmp);
+    int32_t *xq = malloc((nx + nw + O + (size_t)nth * rows * pt) * sizeof *xq);
+    int *pos = malloc(3 * P * sizeof *pos);
+    int rc = tmp && xq && pos ? QT_OK : oom(c);
+    int32_t *wq = xq + nx, *bq = wq + nw, *cols = bq + O;
+    if (!rc) rc = qt__ifix_operands(f, &k, in->out.data, xq, nx, tmp);
+    if (!rc) rc = qt__ifix_operands(f, &k, c->w, wq, nw, tmp);
+    if (!rc && B) rc = qt__ifix_operands(f, &k, B, bq, O, tmp);
+    free(tmp);
+    if (rc) {
+        free(xq); free(pos);
+        return rc == QT_ERANGE ? rc : oom(c);
+    }
+    /* the input coordinates of each output position's tap (0, 0, 0) */
+    for (size_t p = 0; p < P; p++) {
+        size_t ox = p % (size_t)G->Wo, oy = p / (size_t)G->Wo % (size_t)G->Ho;
+        size_t oz = p / ((size_t)G->Wo * G->Ho);
+        pos[3 * p] = (int)oz * G->sd - G->pf;
+        pos[3 * p + 1] = (int)oy * G->sh - G->pt;
+        pos[3 * p + 2] = (int)ox * G->sw - G->pl;
+    }
+    float *Y = n->out.data;
+    const size_t plane = G->plane, hw = (size_t)G->H * G->W, kk = G->kk;
+    const uint64_t base = c->g->sample_base * (uint64_t)G->L, step = 2 * (uint64_t)K + 2;
+    qt_rkey key = qt_rand_key(c->q->seed, c->q->stream ^ QT_QP_INTRINSIC);
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (size_t t = 0; t < N * tiles; t++) {
+        size_t s = t / tiles, p0 = (t % tiles) * pt, m = P - p0 < pt ? P - p0 : pt;
+        int32_t *col = cols + (size_t)omp_get_thread_num() * rows * pt;
+        const int32_t *x = xq + s * G->in_per;
+        for (size_t r = 0; r < rows; r++) {
+            size_t ci = r / kk, tp = r % kk;
+            int kx = (int)(tp % (size_t)G->kw), ky = (int)(tp / (size_t)G->kw % (size_t)G->kh);
+            int kz = (int)(tp / ((size_t)G->kw * G->kh));
+            int dz = kz * G->dd, dy = ky * G->dh, dx = kx * G->dw;
+            const int32_t *xc = x + ci * plane;
+            int32_t *cr = col + r * pt;
+            for (size_t j = 0; j < m; j++) {
+                const int *ps = pos + 3 * (p0 + j);
+                int iz = ps[0] + dz, iy = ps[1] + dy, ix = ps[2] + dx;
+                int in_ = (iz >= 0) & (iz < G->D) & (iy >= 0) & (iy < G->H) & (ix >= 0) &
+                          (ix < G->W);
+                cr[j] = in_ ? xc[(size_t)iz * hw + (size_t)iy * G->W + (size_t)ix] : 0;
+            }
+        }
+        int32_t acc[256];
+        for (size_t co = 0; co < O; co++) {
+            size_t g = co / (size_t)G->Og;
+            memset(acc, 0, m * sizeof *acc);
+            qt__ifix_dot(&k, acc, m, wq + co * K, 1, K, col + g * K * pt, pt, key,
+                         (((base + s) * O + co) * P + p0) * step, step);
+            qt__ifix_finish(&k, acc, m, B ? bq + co : NULL, Y + (s * O + co) * P + p0, 1);
+        }
+    }
+    free(xq); free(pos);
+    return QT_OK;
+}
+
 static int forward_intrinsic(qt_opctx *c, const geom *G)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
@@ -435,6 +519,10 @@ static int forward_intrinsic(qt_opctx *c, const geom *G)
     float *Y = n->out.data, *buf = NULL;
     uint64_t base = c->g->sample_base * (uint64_t)G->L;
 
+    if (each) {
+        int rc = forward_intrinsic_int(c, G);
+        if (rc != QT_ERANGE) return rc;
+    }
     if (each) {
         /* operands quantized once (a pure function): f's own rounding,
          * nearest-even if f is stochastic (engine.h); only the products

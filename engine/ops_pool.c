@@ -143,6 +143,7 @@
  * order, so results do not depend on the thread count.
  */
 #include "internal.h"
+#include "simd.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -417,10 +418,56 @@ ALWAYS_INLINE void maxpool_plane_k(const pgeom *p, pax *const ax[3], const float
     }
 }
 
+/* the zoo's pool: flat, 2x2 windows, stride 2, no dilation, no padding and
+ * every window inside the input; the same selection rule as
+ * maxpool_plane_k (window order (0,0), (0,1), (1,0), (1,1)) without the
+ * axis tables */
+static int pool2x2_of(const pgeom *p)
+{
+    return flat_of(p) && p->k[1] == 2 && p->k[2] == 2 && p->s[1] == 2 && p->s[2] == 2 &&
+           p->d[1] == 1 && p->d[2] == 1 && p->p0[1] == 0 && p->p0[2] == 0 &&
+           2 * p->out[1] <= p->in[1] && 2 * p->out[2] <= p->in[2];
+}
+
+/* one output row of the 2x2 pool: the selection rule as selects on int32
+ * masks (the form GCC vectorises; branches would mispredict on random
+ * data), v replacing best if greater, or if v is the first NaN */
+QT_CLONES static void pool2x2_row(const float *restrict x0, const float *restrict x1,
+                                  float *restrict y, int32_t *restrict a, int Wo,
+                                  int32_t r0, int32_t W)
+{
+    for (int ox = 0; ox < Wo; ox++) {
+        float v0 = x0[2 * ox], v1 = x0[2 * ox + 1], v2 = x1[2 * ox], v3 = x1[2 * ox + 1];
+        float best = v0;
+        int32_t arg = 0;
+        int32_t t1 = -(v1 > best) | (-(v1 != v1) & -(best == best));
+        best = t1 ? v1 : best;
+        arg = t1 ? 1 : arg;
+        int32_t t2 = -(v2 > best) | (-(v2 != v2) & -(best == best));
+        best = t2 ? v2 : best;
+        arg = t2 ? W : arg;
+        int32_t t3 = -(v3 > best) | (-(v3 != v3) & -(best == best));
+        best = t3 ? v3 : best;
+        arg = t3 ? W + 1 : arg;
+        y[ox] = best;
+        a[ox] = r0 + 2 * ox + arg;
+    }
+}
+
+static void maxpool_plane_2x2(const pgeom *p, const float *X, float *Y, int32_t *A)
+{
+    const int W = p->in[2], Ho = p->out[1], Wo = p->out[2];
+    for (int oy = 0; oy < Ho; oy++) {
+        const float *x0 = X + (size_t)2 * oy * W;
+        pool2x2_row(x0, x0 + W, Y + (size_t)oy * Wo, A + (size_t)oy * Wo, Wo, 2 * oy * W, W);
+    }
+}
+
 static void maxpool_plane(const pgeom *p, pax *const ax[3], const float *X, float *Y,
                           int32_t *A)
 {
-    if (flat_of(p)) maxpool_plane_k(p, ax, X, Y, A, 1);
+    if (pool2x2_of(p)) maxpool_plane_2x2(p, X, Y, A);
+    else if (flat_of(p)) maxpool_plane_k(p, ax, X, Y, A, 1);
     else maxpool_plane_k(p, ax, X, Y, A, 0);
 }
 

@@ -80,6 +80,13 @@ qt_key qt__key(uint64_t seed, uint64_t stream)
     return key;
 }
 
+qt_rkey qt_rand_key(uint64_t seed, uint64_t stream)
+{
+    qt_key k = qt__key(seed, stream);
+    qt_rkey r = { k.k0, k.k1 };
+    return r;
+}
+
 uint32_t qt_rand32(uint64_t seed, uint64_t stream, uint64_t index)
 {
     return qt__rand_k(qt__key(seed, stream), index);

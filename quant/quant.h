@@ -274,6 +274,27 @@ int qt_fit_bias_percentile(qt_format *f, const float *x, size_t n, double p);
  * Rounding uses the top 24 bits: up iff (r>>8)*2^-24 < frac. */
 uint32_t qt_rand32(uint64_t seed, uint64_t stream, uint64_t index);
 
+/* The same words with the (seed, stream) part computed once, for kernels
+ * that draw many words of one stream: qt_rand32_k(qt_rand_key(seed,
+ * stream), index) == qt_rand32(seed, stream, index). */
+typedef struct qt_rkey { uint32_t k0, k1; } qt_rkey;
+qt_rkey qt_rand_key(uint64_t seed, uint64_t stream);
+
+static inline uint32_t qt_rand_mix32_(uint32_t x)
+{
+    x ^= x >> 17; x *= 0xed5ad4bbu;
+    x ^= x >> 11; x *= 0xac4c1b51u;
+    x ^= x >> 15; x *= 0x31848babu;
+    x ^= x >> 14;
+    return x;
+}
+
+static inline uint32_t qt_rand32_k(qt_rkey k, uint64_t index)
+{
+    uint32_t lo = (uint32_t)index, hi = (uint32_t)(index >> 32);
+    return qt_rand_mix32_((lo ^ k.k0) + qt_rand_mix32_(hi ^ k.k1));
+}
+
 /* Where stochastic rounding draws from: element i of an array call uses
  * qt_rand32(seed, stream, offset + i). NULL means {0, 0, 0}. */
 typedef struct qt_sr {

@@ -29,6 +29,8 @@
 #include <omp.h>
 
 #include "engine.h"
+#include "../engine/internal.h"   /* qt__intr_force_ref: the fast path against the reference */
+#include "../engine/internal.h"   /* qt__intr_force_ref: the fast path against the reference */
 
 /* ------------------------------------------------------------------------ */
 /* Configurations and random data                                            */
@@ -995,6 +997,137 @@ static void t_determinism(void **st)
     determinism(&k3, "{\"conv1\":{\"intrinsic\":\"fixed<8,4,sr>\",\"intrinsic_mode\":\"final\"}}");
 }
 
+/* ------------------------------------------------------------------------ */
+/* 7. Intrinsic EACH on fixed point: the integer kernel (intr_fixed.c)       */
+/*    against the reference loops, bit for bit                               */
+/* ------------------------------------------------------------------------ */
+
+/* a random fixed or ufixed format the integer kernel takes (W up to 16,
+ * 0 <= F <= 12, every rounding mode, sym) as text; *range its largest
+ * magnitude */
+static void random_ifix(uint64_t *s, char *buf, size_t n, double *range)
+{
+    static const char *rnd[] = { "rne", "rna", "sr", "rd", "rz" };
+    int u = rng_int(s, 0, 3) == 0, W = u ? rng_int(s, 1, 15) : rng_int(s, 2, 16);
+    int F = rng_int(s, 0, W < 12 ? W : 12), sym = !u && rng_int(s, 0, 2) == 0;
+    snprintf(buf, n, "%s<%d,%d,%s%s>", u ? "ufixed" : "fixed", W, F, rnd[rng_int(s, 0, 4)],
+             sym ? ",sym" : "");
+    *range = ldexp(1.0, (u ? W : W - 1) - F);
+}
+
+/* forward under cfg with the integer kernel and with the reference loops */
+static void fast_vs_ref(qt_graph *g, const qt_qconfig *cfg, const float *x, int N,
+                        const char *what)
+{
+    const qt_tensor *y;
+    qt_error err;
+    qt__intr_force_ref = 0;
+    if (qt_forward(g, cfg, x, N, 0, &y, &err)) fail_msg("%s: %s", what, err.text);
+    float *fast = malloc(y->size * sizeof *fast);
+    assert_non_null(fast);
+    memcpy(fast, y->data, y->size * sizeof *fast);
+    qt__intr_force_ref = 1;
+    int rc = qt_forward(g, cfg, x, N, 0, &y, &err);
+    qt__intr_force_ref = 0;
+    if (rc) fail_msg("%s: %s", what, err.text);
+    for (size_t i = 0; i < y->size; i++)
+        if (memcmp(&fast[i], &y->data[i], sizeof *fast) != 0)
+            fail_msg("%s: y[%zu] = %a (integer kernel) vs %a (reference)", what, i,
+                     (double)fast[i], (double)y->data[i]);
+    free(fast);
+}
+
+/* inputs spread over the format's range times 0.25..4 (saturating some
+ * products and sums), a few NaN and inf when nan is set (NaN: the
+ * reference loops run) */
+static void ifix_input(uint64_t *s, float *x, size_t n, double range, int nan)
+{
+    float r = (float)(range * rng_unif(s, 0.25f, 4.0f));
+    fill(s, x, n, -r, r);
+    if (nan) {
+        x[rng_int(s, 0, (int)n - 1)] = NAN;
+        x[rng_int(s, 0, (int)n - 1)] = INFINITY;
+    }
+}
+
+static void t_intrinsic_int_conv(void **st)
+{
+    (void)st;
+    uint64_t s = 77;
+    int iters = 160;
+    for (int it = 0; it < iters; it++) {
+        cc k;
+        net n;
+        char fmt[48], json[160], d[160];
+        double range;
+        random_cc(&s, &k, rng_int(&s, 1, 3));
+        build(&k, &s, &n);
+        random_ifix(&s, fmt, sizeof fmt, &range);
+        /* weights near the range too (the reference rounds them as operands) */
+        float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
+        fill(&s, n.w, wsize(&k), -wr, wr);
+        if (n.b) fill(&s, n.b, (size_t)k.out, -wr, wr);
+        snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmt);
+        qt_qconfig *cfg;
+        qt_error err;
+        if (qt_qconfig_parse(n.g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+        qt_qconfig_set_seed(cfg, (uint64_t)it);
+        float *x = malloc(xsize(&k) * sizeof *x);
+        assert_non_null(x);
+        ifix_input(&s, x, xsize(&k), range, it % 16 == 15);
+        describe(&k, d, sizeof d);
+        char what[256];
+        snprintf(what, sizeof what, "%s %s", d, fmt);
+        fast_vs_ref(n.g, cfg, x, k.N, what);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(n.g);
+    }
+}
+
+/* dense and matmul (intrinsic_dot: weights [out, in] and [in, out]) */
+static void t_intrinsic_int_dense(void **st)
+{
+    (void)st;
+    uint64_t s = 78;
+    for (int it = 0; it < 120; it++) {
+        int mm = it % 3 == 2, F_in = rng_int(&s, 1, 40), O = rng_int(&s, 1, 20);
+        int N = rng_int(&s, 1, it % 10 == 0 ? 300 : 5);   /* > 256 rows: two tiles */
+        qt_error err;
+        qt_graph *g = qt_graph_new();
+        assert_non_null(g);
+        int in = qt_graph_input(g, "x", F_in, 1, 1, &err);
+        qt_attr a;
+        memset(&a, 0, sizeof a);
+        a.out = O;
+        a.bias = !mm && rng_int(&s, 0, 1);
+        int id = qt_graph_add(g, mm ? QT_OP_MATMUL : QT_OP_DENSE, "fc", &in, 1, &a, &err);
+        if (id < 0) fail_msg("%s", err.text);
+        char fmt[48], json[160];
+        double range;
+        random_ifix(&s, fmt, sizeof fmt, &range);
+        float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
+        qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
+        fill(&s, W->data, W->size, -wr, wr);
+        if (B) fill(&s, B->data, B->size, -wr, wr);
+        snprintf(json, sizeof json, "{\"fc\":{\"intrinsic\":\"%s\"}}", fmt);
+        qt_qconfig *cfg;
+        if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+        qt_qconfig_set_seed(cfg, (uint64_t)it + 5);
+        size_t nx = (size_t)N * F_in;
+        float *x = malloc(nx * sizeof *x);
+        assert_non_null(x);
+        ifix_input(&s, x, nx, range, it % 16 == 15);
+        char what[160];
+        snprintf(what, sizeof what, "%s N%d in%d out%d bias%d %s", mm ? "matmul" : "dense", N,
+                 F_in, O, a.bias, fmt);
+        fast_vs_ref(g, cfg, x, N, what);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest t[] = {
@@ -1012,6 +1145,8 @@ int main(void)
         cmocka_unit_test(t_intrinsic_wide_matches_float),
         cmocka_unit_test(t_macs),
         cmocka_unit_test(t_determinism),
+        cmocka_unit_test(t_intrinsic_int_conv),
+        cmocka_unit_test(t_intrinsic_int_dense),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
 }

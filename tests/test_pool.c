@@ -429,6 +429,59 @@ static void t_maxpool_nan_ties(void **st)
     qt_graph_free(g);
 }
 
+/* the 2x2, stride 2 pool (the zoo's; ops_pool.c runs it without the axis
+ * tables): odd and even sizes, ties (values from a small set), NaN, -inf
+ * and -0/+0, values and argmax (through backward) against the reference */
+static void t_maxpool_2x2_fast(void **st)
+{
+    (void)st;
+    rng r = { 29 };
+    static const float vals[] = { -1.0f, 0.0f, -0.0f, 2.0f, 2.0f, -INFINITY, NAN, 3.5f };
+    for (int iter = 0; iter < 40; iter++) {
+        int N = rint_in(&r, 1, 3), C = rint_in(&r, 1, 4);
+        int H = rint_in(&r, 2, 13), W = rint_in(&r, 2, 13), id, shp[3];
+        qt_attr a;
+        memset(&a, 0, sizeof a);
+        a.kernel[0] = a.kernel[1] = 2; a.stride[0] = a.stride[1] = 2;
+        qt_graph *g = one_op(QT_OP_MAXPOOL, "mp", C, H, W, &a, &id);
+        qt_graph_node_shape(g, id, shp);
+        int Ho = shp[1], Wo = shp[2];
+        assert_true(Ho == H / 2 && Wo == W / 2);
+        size_t nx = (size_t)N * C * H * W, ny = (size_t)N * C * Ho * Wo;
+        float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy);
+        assert_non_null(x); assert_non_null(dy);
+        int nan_rate = iter % 4 == 0 ? 8 : 7;        /* 1 in 4 sets without NaN */
+        for (size_t i = 0; i < nx; i++) x[i] = vals[rint_in(&r, 0, nan_rate - 1)];
+        for (size_t i = 0; i < ny; i++) dy[i] = (float)(i + 1);
+        double *xd = to_d(x, nx), *yd = malloc(ny * sizeof *yd);
+        int *arg = malloc(ny * sizeof *arg);
+        assert_non_null(yd); assert_non_null(arg);
+        rgeom rg = rg_of(&a);
+        ref_maxpool(xd, N, C, H, W, &rg, Ho, Wo, yd, arg);
+        const qt_tensor *y;
+        fwd(g, NULL, x, N, 0, &y);
+        for (size_t o = 0; o < ny; o++) {
+            if (isnan(yd[o])) assert_true(isnan(y->data[o]));
+            else assert_true(y->data[o] == (float)yd[o]);
+            /* the selected element itself: -0 and +0 are told apart */
+            size_t plane = o / ((size_t)Ho * Wo);
+            float sel = x[plane * H * W + (size_t)arg[o]];
+            if (!isnan(sel)) assert_memory_equal(&y->data[o], &sel, sizeof sel);
+        }
+        bwd(g, NULL, dy);
+        const float *dx = qt_graph_grad(g, 0, -1)->data;
+        float *want = calloc(nx, sizeof *want);
+        assert_non_null(want);
+        for (size_t o = 0; o < ny; o++) {
+            size_t plane = o / ((size_t)Ho * Wo);
+            want[plane * H * W + (size_t)arg[o]] += dy[o];
+        }
+        for (size_t i = 0; i < nx; i++) near(dx[i], want[i], 0, "dx", i);
+        free(x); free(dy); free(xd); free(yd); free(arg); free(want);
+        qt_graph_free(g);
+    }
+}
+
 static void t_gap_forward(void **st)
 {
     (void)st;
@@ -1204,6 +1257,7 @@ int main(void)
         cmocka_unit_test(t_avgpool_forward),
         cmocka_unit_test(t_output_sizes),
         cmocka_unit_test(t_maxpool_nan_ties),
+        cmocka_unit_test(t_maxpool_2x2_fast),
         cmocka_unit_test(t_gap_forward),
         cmocka_unit_test(t_bn_forward),
         cmocka_unit_test(t_avgpool_backward),

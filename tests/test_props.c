@@ -405,10 +405,26 @@ static void t_rand(void **st)
     assert_true(chi < 50.0);        /* 15 dof: p ~ 1e-5 */
 }
 
+/* qt_rand32_k with a key from qt_rand_key gives qt_rand32's words (the
+ * engine's integer kernels draw through it), low and high index words */
+static void t_rand_key(void **st)
+{
+    (void)st;
+    uint64_t x = 99;
+    for (int i = 0; i < 20000; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t seed = x >> 7, stream = (x >> 3) ^ (uint64_t)i;
+        uint64_t idx = i % 3 == 0 ? (uint64_t)i : i % 3 == 1 ? x : (x >> 20);
+        assert_int_equal(qt_rand32_k(qt_rand_key(seed, stream), idx),
+                         qt_rand32(seed, stream, idx));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_fast_vs_ref),
+        cmocka_unit_test(t_rand_key),
         cmocka_unit_test(t_idempotent_range),
         cmocka_unit_test(t_monotone),
         cmocka_unit_test(t_threads),
