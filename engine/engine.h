@@ -45,7 +45,7 @@
 extern "C" {
 #endif
 
-#define QT_ENGINE_VERSION 1      /* bump when results of a kernel change */
+#define QT_ENGINE_VERSION 2      /* bump when results of a kernel change (2: direct fp32 convolution) */
 #define QT_NAME_MAX       64     /* node names, including the NUL */
 #define QT_MAX_INPUTS     8
 #define QT_MAX_DIMS       8      /* dims of a tensor, batch included */

@@ -210,6 +210,47 @@ void qt__ifix_finish(const qt_ifix *k, const int32_t *acc, size_t n, const int32
 /* tests: 1 makes every op run its reference intrinsic loops */
 extern int qt__intr_force_ref;
 
+/* ---- direct float convolution (conv_direct.c; ops_conv.c plans it) ---- */
+
+/* one layer (one group) on prepared inputs: C channel planes cstride
+ * floats apart, tap t of a channel at lane j reads plane[j + off[t]]; the
+ * lane j = oy*Wq + ox is output (oy, ox) when ox < Wo */
+typedef struct qt_dconv {
+    int        C, O, kk;     /* input channels, output channels, taps */
+    const int *off;          /* kk tap offsets */
+    size_t     cstride;      /* floats per prepared channel */
+    size_t     lanes;        /* (Ho-1)*Wq + Wo */
+    int        Wq, Wo, Ho;   /* lane row width, valid columns, rows */
+    /* filled by qt__dconv_plan */
+    int        isa, ob, kern, blk;   /* instruction set, channels and lanes per block */
+} qt_dconv;
+
+#define QT_DCONV_TILE  384   /* floats of a kernel's output tile */
+#define QT_DCONV_SLACK 128   /* floats a kernel may read past the last plane */
+
+/* tests: -1 the best the CPU has, else 0 portable, 1 AVX2, 2 AVX-512 */
+extern int qt__conv_isa;
+/* tests: 0 chooses by shape, 1 forces the im2col/sgemm path, 2 the direct one */
+extern int qt__conv_force;
+int    qt__dconv_isa(void);
+void   qt__dconv_plan(qt_dconv *d, int isa);
+/* floats of the packed weights */
+size_t qt__dconv_wsize(const qt_dconv *d);
+/* pack w[o*so + c*sc + t] (o < O, c < C, t < kk; flip: tap kk-1-t) */
+void   qt__dconv_pack(const qt_dconv *d, const float *w, size_t so, size_t sc, int flip,
+                      float *wp);
+/* floats per vector of the instruction set */
+int    qt__dconv_vl(int isa);
+/* dw[o*C*kk + c*kk + t] += the sum over ns samples (x, dy advanced by xss,
+ * dyss) and nvec vectors of lanes j of dy[o*dys + j] * x[c*cstride + off[t]
+ * + j] (dy holds O rows, zero on unused lanes; blocks of 4 rows are read,
+ * past O up to a multiple of 4) */
+void   qt__dconv_dw(const qt_dconv *d, const float *x, const float *dy, size_t dys,
+                    size_t nvec, size_t ns, size_t xss, size_t dyss, float *dw);
+/* y[o*ystride + oy*Wo + ox] = the sums (+ bias[o]), or += them (accumulate) */
+void   qt__dconv_run(const qt_dconv *d, const float *x, const float *wp, const float *bias,
+                     float *y, size_t ystride, int accumulate, float *tile);
+
 /* the output has the input's dims */
 static inline void qt__same_shape(qt_opctx *c, const qt_node *x)
 {

@@ -20,7 +20,31 @@
  * + 1, which must be >= 1. macs (per engine sample) = L*O*P*Cg*kd*kh*kw,
  * P = Do*Ho*Wo.
  *
- * Float path (forward and backward): the folded batch is processed in
+ * Direct float path (1-D and 2-D layers; conv_direct.c has the kernels):
+ * per folded sample, the input is padded to the extent its outputs read
+ * and split into its stride phases (dgeom), so that output (oy, ox) is
+ * lane oy*Wq + ox of a flat lane space and every tap of every channel reads
+ * that space at a fixed offset; register-blocked kernels then hold a block
+ * of output channels x vectors of lanes (AVX-512, AVX2+FMA or portable,
+ * chosen at run time) and run through the input channels and taps in
+ * order, so each output is one sum from 0 in the order (ci, ky, kx) with
+ * fused multiply-adds, plus the bias. OpenMP splits the folded samples;
+ * nothing depends on the thread count or the batch size. Backward (stride
+ * 1): dX += the convolution of dY, padded by the dilated kernel extent
+ * minus the forward padding, with the flipped transposed weights (the same
+ * kernels, adding into dX); dW from the prepared input and dY laid out as
+ * lanes (zero on the unused ones), summed over parts of the batch (8 to
+ * 16 samples each, by the batch size only) and then the parts in order;
+ * db in double. Strided backward, 3-D layers and strided 1x1 layers use
+ * the im2col/sgemm path below (direct_ok chooses; tests can force either,
+ * qt__conv_force). Against the sgemm path only the fp32 rounding differs:
+ * tests/test_conv.c checks both against double references and each other
+ * (1e-5 of the tensor's scale), and AVX2 against AVX-512 bit for bit for y
+ * and dX. The scratch (the prepared sample per thread, packed weights, the
+ * gradient parts) lives in the node's save tensors: no allocation per
+ * pass once the arena holds them.
+ *
+ * Float path (im2col/sgemm; forward and backward): the folded batch is processed in
  * chunks of T folded samples (T from the layer's shape only, so that the
  * column buffer stays under COL_BUDGET floats). A chunk is unfolded once
  * (im2col) into col[C*kd*kh*kw][T*P] (row r = ((c*kd + kz)*kh + ky)*kw + kx,
@@ -418,6 +442,257 @@ static int backward_float(qt_opctx *c, const geom *G)
     return QT_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Direct path (conv_direct.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+int qt__conv_force = 0;
+
+#define DIRECT_MAX_TAPS 1024
+
+/* a layer's direct-path geometry: the input of one folded sample padded
+ * (rows -pt.., columns -pl..) to the extent its outputs read, Hp x Wp, and
+ * split into the sh*sw stride phases (phase (a, b) holds padded rows
+ * i*sh + a, columns j*sw + b), Hq x Wq each */
+typedef struct dgeom {
+    int    Hp, Wp, Hq, Wq;
+    size_t cstride;          /* floats per channel: sh*sw*Hq*Wq */
+    size_t xsz;              /* floats of a prepared sample (with slack, rounded) */
+    int    off[DIRECT_MAX_TAPS];
+} dgeom;
+
+/* 1 if the direct path runs this layer (2-D and 1-D layers, by shape) */
+static int direct_ok(const geom *G)
+{
+    if (!flat_of(G) || G->kk > DIRECT_MAX_TAPS || qt__conv_force == 1) return 0;
+    if (qt__conv_force == 2) return 1;
+    /* a strided 1x1 reads one stride phase of s*s: preparing them all
+     * costs more than im2col's gather (measured: ~0.8x of sgemm) */
+    if (G->kk == 1 && G->sh * G->sw > 1) return 0;
+    return 1;
+}
+
+static void dgeom_of(const geom *G, dgeom *D)
+{
+    D->Hp = (G->Ho - 1) * G->sh + (G->kh - 1) * G->dh + 1;
+    D->Wp = (G->Wo - 1) * G->sw + (G->kw - 1) * G->dw + 1;
+    D->Hq = (D->Hp + G->sh - 1) / G->sh;
+    D->Wq = (D->Wp + G->sw - 1) / G->sw;
+    D->cstride = (size_t)G->sh * G->sw * D->Hq * D->Wq;
+    D->xsz = ((size_t)G->C * D->cstride + QT_DCONV_SLACK + 15) & ~(size_t)15;
+    size_t pq = (size_t)D->Hq * D->Wq;
+    for (int ky = 0, t = 0; ky < G->kh; ky++)
+        for (int kx = 0; kx < G->kw; kx++, t++) {
+            int ry = ky * G->dh, rx = kx * G->dw;
+            size_t ph = (size_t)(ry % G->sh) * G->sw + (size_t)(rx % G->sw);
+            D->off[t] = (int)(ph * pq + (size_t)(ry / G->sh) * D->Wq + (size_t)(rx / G->sw));
+        }
+}
+
+static void dconv_of(const geom *G, const dgeom *D, qt_dconv *d, int isa)
+{
+    memset(d, 0, sizeof *d);
+    d->C = G->Cg;
+    d->O = G->Og;
+    d->kk = (int)G->kk;
+    d->off = D->off;
+    d->cstride = D->cstride;
+    d->Wq = D->Wq;
+    d->Wo = G->Wo;
+    d->Ho = G->Ho;
+    d->lanes = (size_t)(G->Ho - 1) * D->Wq + G->Wo;
+    qt__dconv_plan(d, isa);
+}
+
+/* one folded sample x [C][H][W] into its prepared form q (padding zeros,
+ * stride phases; the slack after the planes zeroed) */
+static void prep_input(const geom *G, const dgeom *D, const float *x, float *q)
+{
+    const int H = G->H, W = G->W, sh = G->sh, sw = G->sw, Hq = D->Hq, Wq = D->Wq;
+    float *p = q;
+    for (int ch = 0; ch < G->C; ch++) {
+        const float *xc = x + (size_t)ch * G->plane;
+        for (int a = 0; a < sh; a++)
+            for (int b = 0; b < sw; b++)
+                for (int i = 0; i < Hq; i++, p += Wq) {
+                    int iy = i * sh + a - G->pt;
+                    if (iy < 0 || iy >= H) {
+                        memset(p, 0, (size_t)Wq * sizeof *p);
+                        continue;
+                    }
+                    const float *xr = xc + (size_t)iy * W;
+                    /* columns j with 0 <= j*sw + b - pl < W */
+                    int j0 = 0, j1;
+                    while (j0 < Wq && j0 * sw + b - G->pl < 0) p[j0++] = 0.0f;
+                    j1 = j0;
+                    if (sw == 1) {
+                        int n = W - (j0 + b - G->pl);
+                        if (n > Wq - j0) n = Wq - j0;
+                        if (n > 0) {
+                            memcpy(p + j0, xr + j0 + b - G->pl, (size_t)n * sizeof *p);
+                            j1 = j0 + n;
+                        }
+                    } else {
+                        for (; j1 < Wq && j1 * sw + b - G->pl < W; j1++)
+                            p[j1] = xr[j1 * sw + b - G->pl];
+                    }
+                    for (int j = j1; j < Wq; j++) p[j] = 0.0f;
+                }
+    }
+    memset(p, 0, (D->xsz - (size_t)(p - q)) * sizeof *p);
+}
+
+static int forward_direct(qt_opctx *c, const geom *G)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P;
+    const float *X = in->out.data, *B = n->p[QT_P_B].size ? c->b : NULL;
+    float *Y = n->out.data;
+    dgeom D;
+    qt_dconv d;
+    dgeom_of(G, &D);
+    dconv_of(G, &D, &d, qt__dconv_isa());
+    const size_t wg = qt__dconv_wsize(&d), per_thr = D.xsz + QT_DCONV_TILE;
+    const size_t batch = (size_t)c->g->batch;
+    int nth = omp_get_max_threads();
+    if (nth < 1) nth = 1;
+    if (qt__scratch(c, &n->save, ((size_t)nth * per_thr + batch - 1) / batch)
+        || qt__scratch(c, &n->save2, (wg * G->groups + batch - 1) / batch))
+        return oom(c);
+    float *wp = n->save2.data, *buf = n->save.data;
+    for (int g = 0; g < G->groups; g++)
+        qt__dconv_pack(&d, c->w + (size_t)g * G->Og * G->Kg, G->Kg, G->kk, 0, wp + g * wg);
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (size_t s = 0; s < N; s++) {
+        float *q = buf + (size_t)omp_get_thread_num() * per_thr, *tile = q + D.xsz;
+        prep_input(G, &D, X + s * G->in_per, q);
+        for (int g = 0; g < G->groups; g++)
+            qt__dconv_run(&d, q + (size_t)g * G->Cg * D.cstride, wp + g * wg,
+                          B ? B + (size_t)g * G->Og : NULL,
+                          Y + s * O * P + (size_t)g * G->Og * P, P, 0, tile);
+    }
+    return QT_OK;
+}
+
+/* dst[i][j] (i < hq, j < wq) = src[i - top][j - left] inside the h x w
+ * source, 0 elsewhere */
+static void pad_plane(const float *src, int h, int w, int top, int left, int hq, int wq,
+                      float *dst)
+{
+    for (int i = 0; i < hq; i++, dst += wq) {
+        int sy = i - top;
+        if (sy < 0 || sy >= h) {
+            memset(dst, 0, (size_t)wq * sizeof *dst);
+            continue;
+        }
+        int j0 = left > 0 ? left : 0, j1 = w + left < wq ? w + left : wq;
+        if (j1 < j0) j1 = j0;
+        memset(dst, 0, (size_t)j0 * sizeof *dst);
+        if (j1 > j0) memcpy(dst + j0, src + (size_t)sy * w + (j0 - left), (size_t)(j1 - j0) * sizeof *dst);
+        memset(dst + j1, 0, (size_t)(wq - j1) * sizeof *dst);
+    }
+}
+
+/* the direct backward's weight gradient is summed over parts of the batch
+ * (at least DW_PARTS, at most DW_PART_MAX samples each), then the parts in
+ * order: the bits depend on the batch only, not on the threads */
+#define DW_PARTS 8
+#define DW_PART_MAX 16
+
+/* backward on the direct kernels (stride 1): dW from the prepared input
+ * and dY laid out as lanes; dX += the convolution of dY (padded by the
+ * dilated kernel extent minus the forward padding) with the flipped,
+ * transposed weights */
+static int backward_direct(qt_opctx *c, const geom *G)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P;
+    const float *X = in->out.data, *DY = n->gout.data;
+    float *DX = in->gout.data, *DW = n->gp[0].data, *DB = n->gp[1].size ? n->gp[1].data : NULL;
+    const int isa = qt__dconv_isa(), vl = qt__dconv_vl(isa);
+    dgeom D, D2;
+    qt_dconv d, d2;
+    dgeom_of(G, &D);
+    dconv_of(G, &D, &d, isa);
+    /* the transposed layer: Og -> Cg channels, H x W outputs */
+    const int top = (G->kh - 1) * G->dh - G->pt, left = (G->kw - 1) * G->dw - G->pl;
+    D2.Hp = D2.Hq = G->H + (G->kh - 1) * G->dh;
+    D2.Wp = D2.Wq = G->W + (G->kw - 1) * G->dw;
+    D2.cstride = (size_t)D2.Hq * D2.Wq;
+    D2.xsz = (O * D2.cstride + QT_DCONV_SLACK + 15) & ~(size_t)15;
+    for (int ky = 0, t = 0; ky < G->kh; ky++)
+        for (int kx = 0; kx < G->kw; kx++, t++) D2.off[t] = ky * G->dh * D2.Wq + kx * G->dw;
+    memset(&d2, 0, sizeof d2);
+    d2.C = G->Og;
+    d2.O = G->Cg;
+    d2.kk = (int)G->kk;
+    d2.off = D2.off;
+    d2.cstride = D2.cstride;
+    d2.Wq = D2.Wq;
+    d2.Wo = G->W;
+    d2.Ho = G->H;
+    d2.lanes = (size_t)(G->H - 1) * D2.Wq + G->W;
+    qt__dconv_plan(&d2, isa);
+
+    const size_t lr = (d.lanes + vl - 1) / vl * vl, hw = (size_t)G->Ho * D.Wq;
+    const size_t dys = ((hw > lr ? hw : lr) + 15) & ~(size_t)15;
+    const size_t dyw_sz = (O + 3) * dys;
+    size_t parts = N < DW_PARTS ? N : DW_PARTS;
+    if ((N + parts - 1) / parts > DW_PART_MAX) parts = (N + DW_PART_MAX - 1) / DW_PART_MAX;
+    const size_t ps = (N + parts - 1) / parts;   /* samples of the largest part */
+    const size_t per_thr = ps * (D.xsz + dyw_sz) + D2.xsz + QT_DCONV_TILE;
+    const size_t wg2 = qt__dconv_wsize(&d2), nw = O * G->Kg;
+    const size_t batch = (size_t)c->g->batch;
+    int nth = omp_get_max_threads();
+    if (nth < 1) nth = 1;
+    if (qt__scratch(c, &n->save, ((size_t)nth * per_thr + batch - 1) / batch)
+        || qt__scratch(c, &n->save2, (wg2 * G->groups + parts * nw + batch - 1) / batch))
+        return oom(c);
+    float *wt = n->save2.data, *part = wt + wg2 * G->groups, *buf = n->save.data;
+    for (int g = 0; g < G->groups; g++)
+        qt__dconv_pack(&d2, c->w + (size_t)g * G->Og * G->Kg, G->kk, G->Kg, 1, wt + g * wg2);
+
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (size_t pi = 0; pi < parts; pi++) {
+        float *q = buf + (size_t)omp_get_thread_num() * per_thr, *dyw = q + ps * D.xsz;
+        float *dyp = dyw + ps * dyw_sz, *tile = dyp + D2.xsz, *pw = part + pi * nw;
+        size_t s0 = pi * N / parts, s1 = (pi + 1) * N / parts;
+        memset(pw, 0, nw * sizeof *pw);
+        for (size_t s = s0; s < s1; s++) {
+            const float *dy = DY + s * O * P;
+            float *qs = q + (s - s0) * D.xsz, *dws = dyw + (s - s0) * dyw_sz;
+            prep_input(G, &D, X + s * G->in_per, qs);
+            for (size_t o = 0; o < O; o++) {
+                pad_plane(dy + o * P, G->Ho, G->Wo, 0, 0, G->Ho, D.Wq, dws + o * dys);
+                memset(dws + o * dys + hw, 0, (dys - hw) * sizeof *dws);
+            }
+            for (size_t o = 0; o < O; o++)
+                pad_plane(dy + o * P, G->Ho, G->Wo, top, left, D2.Hq, D2.Wq, dyp + o * D2.cstride);
+            memset(dyp + O * D2.cstride, 0, (D2.xsz - O * D2.cstride) * sizeof *dyp);
+            for (int g = 0; g < G->groups; g++)
+                qt__dconv_run(&d2, dyp + (size_t)g * G->Og * D2.cstride, wt + g * wg2, NULL,
+                              DX + s * G->in_per + (size_t)g * G->Cg * G->plane, G->plane, 1, tile);
+        }
+        for (int g = 0; g < G->groups; g++)
+            qt__dconv_dw(&d, q + (size_t)g * G->Cg * D.cstride, dyw + (size_t)g * G->Og * dys,
+                         dys, lr / vl, s1 - s0, D.xsz, dyw_sz, pw + (size_t)g * G->Og * G->Kg);
+    }
+    #pragma omp parallel for schedule(static) num_threads(nth) if (nw * parts > 65536)
+    for (size_t i = 0; i < nw; i++) {
+        float v = DW[i];
+        for (size_t pi = 0; pi < parts; pi++) v += part[pi * nw + i];
+        DW[i] = v;
+    }
+    if (DB)
+        for (size_t co = 0; co < O; co++) {
+            double sum = 0.0;
+            for (size_t s = 0; s < N; s++)
+                for (size_t p = 0; p < P; p++) sum += DY[(s * O + co) * P + p];
+            DB[co] += (float)sum;
+        }
+    return QT_OK;
+}
+
 /* intrinsic forward, EACH or FINAL (engine.h): one output element at a time
  * in the documented order; EACH's operands (input, weights, bias) rounded to
  * f by qt__operand (no random word); with sf = sample_base*L + s the folded
@@ -610,7 +885,8 @@ int qt__op_conv(qt_opctx *c, int action)
     }
     if (action == QT_ACT_FORWARD) {
         if (c->q && c->q->fmt[QT_QP_INTRINSIC]) return forward_intrinsic(c, &G);
-        return forward_float(c, &G);
+        return direct_ok(&G) ? forward_direct(c, &G) : forward_float(c, &G);
     }
+    if (direct_ok(&G) && G.sh == 1 && G.sw == 1) return backward_direct(c, &G);
     return backward_float(c, &G);
 }

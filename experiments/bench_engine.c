@@ -164,15 +164,24 @@ typedef struct opts {
     const char *models_dir;
     int untrained;         /* ignore checkpoints */
     int quick;
+    unsigned cases;        /* bit i: case_names[i] runs */
 } opts;
+
+/* the cases, in the order they run */
+static const char *const case_names[] = { "fp32", "extr8", "intr8", "intr16", "intr8-final",
+                                          "train", NULL };
+enum { C_FP32 = 1u << 0, C_EXTR8 = 1u << 1, C_INTR8 = 1u << 2, C_INTR16 = 1u << 3,
+       C_FINAL = 1u << 4, C_TRAIN = 1u << 5, C_ALL = (1u << 6) - 1 };
 
 static void usage(FILE *to)
 {
     fprintf(to,
         "usage: bench_engine [--quick] [--models LIST] [--limit N] [--reps R]\n"
         "                    [--train-images N] [--intr-macs M] [--json FILE]\n"
-        "                    [--models-dir DIR] [--untrained]\n"
+        "                    [--models-dir DIR] [--untrained] [--cases LIST]\n"
         "  --models LIST      comma-separated zoo models (default mlp,lenet5,vgg,resnet)\n"
+        "  --cases LIST       comma-separated cases to run (default all: fp32,extr8,intr8,\n"
+        "                     intr16,intr8-final,train; intr8-final runs for lenet5 only)\n"
         "  --limit N          cap the images of every inference case (0: none; default 0)\n"
         "  --reps R           timed repetitions per case, median and min reported (default 3)\n"
         "  --train-images N   images of the timed training epoch (default 10000; 0: no training)\n"
@@ -222,6 +231,20 @@ static void set_models(opts *o, char *list)
     if (!o->n_models) bad_opt("--models needs at least one model", NULL);
 }
 
+static void set_cases(opts *o, char *list)
+{
+    o->cases = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        if (!*tok) continue;
+        int i = 0;
+        while (case_names[i] && strcmp(case_names[i], tok)) i++;
+        if (!case_names[i])
+            bad_opt("unknown case (fp32, extr8, intr8, intr16, intr8-final, train)", tok);
+        o->cases |= 1u << i;
+    }
+    if (!o->cases) bad_opt("--cases needs at least one case", NULL);
+}
+
 static void parse_opts(int argc, char **argv, opts *o)
 {
     static char quick_models[] = "mlp,lenet5";
@@ -229,6 +252,7 @@ static void parse_opts(int argc, char **argv, opts *o)
     for (const char *const *z = qt_zoo_names(); *z && o->n_models < MAX_MODELS; z++)
         o->models[o->n_models++] = *z;
     o->reps = 3;
+    o->cases = C_ALL;
     o->train_images = 10000;
     o->intr_macs = 5e8;
     o->models_dir = QT_SOURCE_DIR "/experiments/models";
@@ -250,6 +274,7 @@ static void parse_opts(int argc, char **argv, opts *o)
         if (i + 1 >= argc) bad_opt("unknown option or missing value", a);
         char *val = argv[++i];
         if (!strcmp(a, "--models")) set_models(o, val);
+        else if (!strcmp(a, "--cases")) set_cases(o, val);
         else if (!strcmp(a, "--limit")) {
             if (parse_ll(val, 0, 1LL << 40, &v)) bad_opt("--limit needs a count >= 0", val);
             o->limit = (size_t)v;
@@ -478,6 +503,7 @@ typedef struct model_sum {
     double intr8_ns;        /* wall ns per MAC of intr8 */
     double fp32_top1;
     int trained;
+    int has_fp32, has_ratio;   /* the cases behind fp32_top1, extr8/intr8 ran */
 } model_sum;
 
 static int file_exists(const char *path)
@@ -524,28 +550,38 @@ static json_t *bench_model(const char *name, const opts *o, const qt_dataset *te
     memset(cs, 0, sizeof cs);
 
     /* fp32 */
-    cs[nc].name = "fp32";
-    cs[nc].what = "float32, no configuration";
-    time_eval(g, NULL, test, full, min_sz(256, full), o->reps, trained, &cs[nc]);
-    print_row(name, &cs[nc++]);
+    int i_fp32 = -1, i_extr8 = -1, i_intr8 = -1;
+    if (o->cases & C_FP32) {
+        cs[nc].name = "fp32";
+        cs[nc].what = "float32, no configuration";
+        time_eval(g, NULL, test, full, min_sz(256, full), o->reps, trained, &cs[nc]);
+        i_fp32 = nc;
+        print_row(name, &cs[nc++]);
+    }
 
     /* extrinsic fixed 8 */
-    qt_qconfig *c = make_cfg(g, &r, CFG_EXTRINSIC, 8, QT_INTR_EACH, &warnings);
-    cs[nc].name = "extr8";
-    cs[nc].what = "extrinsic fixed<8,F>: weights, bias and every node's output, rne";
-    cs[nc].config = qt_qconfig_to_json(c, g);
-    time_eval(g, c, test, full, min_sz(256, full), o->reps, trained, &cs[nc]);
-    print_row(name, &cs[nc++]);
-    qt_qconfig_free(c);
+    qt_qconfig *c;
+    if (o->cases & C_EXTR8) {
+        c = make_cfg(g, &r, CFG_EXTRINSIC, 8, QT_INTR_EACH, &warnings);
+        cs[nc].name = "extr8";
+        cs[nc].what = "extrinsic fixed<8,F>: weights, bias and every node's output, rne";
+        cs[nc].config = qt_qconfig_to_json(c, g);
+        time_eval(g, c, test, full, min_sz(256, full), o->reps, trained, &cs[nc]);
+        i_extr8 = nc;
+        print_row(name, &cs[nc++]);
+        qt_qconfig_free(c);
+    }
 
     /* intrinsic fixed 8 and 16, EACH; FINAL for lenet5 */
-    struct { const char *name, *what; int width; qt_intrinsic mode; } ic[3] = {
-        { "intr8", "intrinsic fixed<8,F> EACH on every node, weights and bias fixed<8,F>", 8, QT_INTR_EACH },
-        { "intr16", "intrinsic fixed<16,F> EACH on every node, weights and bias fixed<16,F>", 16, QT_INTR_EACH },
-        { "intr8-final", "intrinsic fixed<8,F> FINAL on every node, weights and bias fixed<8,F>", 8, QT_INTR_FINAL },
+    struct { const char *name, *what; int width; qt_intrinsic mode; unsigned bit; } ic[3] = {
+        { "intr8", "intrinsic fixed<8,F> EACH on every node, weights and bias fixed<8,F>", 8, QT_INTR_EACH, C_INTR8 },
+        { "intr16", "intrinsic fixed<16,F> EACH on every node, weights and bias fixed<16,F>", 16, QT_INTR_EACH, C_INTR16 },
+        { "intr8-final", "intrinsic fixed<8,F> FINAL on every node, weights and bias fixed<8,F>", 8, QT_INTR_FINAL, C_FINAL },
     };
     int nic = strcmp(name, "lenet5") ? 2 : 3;
     for (int k = 0; k < nic; k++) {
+        if (!(o->cases & ic[k].bit)) continue;
+        if (k == 0) i_intr8 = nc;
         c = make_cfg(g, &r, CFG_INTRINSIC, ic[k].width, ic[k].mode, &warnings);
         cs[nc].name = ic[k].name;
         cs[nc].what = ic[k].what;
@@ -556,7 +592,7 @@ static json_t *bench_model(const char *name, const opts *o, const qt_dataset *te
     }
 
     /* training */
-    if (train_sub) {
+    if (train_sub && (o->cases & C_TRAIN)) {
         cs[nc].name = "train";
         cs[nc].what = "one SGD epoch, batch 64, on a subset of the training split";
         time_train(g, train_warm, train_sub, o->reps, &cs[nc]);
@@ -579,12 +615,16 @@ static json_t *bench_model(const char *name, const opts *o, const qt_dataset *te
 
     sum->name = name;
     sum->trained = trained;
-    sum->fp32_top1 = cs[0].top1;
-    sum->extr8 = (double)cs[1].images / cs[1].med;
-    sum->intr8 = (double)cs[2].images / cs[2].med;
-    sum->intr8_ns = cs[2].med / ((double)cs[2].images * (double)macs) * 1e9;
-    json_object_set_new(jm, "intr8_over_extr8", json_real(sum->intr8 / sum->extr8));
-    json_object_set_new(jm, "intr8_cost_x", json_real(sum->extr8 / sum->intr8));
+    sum->fp32_top1 = i_fp32 >= 0 ? cs[i_fp32].top1 : -1.0;
+    sum->has_fp32 = i_fp32 >= 0;
+    sum->has_ratio = i_extr8 >= 0 && i_intr8 >= 0;
+    if (sum->has_ratio) {
+        sum->extr8 = (double)cs[i_extr8].images / cs[i_extr8].med;
+        sum->intr8 = (double)cs[i_intr8].images / cs[i_intr8].med;
+        sum->intr8_ns = cs[i_intr8].med / ((double)cs[i_intr8].images * (double)macs) * 1e9;
+        json_object_set_new(jm, "intr8_over_extr8", json_real(sum->intr8 / sum->extr8));
+        json_object_set_new(jm, "intr8_cost_x", json_real(sum->extr8 / sum->intr8));
+    }
 
     for (int i = 0; i < nc; i++) json_decref(cs[i].config);
     ranges_free(&r);
@@ -643,7 +683,7 @@ int main(int argc, char **argv)
     qt_dataset *test = NULL, *train = NULL, *sub = NULL, *warm = NULL;
     if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TEST, &test, &err)))
         die("test set", rc, &err);
-    if (o.train_images) {
+    if (o.train_images && (o.cases & C_TRAIN)) {
         if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TRAIN, &train, &err)))
             die("training set", rc, &err);
         size_t n = min_sz(o.train_images, qt_dataset_count(train));
@@ -671,17 +711,18 @@ int main(int argc, char **argv)
 
     printf("\nintrinsic-8 (EACH) vs extrinsic-8 (issue 8 targets a cost <= 3x):\n");
     for (int i = 0; i < o.n_models; i++)
-        printf("  %-7s intr8/extr8 img/s = %.4f  (intrinsic costs %.1fx%s; intr8 %.1f ns/MAC "
+        if (sums[i].has_ratio)
+            printf("  %-7s intr8/extr8 img/s = %.4f  (intrinsic costs %.1fx%s; intr8 %.1f ns/MAC "
                "wall)\n", sums[i].name, sums[i].intr8 / sums[i].extr8,
                sums[i].extr8 / sums[i].intr8, sums[i].extr8 / sums[i].intr8 <= 3.0 ? ", met" : "",
                sums[i].intr8_ns);
     int any_trained = 0;
-    for (int i = 0; i < o.n_models; i++) any_trained |= sums[i].trained;
+    for (int i = 0; i < o.n_models; i++) any_trained |= sums[i].trained && sums[i].has_fp32;
     if (any_trained) {
         printf("fp32 top-1 of the checkpoints on %zu test images:\n",
                o.limit ? min_sz(o.limit, qt_dataset_count(test)) : qt_dataset_count(test));
         for (int i = 0; i < o.n_models; i++)
-            if (sums[i].trained) printf("  %-7s %.2f %%\n", sums[i].name, 100.0 * sums[i].fp32_top1);
+            if (sums[i].trained && sums[i].has_fp32) printf("  %-7s %.2f %%\n", sums[i].name, 100.0 * sums[i].fp32_top1);
     }
 
     printf("\n");
@@ -706,6 +747,10 @@ int main(int argc, char **argv)
             "train_images", (json_int_t)o.train_images, "intr_macs", o.intr_macs,
             "quick", o.quick, "untrained", o.untrained, "models_dir", o.models_dir,
             "eval_batch", 256, "calibration_images", (json_int_t)CALIB_IMAGES);
+        json_t *jc = json_array();
+        for (int i = 0; case_names[i]; i++)
+            if (o.cases & (1u << i)) json_array_append_new(jc, json_string(case_names[i]));
+        json_object_set_new(opt, "cases", jc);
         json_t *sg = json_pack("{s:o, s:o}", "start", sgemm_json(sg0, 2), "end", sgemm_json(sg1, 2));
         json_t *root = json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:f}",
             "program", "bench_engine", "date", date, "engine_version", QT_ENGINE_VERSION,

@@ -29,8 +29,8 @@
 #include <omp.h>
 
 #include "engine.h"
-#include "../engine/internal.h"   /* qt__intr_force_ref: the fast path against the reference */
-#include "../engine/internal.h"   /* qt__intr_force_ref: the fast path against the reference */
+#include "../engine/internal.h"   /* qt__intr_force_ref, qt__conv_force, qt__conv_isa: the
+                                     fast paths against the references */
 
 /* ------------------------------------------------------------------------ */
 /* Configurations and random data                                            */
@@ -998,6 +998,112 @@ static void t_determinism(void **st)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 8. The direct path (conv_direct.c) and the im2col/sgemm path: each on    */
+/*    every instruction set the CPU has against the double references, and  */
+/*    against each other                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pathmode { int force, isa; const char *name; } pathmode;
+
+/* sgemm, then direct on the portable, AVX2 and AVX-512 kernels the CPU runs */
+static int path_modes(pathmode *m)
+{
+    static const char *names[3] = { "direct/portable", "direct/avx2", "direct/avx512" };
+    qt__conv_isa = -1;
+    int best = qt__dconv_isa(), k = 0;
+    m[k++] = (pathmode){ 1, -1, "sgemm" };
+    for (int i = 0; i <= best; i++) m[k++] = (pathmode){ 2, i, names[i] };
+    return k;
+}
+
+static void set_mode(const pathmode *m)
+{
+    qt__conv_force = m ? m->force : 0;
+    qt__conv_isa = m ? m->isa : -1;
+}
+
+/* the forward and backward references of sections 1 and 2 on every path */
+static void t_paths_reference(void **st)
+{
+    (void)st;
+    pathmode m[4];
+    int nm = path_modes(m);
+    for (int i = 0; i < nm; i++) {
+        set_mode(&m[i]);
+        for (size_t j = 0; j < sizeof fixed_cases / sizeof *fixed_cases; j++)
+            check_forward(&fixed_cases[j], 100 + j);
+        for (size_t j = 0; j < sizeof grad_cases / sizeof *grad_cases; j++)
+            check_backward(&grad_cases[j], 500 + j, 0);
+        uint64_t s = 4242;
+        for (int j = 0; j < 12; j++) {
+            cc k;
+            random_cc(&s, &k, j % 2 ? 5 : 2);
+            check_forward(&k, 2000 + (uint64_t)j);
+            check_backward(&k, 2100 + (uint64_t)j, 0);
+        }
+    }
+    set_mode(NULL);
+}
+
+/* the zoo's shapes (lenet5, vgg, resnet; batches that split the direct
+ * weight gradient into several parts) on both paths: fp32 sums are
+ * reordered, so they agree within rounding (1e-5 of the tensor's largest
+ * magnitude); the AVX2 and AVX-512 direct kernels give the same bits for
+ * y and dx (one fused multiply-add per tap, in the same order). All with a
+ * bias (take() reads its gradient). */
+static void t_paths_agree(void **st)
+{
+    (void)st;
+    static const cc zoo[] = {
+        /*  N   C   H   W  kh kw sh sw pt pl pb pr dh dw  g  out b */
+        { 20,  1, 28, 28, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1,  6, 1 },   /* lenet conv1 */
+        { 20,  6, 14, 14, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1, 16, 1 },   /* lenet conv2 */
+        {  9, 32, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 64, 1 },   /* vgg conv2_1 */
+        {  9, 16, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 32, 1 },   /* resnet res2.conv1 */
+        {  9, 64,  7,  7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 64, 1 },   /* resnet res3.conv2 */
+        {  9, 16, 28, 28, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1, 32, 1 },   /* resnet res2.proj */
+        {150,  3,  6,  5, 3, 3, 1, 1, 1, 0, 1, 2, 1, 1, 1,  5, 1 },   /* 10 gradient parts */
+    };
+    pathmode m[4];
+    int nm = path_modes(m);
+    for (size_t z = 0; z < sizeof zoo / sizeof *zoo; z++) {
+        const cc *k = &zoo[z];
+        uint64_t s = 31 + z;
+        net n;
+        char d[160];
+        describe(k, d, sizeof d);
+        build(k, &s, &n);
+        float *x = malloc(xsize(k) * sizeof *x), *dy = malloc(ysize(k) * sizeof *dy);
+        assert_non_null(x); assert_non_null(dy);
+        fill(&s, x, xsize(k), -1, 1);
+        fill(&s, dy, ysize(k), -1, 1);
+        snap r[4];
+        for (int i = 0; i < nm; i++) {
+            set_mode(&m[i]);
+            take(&n, k, NULL, x, dy, &r[i]);
+        }
+        set_mode(NULL);
+        for (int i = 1; i < nm; i++) {
+            char when[200];
+            snprintf(when, sizeof when, "%s: sgemm vs %s", d, m[i].name);
+            close_to("y", when, r[0].y, r[i].y, ysize(k));
+            close_to("dx", when, r[0].dx, r[i].dx, xsize(k));
+            close_to("dW", when, r[0].dw, r[i].dw, wsize(k));
+            close_to("db", when, r[0].db, r[i].db, (size_t)k->out);
+        }
+        if (nm == 4) {
+            char when[200];
+            snprintf(when, sizeof when, "%s: avx2 vs avx512", d);
+            same_bits("y", when, r[2].y, r[3].y, ysize(k));
+            if (k->sh == 1 && k->sw == 1) same_bits("dx", when, r[2].dx, r[3].dx, xsize(k));
+        }
+        for (int i = 0; i < nm; i++) drop(&r[i]);
+        free(x); free(dy);
+        qt_graph_free(n.g);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* 7. Intrinsic EACH on fixed point: the integer kernel (intr_fixed.c)       */
 /*    against the reference loops, bit for bit                               */
 /* ------------------------------------------------------------------------ */
@@ -1147,6 +1253,8 @@ int main(void)
         cmocka_unit_test(t_determinism),
         cmocka_unit_test(t_intrinsic_int_conv),
         cmocka_unit_test(t_intrinsic_int_dense),
+        cmocka_unit_test(t_paths_reference),
+        cmocka_unit_test(t_paths_agree),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
 }
