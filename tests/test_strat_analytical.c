@@ -473,6 +473,87 @@ static void refusals(void **st)
 }
 
 /* ------------------------------------------------------------------------ */
+/* The allocation against brute force                                        */
+/* ------------------------------------------------------------------------ */
+
+/* tensor i at option o (width 2 + o, 2..8) costs v[i] (2 + o) and adds
+ * a[i] 4^-(2 + o) to the drop; a second kind has an option that is cheap
+ * and quiet (a type that fits the tensor) */
+typedef struct alloc_t { int n; double v[4], a[4]; int calls; } alloc_t;
+
+static double alloc_cost(void *u, const int *ch)
+{
+    alloc_t *t = u;
+    double c = 0;
+    for (int i = 0; i < t->n; i++) c += t->v[i] * (2 + ch[i]);
+    return c;
+}
+
+static double alloc_drop(void *u, const int *ch)
+{
+    alloc_t *t = u;
+    double d = 0;
+    t->calls++;
+    for (int i = 0; i < t->n; i++) d += t->a[i] * ldexp(1.0, -2 * (2 + ch[i]));
+    return d;
+}
+
+/* the cheapest choice within the budget by brute force (7^n) */
+static double brute(alloc_t *t, double budget, int *best)
+{
+    int ch[4] = { 0 }, total = 1;
+    double bc = INFINITY;
+    for (int i = 0; i < t->n; i++) total *= 7;
+    for (int k = 0; k < total; k++) {
+        int x = k;
+        for (int i = 0; i < t->n; i++) { ch[i] = x % 7; x /= 7; }
+        double c = alloc_cost(t, ch);
+        if (alloc_drop(t, ch) <= budget && c < bc) {
+            bc = c;
+            memcpy(best, ch, sizeof ch);
+        }
+    }
+    return bc;
+}
+
+static void allocation(void **st)
+{
+    (void)st;
+    const int nopt[4] = { 7, 7, 7, 7 };
+    struct { alloc_t t; double budget; } cases[] = {
+        { { 3, { 100, 1000, 10 }, { 1, 16, 64 }, 0 }, 0.01 },
+        { { 3, { 100, 1000, 10 }, { 1, 16, 64 }, 0 }, 0.002 },
+        { { 4, { 150, 2400, 48000, 840 }, { 5, 40, 8, 30 }, 0 }, 0.02 },
+        { { 4, { 150, 2400, 48000, 840 }, { 5, 40, 8, 30 }, 0 }, 0.003 },
+        { { 4, { 1, 1, 1, 1 }, { 1, 1, 1, 1 }, 0 }, 0.05 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        alloc_t *t = &cases[k].t;
+        int ch[4] = { 6, 6, 6, 6 }, want[4];
+        double bc = brute(t, cases[k].budget, want);
+        t->calls = 0;
+        int moves = qt__allocate(t->n, nopt, alloc_cost, alloc_drop, t, cases[k].budget, ch);
+        fprintf(stderr, "  allocation %zu: %d moves, %d drops, cost %g (brute force %g):",
+                k, moves, t->calls, alloc_cost(t, ch), bc);
+        for (int i = 0; i < t->n; i++) fprintf(stderr, " %d/%d", 2 + ch[i], 2 + want[i]);
+        fprintf(stderr, "\n");
+        assert_true(moves > 0);
+        assert_true(alloc_drop(t, ch) <= cases[k].budget);
+        assert_true(fabs(alloc_cost(t, ch) - bc) < 1e-9);
+        /* deterministic: the same again */
+        int ch2[4] = { 6, 6, 6, 6 };
+        qt__allocate(t->n, nopt, alloc_cost, alloc_drop, t, cases[k].budget, ch2);
+        assert_memory_equal(ch, ch2, sizeof ch);
+    }
+    /* nothing fits: the start is kept */
+    alloc_t t = { 2, { 1, 1 }, { 1e6, 1e6 }, 0 };
+    int ch[2] = { 6, 6 };
+    assert_int_equal(qt__allocate(2, nopt, alloc_cost, alloc_drop, &t, 1e-3, ch), 0);
+    assert_int_equal(ch[0], 6);
+    assert_int_equal(ch[1], 6);
+}
+
+/* ------------------------------------------------------------------------ */
 /* A real run                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -491,7 +572,8 @@ static void lenet5(void **st)
     qt_search *s;
     double t0 = now();
     assert_int_equal(qt_job_parse("{\"model\":\"" QT_SOURCE_DIR "/experiments/models/lenet5.qtck\","
-                                  "\"strategy\":\"analytical\",\"val_limit\":2000,"
+                                  "\"strategy\":{\"name\":\"analytical\",\"plan\":\"offsets\"},"
+                                  "\"val_limit\":2000,"
                                   "\"constraint\":{\"relative\":0.99},\"space\":["
                                   "{\"nodes\":\"*\",\"types\":[\"fixed\",\"ufixed\"],\"widths\":[2,16]},"
                                   "{\"nodes\":\"relu*\",\"points\":[\"output\"],"
@@ -651,6 +733,7 @@ int main(void)
         cmocka_unit_test(closed_form),
         cmocka_unit_test(types_and_ranges),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(allocation),
         cmocka_unit_test(lenet5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

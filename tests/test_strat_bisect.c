@@ -501,6 +501,7 @@ static void bad_options_are_refused(void **st)
         { "{\"name\":\"bisection\",\"phase2\":true,\"phase3\":false}", "strategy.phase3" },
         { "{\"name\":\"bisection\",\"repair\":\"widest\"}", "strategy.repair" },
         { "{\"name\":\"bisection\",\"repair\":1}", "strategy.repair" },
+        { "{\"name\":\"bisection\",\"estimate\":1}", "strategy.estimate" },
     };
     qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {

@@ -108,6 +108,24 @@ static void finds_the_optimum(void **st)
                      "{\"name\":\"hybrid\",\"depth\":2,\"gains\":[1,1,1]}}", g, &y, &err, &rc);
     assert_int_equal(rc, QT_EINVAL);
     assert_non_null(strstr(err.text, "strategy.depth"));
+    s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\"}],\"strategy\":"
+                     "{\"name\":\"hybrid\",\"calibrate\":1,\"gains\":[1,1,1]}}", g, &y, &err, &rc);
+    assert_int_equal(rc, QT_EINVAL);
+    assert_non_null(strstr(err.text, "strategy.calibrate"));
+    /* the allocation needs the engine's data: refused by name for a custom
+     * search; calibrate without an allocation is a no-op */
+    s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\"}],\"strategy\":"
+                     "{\"name\":\"hybrid\",\"plan\":\"allocate\",\"gains\":[1,1,1]}}", g, &y,
+                     &err, &rc);
+    assert_int_equal(rc, QT_EINVAL);
+    assert_non_null(strstr(err.text, "strategy.plan"));
+    s = synth_search("{\"model\":\"mlp\",\"space\":[{\"nodes\":\"fc*\",\"widths\":[2,16]}],"
+                     "\"strategy\":{\"name\":\"hybrid\",\"calibrate\":true,\"gains\":[1,4,16]}}",
+                     g, &y, &err, &rc);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    assert_int_equal(qt_search_evals(s), n);
+    qt_search_free(s);
     qt_graph_free(g);
 }
 
@@ -176,9 +194,9 @@ static int run(const char *strategy, double *compression, double *top1)
     return n;
 }
 
-/* lenet5 at r = 0.99 (fixed space): feasible, and at least as cheap as
- * greedy's answer (the evaluations are printed: 35 against greedy's 34
- * today, so the issue's "fewer than greedy" is not met here) */
+/* lenet5 at r = 0.99 (fixed space): feasible, at least as cheap as
+ * greedy's answer, and in fewer evaluations (the allocation's start and
+ * its calibration: 13 against greedy's 34 today; 35 before them) */
 static void lenet5_beside_greedy(void **st)
 {
     (void)st;
@@ -188,6 +206,7 @@ static void lenet5_beside_greedy(void **st)
             "%.2fx, %.2f%%\n", nh, ch, 100 * th, ng, cg, 100 * tg);
     assert_true(ch > 4.0);
     assert_true(ch >= cg - 1e-9);
+    assert_true(nh < ng);
 }
 
 /* a refine move that failed far below the bound is not proposed again;

@@ -122,8 +122,10 @@ int    qt__search_gains(const qt_search *s, size_t samples_act, size_t samples_p
  * of the model; gains, when given, replace the measured E), and a
  * candidate's margin noise is taken as Gaussian: sigma_i^2 = sum_X G_iX
  * var_X, p(sample) = min(1, sum_i Phi(-m_i / sigma_i)), the estimate their
- * mean. var_X is measured for weights and bias (the mean squared error of
- * quantizing the tensor itself: any type, cluster and float included) and
+ * mean. var_X is measured for weights and bias (the squared error of
+ * quantizing the tensor itself, any type, cluster and float included, each
+ * value's weighted by its share of the tensor's gain: the values that move
+ * the margins count most) and
  * is the format's noise variance for outputs (fixed/ufixed; else NaN).
  * new: a new object (QT_EINVAL for a custom search); gains: borrowed, n
  * values; noise: var_X of one coordinate under f (cached); estimate: NaN
@@ -152,6 +154,26 @@ void   qt__ana_free(void *plan);
 /* the plan's drop-estimate margins (borrowed; NULL when B_min came from the
  * bound) and the budget the estimate is compared with */
 qt__margins *qt__ana_margins(const void *plan, double *budget);
+/* The analytical allocation (strat_analytical.c): n tensors, tensor i with
+ * n_opt[i] options in ascending cost order; ch (in: the start, out: the
+ * answer) one option per tensor. While one fits, take the change of one
+ * tensor to a cheaper option whose drop stays <= budget that saves the
+ * most cost per drop added (added drop floored at 1e-9; ties: the larger
+ * saving, then the lower tensor and option); when none fits, the exchange
+ * of one tensor to a dearer option (a later one) and another to a cheaper
+ * (an earlier one) that saves the most cost within the budget (ties: the
+ * smaller drop). cost and drop
+ * of a whole choice. Returns the changes taken. Deterministic. */
+typedef double (*qt__alloc_fn)(void *user, const int *choice);
+int    qt__allocate(int n, const int *n_opt, qt__alloc_fn cost, qt__alloc_fn drop, void *user,
+                    double budget, int *choice);
+/* the plan is an allocation over (type, width) (1) or the offsets of the
+ * closed form (0); its predicted drop (NaN for offsets) */
+int    qt__ana_allocated(const void *plan, double *pred);
+/* the allocation at another budget into c (the plan unchanged), its
+ * predicted drop; QT_EINVAL when the plan is not an allocation */
+int    qt__ana_alloc_at(void *plan, const qt_search *s, double budget, qt_cand *c,
+                        double *pred);
 /* ---- end analytical ------------------------------------------------------ */
 
 #endif
