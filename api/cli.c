@@ -10,6 +10,7 @@
  *   qtune cancel ID | pause ID                       stop a job (for good / resumable)
  *   qtune resume ID [--evaluations N] [--seconds S] [--strategy NAME]
  *   qtune models [--register PATH [--name N]]        models the daemon may read
+ *   qtune datasets [--register NAME --images F --labels F ...]   datasets jobs may name
  *   qtune eval MODEL --remote [--config C] [--split S] [--limit N]   evaluate in the daemon
  *   qtune server [info|stats|start|stop]             the daemon itself
  *
@@ -755,8 +756,105 @@ int qt_cli_models(int argc, char **argv)
     size_t i;
     json_array_foreach(json_object_get(res, "models"), i, e) {
         if (!strcmp(jstr(e, "kind"), "zoo")) printf("  %-24s zoo (untrained)\n", jstr(e, "name"));
+        else if (!strcmp(jstr(e, "kind"), "registered"))
+            printf("  %-24s registered %.16s  %s\n", jstr(e, "name"), jstr(e, "hash"),
+                   json_is_string(json_object_get(e, "path")) ? jstr(e, "path") : "");
         else printf("  %-24s %-10s %10lld bytes\n", jstr(e, "name"), jstr(e, "kind"),
                     (long long)jnum(e, "bytes"));
+    }
+    json_decref(res);
+    return QX_OK;
+}
+
+int qt_cli_datasets(int argc, char **argv)
+{
+    static const char *const known[] = { "register", "images", "labels", "test-images",
+                                         "test-labels", "scale", "mean", "std", "val-count",
+                                         "val-seed", "classes", NULL };
+    const char *usage = "qtune datasets [--register NAME --images F --labels F [--test-images F "
+                        "--test-labels F] [--scale S --mean M --std D] [--val-count N] "
+                        "[--val-seed S] [--classes K]] [--state DIR] [--json]";
+    cli c;
+    if (parse(&c, argc, argv, known, 0, usage)) return QX_USAGE;
+    json_t *res;
+    int x;
+    const char *name = opt(&c, "register");
+    if (name) {
+        static const char *const files[][2] = { { "images", "images" }, { "labels", "labels" },
+                                                { "test-images", "test_images" },
+                                                { "test-labels", "test_labels" } };
+        static const char *const nums[][2] = { { "val-count", "val_count" },
+                                               { "val-seed", "val_seed" },
+                                               { "classes", "classes" } };
+        json_t *p = json_pack("{s:s}", "name", name), *norm = json_object();
+        for (int i = 0; i < 4; i++) {
+            char buf[PATH_MAX];
+            const char *f = opt(&c, files[i][0]);
+            if (f) json_object_set_new(p, files[i][1], json_string(local_path(f, buf, sizeof buf)));
+        }
+        for (int i = 0; i < 3; i++) {
+            const char *v = opt(&c, nums[i][0]);
+            char *end;
+            if (!v) continue;
+            long long n = strtoll(v, &end, 10);
+            if (!*v || *end) {
+                fprintf(stderr, "qtune datasets: --%s must be an integer, not '%s'\n",
+                        nums[i][0], v);
+                json_decref(p);
+                json_decref(norm);
+                return QX_USAGE;
+            }
+            json_object_set_new(p, nums[i][1], json_integer(n));
+        }
+        const char *nn[] = { "scale", "mean", "std" };
+        for (int i = 0; i < 3; i++) {
+            const char *v = opt(&c, nn[i]);
+            char *end;
+            if (!v) continue;
+            double d = strtod(v, &end);
+            if (!*v || *end) {
+                fprintf(stderr, "qtune datasets: --%s must be a number, not '%s'\n", nn[i], v);
+                json_decref(p);
+                json_decref(norm);
+                return QX_USAGE;
+            }
+            json_object_set_new(norm, nn[i], json_real(d));
+        }
+        if (json_object_size(norm)) json_object_set(p, "norm", norm);
+        json_decref(norm);
+        x = call1(&c, "dataset.register", p, &res);
+        json_decref(p);
+        if (x) return x;
+        if (c.json) {
+            print_json(res);
+        } else {
+            json_t *sm = json_object_get(res, "summary"), *sh = json_object_get(sm, "shape");
+            printf("dataset %s: %lld images of %lldx%lldx%lld, %lld classes, %lld for "
+                   "validation, %lld test images; hash %s\n", jstr(res, "name"),
+                   (long long)jnum(sm, "images"),
+                   (long long)json_integer_value(json_array_get(sh, 0)),
+                   (long long)json_integer_value(json_array_get(sh, 1)),
+                   (long long)json_integer_value(json_array_get(sh, 2)),
+                   (long long)jnum(sm, "classes"), (long long)jnum(sm, "val_count"),
+                   (long long)jnum(sm, "test_images"), jstr(res, "hash"));
+        }
+        json_decref(res);
+        return QX_OK;
+    }
+    if ((x = call1(&c, "dataset.list", NULL, &res))) return x;
+    if (c.json) { print_json(res); json_decref(res); return QX_OK; }
+    printf("data directory: %s\n", jstr(res, "data_dir"));
+    json_t *e;
+    size_t i;
+    json_array_foreach(json_object_get(res, "datasets"), i, e) {
+        json_t *sm = json_object_get(e, "summary");
+        if (!strcmp(jstr(e, "kind"), "builtin"))
+            printf("  %-24s built in (%s)\n", jstr(e, "name"), jstr(e, "source"));
+        else
+            printf("  %-24s %lld images, %lld classes, %lld validation  %s\n", jstr(e, "name"),
+                   (long long)jnum(sm, "images"), (long long)jnum(sm, "classes"),
+                   (long long)jnum(sm, "val_count"),
+                   jstr(json_object_get(e, "data"), "train_images"));
     }
     json_decref(res);
     return QX_OK;

@@ -15,6 +15,7 @@ int qt_cli_cancel(int argc, char **argv);
 int qt_cli_pause(int argc, char **argv);
 int qt_cli_resume(int argc, char **argv);
 int qt_cli_models(int argc, char **argv);
+int qt_cli_datasets(int argc, char **argv);
 int qt_cli_eval(int argc, char **argv);
 int qt_cli_server(int argc, char **argv);
 

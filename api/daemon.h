@@ -36,6 +36,7 @@ typedef struct qd_settings {
     char   socket[PATH_MAX];     /* Unix socket ("" : state/qtuned.sock) */
     char   db[PATH_MAX];         /* database ("": state/qtune.db) */
     char   models[PATH_MAX];     /* the only directory models are read from */
+    char   data[PATH_MAX];       /* the only directory dataset files are read from */
     char   config[PATH_MAX];     /* the config file read, or "" */
     int    tcp_port;             /* loopback TCP port; 0: none */
     char   tcp_host[64];         /* 127.0.0.1, ::1 or localhost */
@@ -112,6 +113,7 @@ struct qd_server {
     pthread_mutex_t qmu;           /* guards qstore */
     char            token[256];    /* TCP bearer token ("" : no TCP) */
     char            models_real[PATH_MAX];   /* realpath of set.models */
+    char            data_real[PATH_MAX];     /* realpath of set.data */
     double          started;       /* Unix seconds */
     int             stopping;      /* shutting down: no new work */
     int             exit_code;
@@ -143,6 +145,9 @@ typedef struct qd_call {
     uv_work_t   work;
     int64_t     job;         /* scratch for handlers: a job id */
     int         flag;        /* scratch */
+    json_t     *notes;       /* notifications to send after the answer (an array,
+                                own reference), or NULL */
+    struct qd_batch *batch;  /* the batch the request is part of, or NULL */
 } qd_call;
 
 /* Parameter types (a mask). */

@@ -5,14 +5,18 @@
  * and types. Results and errors are JSON-RPC 2.0's; errors carry the codes
  * of api.h with a message that says what is wrong.
  *
- *   server.info      {}                          name, version, pid, paths, settings, methods
+ *   server.info      {}                          name, version, pid, paths (models, data),
+ *                                                settings, methods
  *   server.stats     {}                          clients, requests, errors, jobs' counts
  *   server.auth      {token}                     TCP: authenticate the connection
  *   server.shutdown  {}                          stop as on SIGTERM
- *   model.list       {}                          files of the models directory, zoo names
+ *   model.list       {}                          zoo names, files of the models directory,
+ *                                                registered models (hash, summary)
  *   model.register   {path, name?}               load and record a model of the models directory
- *   dataset.list     {}                          the datasets
- *   dataset.register {name, path}                (not supported yet)
+ *   dataset.list     {}                          fashion-mnist and the registered datasets
+ *   dataset.register {name, images, labels, test_images?, test_labels?, norm?, val_count?,
+ *                     val_seed?, classes?}       check and record IDX files of the data
+ *                                                directory under a name jobs may give
  *   job.submit       {job}                       store a job (JSON object or text), queue it
  *   job.get          {job}                       a job: state, counts, spec, answer, live progress
  *   job.list         {state?}                    every job (or those in a state), without specs
@@ -22,12 +26,24 @@
  *   job.pareto       {job, floor?, all?}         its Pareto front (live while it runs)
  *   job.evaluations  {job, offset?, limit?}      its evaluations in order
  *   job.subscribe    {job}                       job.progress / job.end notifications
- *   eval.run         {model, config?, split?, limit?, seed?}   evaluate one configuration now
+ *   eval.run         {model, config?, split?, limit?, seed?, dataset?}
+ *                                                evaluate one configuration now
+ *
+ * Datasets. A job's "dataset" is "fashion-mnist" (built in) or the name of
+ * a registered one: job.submit then fills in the job's "data" (its files,
+ * normalisation and validation split, tuner/job.c) from the store, after
+ * checking again that every file is inside the data directory; a job may
+ * not give "data" itself. The spec stored is complete, so the job runs (and
+ * resumes) as submitted even if the name is registered again later.
+ *
+ * Batches (server.c): an array of requests is answered with an array of
+ * the answers (notifications get none), each request checked on its own.
  */
 #include "daemon.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,31 +75,47 @@ static int is_zoo(const char *name)
     return 0;
 }
 
-/* the model a request names, as a path inside the models directory (or a
- * zoo name): relative names are taken in the models directory */
-static int resolve_model(qd_call *c, const char *in, char *out, size_t n)
+/* a file a request names, as a real path inside dir (the models or the
+ * data directory): relative names are taken in dir; what: "model";
+ * flag: the qtuned flag that sets dir */
+static int resolve_in(qd_call *c, const char *in, const char *dir, const char *what,
+                      const char *flag, char *out, size_t n)
 {
-    const qd_server *srv = c->srv;
     char joined[PATH_MAX * 2], real[PATH_MAX];
-    if (is_zoo(in)) { snprintf(out, n, "%s", in); return 0; }
-    if (!*in) return qd_fail(c, QT_RPC_INVALID_PARAMS, "the model is an empty string");
+    if (!*in) return qd_fail(c, QT_RPC_INVALID_PARAMS, "the %s is an empty string", what);
     if (in[0] == '/') snprintf(joined, sizeof joined, "%s", in);
-    else snprintf(joined, sizeof joined, "%s/%s", srv->models_real, in);
+    else snprintf(joined, sizeof joined, "%s/%s", dir, in);
     if (!realpath(joined, real)) {
         if (errno == ENOENT)
-            return qd_fail(c, QT_RPC_NOT_FOUND, "model %s: no such file (models are read from "
-                           "%s)", in, srv->models_real);
-        return qd_fail(c, QT_RPC_NOT_FOUND, "model %s: %s", in, strerror(errno));
+            return qd_fail(c, QT_RPC_NOT_FOUND, "%s %s: no such file (%ss are read from %s)",
+                           what, in, what, dir);
+        return qd_fail(c, QT_RPC_NOT_FOUND, "%s %s: %s", what, in, strerror(errno));
     }
-    size_t m = strlen(srv->models_real);
-    if (strncmp(real, srv->models_real, m) != 0 || real[m] != '/')
-        return qd_fail(c, QT_RPC_FORBIDDEN, "model %s is outside the models directory %s "
-                       "(qtuned --models DIR sets it)", in, srv->models_real);
+    size_t m = strlen(dir);
+    if (strncmp(real, dir, m) != 0 || real[m] != '/')
+        return qd_fail(c, QT_RPC_FORBIDDEN, "%s %s is outside the %s directory %s (qtuned %s "
+                       "DIR sets it)", what, in, !strcmp(what, "model") ? "models" : "data",
+                       dir, flag);
     struct stat sb;
     if (stat(real, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return qd_fail(c, QT_RPC_INVALID_PARAMS, "model %s is not a file", in);
+        return qd_fail(c, QT_RPC_INVALID_PARAMS, "%s %s is not a file", what, in);
+    if (strlen(real) >= n)
+        return qd_fail(c, QT_RPC_INVALID_PARAMS, "%s %s: its path is too long", what, in);
     snprintf(out, n, "%s", real);
     return 0;
+}
+
+/* the model a request names, as a path inside the models directory (or a
+ * zoo name) */
+static int resolve_model(qd_call *c, const char *in, char *out, size_t n)
+{
+    if (is_zoo(in)) { snprintf(out, n, "%s", in); return 0; }
+    return resolve_in(c, in, c->srv->models_real, "model", "--models", out, n);
+}
+
+static int resolve_data(qd_call *c, const char *in, char *out, size_t n)
+{
+    return resolve_in(c, in, c->srv->data_real, "dataset file", "--data", out, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -109,6 +141,7 @@ static int m_server_info(qd_call *c)
                           "request_timeout", srv->set.request_timeout,
                           "max_clients", srv->set.max_clients,
                           "strategies", strats, "methods", meths);
+    json_object_set_new(c->result, "data", json_string(srv->data_real));
     if (srv->set.tcp_port)
         json_object_set_new(c->result, "tcp", json_pack("{s:s, s:i}", "host", srv->set.tcp_host,
                                                         "port", srv->set.tcp_port));
@@ -152,6 +185,22 @@ static int m_server_shutdown(qd_call *c)
 /* model.*, dataset.*                                                        */
 /* ------------------------------------------------------------------------ */
 
+static json_t *parse_or_null(const char *txt);
+
+/* a model or a registered dataset of the store, appended to an array */
+static int named_cb(void *user, const qt_store_named *m)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "name", m->name ? m->name : "", "kind",
+                          "registered", "id", (json_int_t)m->id, "hash", m->hash ? m->hash : "");
+    if (!o) return QT_ENOMEM;
+    if (m->path) json_object_set_new(o, "path", json_string(m->path));
+    json_object_set_new(o, "summary", parse_or_null(m->summary_json));
+    if (m->source_json) json_object_set_new(o, "data", parse_or_null(m->source_json));
+    json_object_set_new(o, "created", json_real(m->created));
+    if (m->source_json) json_object_set_new(o, "updated", json_real(m->updated));
+    return json_array_append_new(user, o) ? QT_ENOMEM : 0;
+}
+
 static int m_model_list(qd_call *c)
 {
     json_t *arr = json_array();
@@ -191,6 +240,10 @@ static int m_model_list(qd_call *c)
         }
     json_array_extend(arr, files);
     json_decref(files);
+    /* the models recorded in the store (model.register, and every job's) */
+    qt_error err;
+    int rc = qt_store_model_list(c->srv->qstore, named_cb, arr, &err);
+    if (rc) { json_decref(arr); return qd_fail_rc(c, rc, err.text); }
     c->result = json_pack("{s:s, s:o}", "models_dir", c->srv->models_real, "models", arr);
     return 0;
 }
@@ -227,16 +280,200 @@ static int m_model_register(qd_call *c)
 
 static int m_dataset_list(qd_call *c)
 {
-    c->result = json_pack("{s:[{s:s, s:[s,s,s,s], s:s}]}", "datasets", "name", "fashion-mnist",
-                          "splits", "train", "val", "test", "fulltrain", "source",
-                          "Debian's dataset-fashion-mnist");
+    json_t *arr = json_pack("[{s:s, s:s, s:[s,s,s,s], s:s}]", "name", "fashion-mnist", "kind",
+                            "builtin", "splits", "train", "val", "test", "fulltrain", "source",
+                            "Debian's dataset-fashion-mnist");
+    qt_error err;
+    int rc = qt_store_dataset_list(c->srv->qstore, named_cb, arr, &err);
+    if (rc) { json_decref(arr); return qd_fail_rc(c, rc, err.text); }
+    c->result = json_pack("{s:s, s:o}", "data_dir", c->srv->data_real, "datasets", arr);
     return 0;
 }
 
+/* the JSON-RPC code of a data file's failure */
+static int data_code(int rc)
+{
+    return rc == QT_ENOENT ? QT_RPC_NOT_FOUND : rc == QT_ENOMEM ? QT_RPC_INTERNAL
+         : rc == QT_EIO ? QT_RPC_IO : QT_RPC_INVALID_PARAMS;
+}
+
+/* the largest label of a split (its labels file named in errors) below
+ * classes (0: any) */
+static int check_labels(qd_call *c, const qt_dataset *d, const char *file, int classes,
+                        const char *whose, int *max)
+{
+    const uint8_t *l = qt_dataset_labels(d);
+    *max = -1;
+    for (size_t i = 0; i < qt_dataset_count(d); i++) {
+        if (classes > 0 && l[i] >= classes)
+            return qd_fail(c, QT_RPC_INVALID_PARAMS, "dataset.register: %s: label %d of item "
+                           "%zu is >= %d, %s", file, l[i], i, classes, whose);
+        if (l[i] > *max) *max = l[i];
+    }
+    return 0;
+}
+
+/* check a dataset's files (they are read whole: on the pool, without the
+ * store) and record it under its name */
 static int m_dataset_register(qd_call *c)
 {
-    return qd_fail(c, QT_RPC_UNSUPPORTED, "dataset.register is not supported yet: jobs use "
-                   "\"fashion-mnist\" (dataset.list)");
+    static const char *const files[][2] = { { "images", "train_images" },
+                                            { "labels", "train_labels" },
+                                            { "test_images", "test_images" },
+                                            { "test_labels", "test_labels" } };
+    const char *name = json_string_value(json_object_get(c->params, "name"));
+    json_t *cv = json_object_get(c->params, "classes");
+    json_t *src = json_object(), *job = NULL;
+    qt_dataset *tr = NULL, *te = NULL;
+    qt_job_spec spec;
+    qt_error err;
+    int rc, classes = cv ? (int)json_integer_value(cv) : 0;
+    memset(&spec, 0, sizeof spec);
+    if (!strcmp(name, "fashion-mnist")) {
+        qd_fail(c, QT_RPC_INVALID_PARAMS, "dataset.register: fashion-mnist is built in: choose "
+                "another name");
+        goto out;
+    }
+    if (cv && (json_integer_value(cv) < 1 || json_integer_value(cv) > 256)) {
+        qd_fail(c, QT_RPC_INVALID_PARAMS, "dataset.register: classes must be in 1..256");
+        goto out;
+    }
+    for (int i = 0; i < 4; i++) {
+        json_t *v = json_object_get(c->params, files[i][0]);
+        char real[PATH_MAX];
+        if (!v) continue;
+        if (resolve_data(c, json_string_value(v), real, sizeof real)) goto out;
+        json_object_set_new(src, files[i][1], json_string(real));
+    }
+    const char *opt[] = { "norm", "val_count", "val_seed" };
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(c->params, opt[i]);
+        if (v) json_object_set(src, opt[i], v);
+    }
+    /* the job parser checks the name, the pairs of files, the normalisation */
+    job = json_pack("{s:s, s:s, s:O}", "model", "-", "dataset", name, "data", src);
+    if ((rc = qt_job_from_json(job, &spec, &err))) {
+        qd_fail(c, QT_RPC_INVALID_PARAMS, "dataset.register: %s", err.text);
+        goto out;
+    }
+    const qt_job_data *d = &spec.data;
+    if ((rc = qt_job_dataset(&spec, QT_SPLIT_FULLTRAIN, &tr, &err))) {
+        qd_fail(c, data_code(rc), "dataset.register: %s", err.text);
+        goto out;
+    }
+    int max, tmax = -1, shape[3], tshape[3];
+    size_t n = qt_dataset_count(tr), vc = d->val_count;
+    qt_dataset_shape(tr, shape);
+    if (check_labels(c, tr, d->train_labels, classes, "the classes given", &max)) goto out;
+    if (!vc) {
+        vc = n / 6 < 10000 ? n / 6 : 10000;
+        if (!vc) vc = 1;
+    }
+    if (vc > n) {
+        qd_fail(c, QT_RPC_INVALID_PARAMS, "dataset.register: %s holds %zu images, fewer than "
+                "val_count %zu", d->train_images, n, vc);
+        goto out;
+    }
+    json_object_set_new(src, "val_count", json_integer((json_int_t)vc));
+    json_object_set_new(src, "val_seed", json_integer((json_int_t)d->val_seed));
+    if (!json_object_get(src, "norm"))
+        json_object_set_new(src, "norm", json_pack("{s:f, s:f, s:f}", "scale",
+                                                   (double)d->norm.scale, "mean",
+                                                   (double)d->norm.mean, "std",
+                                                   (double)d->norm.std));
+    if (d->test_images[0]) {
+        if ((rc = qt_job_dataset(&spec, QT_SPLIT_TEST, &te, &err))) {
+            qd_fail(c, data_code(rc), "dataset.register: %s", err.text);
+            goto out;
+        }
+        qt_dataset_shape(te, tshape);
+        if (memcmp(shape, tshape, sizeof shape)) {
+            qd_fail(c, QT_RPC_INVALID_PARAMS, "dataset.register: %s: images of %dx%dx%d, but "
+                    "the training images (%s) are %dx%dx%d", d->test_images, tshape[0],
+                    tshape[1], tshape[2], d->train_images, shape[0], shape[1], shape[2]);
+            goto out;
+        }
+        if (check_labels(c, te, d->test_labels, classes ? classes : max + 1, classes
+                         ? "the classes given" : "the classes of the training labels (give "
+                         "\"classes\" if the test split has more)", &tmax))
+            goto out;
+    }
+    if (!classes) classes = max + 1;
+    char hash[33], *stxt = NULL, *sumtxt = NULL;
+    snprintf(hash, sizeof hash, "%016llx%016llx", (unsigned long long)qt_dataset_hash(tr),
+             te ? (unsigned long long)qt_dataset_hash(te) : 0ull);
+    json_t *sum = json_pack("{s:I, s:[i,i,i], s:i, s:I, s:I}", "images", (json_int_t)n,
+                            "shape", shape[0], shape[1], shape[2], "classes", classes,
+                            "val_count", (json_int_t)vc, "test_images",
+                            (json_int_t)(te ? qt_dataset_count(te) : 0));
+    stxt = json_dumps(src, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    sumtxt = json_dumps(sum, JSON_COMPACT | JSON_SORT_KEYS);
+    int64_t id = 0;
+    if (!stxt || !sumtxt) {
+        qd_fail(c, QT_RPC_INTERNAL, "out of memory");
+    } else {
+        pthread_mutex_lock(&c->srv->qmu);
+        rc = qt_store_dataset_register(c->srv->qstore, name, hash, stxt, sumtxt, &id, &err);
+        pthread_mutex_unlock(&c->srv->qmu);
+        if (rc) qd_fail_rc(c, rc, err.text);
+    }
+    free(stxt);
+    free(sumtxt);
+    if (!c->code) {
+        qd_log(QT_LOG_INFO, "dataset %s registered: %zu images of %dx%dx%d, %d classes (%s)",
+               name, n, shape[0], shape[1], shape[2], classes, d->train_images);
+        c->result = json_pack("{s:I, s:s, s:s, s:O, s:O}", "id", (json_int_t)id, "name", name,
+                              "hash", hash, "data", src, "summary", sum);
+    }
+    json_decref(sum);
+out:
+    qt_dataset_free(tr);
+    qt_dataset_free(te);
+    qt_job_clear(&spec);
+    json_decref(job);
+    json_decref(src);
+    return c->code ? -1 : 0;
+}
+
+/* a registered dataset's data (new reference), its files checked again to
+ * be inside the data directory (they may have been replaced since);
+ * the store is the caller's */
+static int dataset_source(qd_call *c, const char *name, json_t **out)
+{
+    static const char *const keys[] = { "train_images", "train_labels", "test_images",
+                                         "test_labels" };
+    qt_error err;
+    json_t *arr = json_array();
+    *out = NULL;
+    int rc = qt_store_dataset_find(c->srv->qstore, name, named_cb, arr, &err);
+    if (rc == QT_ENOENT) {
+        json_decref(arr);
+        return qd_fail(c, QT_RPC_NOT_FOUND, "no dataset '%s' (dataset.list lists them; "
+                       "dataset.register adds one)", name);
+    }
+    if (rc) { json_decref(arr); return qd_fail_rc(c, rc, err.text); }
+    json_t *src = json_incref(json_object_get(json_array_get(arr, 0), "data"));
+    json_decref(arr);
+    if (!json_is_object(src)) {
+        json_decref(src);
+        return qd_fail(c, QT_RPC_INTERNAL, "dataset '%s': its stored description is damaged",
+                       name);
+    }
+    for (int i = 0; i < 4; i++) {
+        json_t *v = json_object_get(src, keys[i]);
+        char real[PATH_MAX];
+        if (!json_is_string(v)) continue;
+        if (resolve_data(c, json_string_value(v), real, sizeof real)) {
+            char msg[sizeof c->msg];
+            snprintf(msg, sizeof msg, "%s", c->msg);
+            qd_fail(c, c->code, "dataset '%s': %s", name, msg);
+            json_decref(src);
+            return -1;
+        }
+        json_object_set_new(src, keys[i], json_string(real));
+    }
+    *out = src;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -319,6 +556,26 @@ static int m_job_submit(qd_call *c)
         if (!owned) return qd_fail(c, QT_RPC_INVALID_PARAMS, "job: %s (line %d)", je.text,
                                    je.line);
         jv = owned;
+    }
+    if (json_is_object(jv)) {
+        /* a registered dataset: its files from the store */
+        json_t *dn = json_object_get(jv, "dataset");
+        if (json_object_get(jv, "data")) {
+            json_decref(owned);
+            return qd_fail(c, QT_RPC_INVALID_PARAMS, "job: data is filled in by qtuned from "
+                           "the registered dataset the job names (dataset.register adds one)");
+        }
+        if (json_is_string(dn) && strcmp(json_string_value(dn), "fashion-mnist")) {
+            json_t *src, *copy;
+            if (dataset_source(c, json_string_value(dn), &src)) {
+                json_decref(owned);
+                return -1;
+            }
+            copy = json_copy(jv);
+            json_object_set_new(copy, "data", src);
+            json_decref(owned);
+            owned = jv = copy;
+        }
     }
     rc = qt_job_from_json(jv, &spec, &err);
     json_decref(owned);
@@ -494,22 +751,31 @@ static int hist_cb(void *user, const qt_store_eval *e)
 static int m_job_evaluations(qd_call *c)
 {
     json_t *ov = json_object_get(c->params, "offset"), *lv = json_object_get(c->params, "limit");
-    hist h = { json_array(), ov ? (int)json_integer_value(ov) : 0,
-               lv ? (int)json_integer_value(lv) : 1000, 0, 1 };
-    if (h.offset < 0 || h.limit < 1 || h.limit > 100000) {
-        json_decref(h.arr);
+    json_int_t off = ov ? json_integer_value(ov) : 0, lim = lv ? json_integer_value(lv) : 1000;
+    if (off < 0 || off > INT_MAX || lim < 1 || lim > 100000)
         return qd_fail(c, QT_RPC_INVALID_PARAMS, "job.evaluations: offset must be >= 0 and "
                        "limit in 1..100000");
-    }
     qt_store_job j;
     qt_error err;
-    if (get_job(c, job_param(c), &j)) { json_decref(h.arr); return -1; }
+    if (get_job(c, job_param(c), &j)) return -1;
+    int total = j.evals;
     qt_store_job_clear(&j);
-    int rc = qt_store_history(c->srv->qstore, job_param(c), hist_cb, &h, &err);
+    /* only the page is read */
+    hist h = { json_array(), 0, 0, 0, 1 };
+    int rc = qt_store_history_page(c->srv->qstore, job_param(c), off, lim, hist_cb, &h, &err);
     if (rc) { json_decref(h.arr); return qd_fail_rc(c, rc, err.text); }
-    c->result = json_pack("{s:I, s:i, s:i, s:o}", "job", (json_int_t)job_param(c), "total",
-                          h.seen, "offset", h.offset, "evaluations", h.arr);
+    c->result = json_pack("{s:I, s:i, s:I, s:o}", "job", (json_int_t)job_param(c), "total",
+                          total, "offset", off, "evaluations", h.arr);
     return 0;
+}
+
+static int front_cb(void *user, const qt_store_point *p, const qt_store_eval *e)
+{
+    json_t *o = eval_json(e, 1);
+    if (!o) return QT_ENOMEM;
+    json_object_set_new(o, "cost", num_or_null(p->cost));
+    json_object_set_new(o, "acc", num_or_null(p->acc));
+    return json_array_append_new(user, o) ? QT_ENOMEM : 0;
 }
 
 static int m_job_pareto(qd_call *c)
@@ -547,44 +813,24 @@ static int m_job_pareto(qd_call *c)
         json_object_set(c->result, "state", json_object_get(live, "state"));
         json_decref(live);
     }
+    int total = j.evals;
     qt_store_job_clear(&j);
-    qt_store_point *front = NULL;
-    int n = 0;
-    int rc = qt_store_pareto_job(c->srv->qstore, id, floor, &front, &n, &err);
-    if (rc) return qd_fail_rc(c, rc, err.text);
-    /* the front's evaluations as this job saw them, from its history */
-    hist h = { json_array(), 0, 0, 0, 1 };
-    rc = qt_store_history(c->srv->qstore, id, hist_cb, &h, &err);
-    if (rc) { free(front); json_decref(h.arr); return qd_fail_rc(c, rc, err.text); }
+    /* the front's evaluations as this job saw them, straight from the store */
     json_t *fr = json_array();
-    for (int i = 0; i < n; i++) {
-        json_t *match = NULL;
-        size_t k;
-        json_t *e;
-        json_array_foreach(h.arr, k, e)
-            if (!strcmp(json_string_value(json_object_get(e, "key")), front[i].key)) {
-                match = e;
-                break;
-            }
-        json_t *p = match ? json_deep_copy(match) : json_object();
-        json_object_set_new(p, "cost", num_or_null(front[i].cost));
-        json_object_set_new(p, "acc", num_or_null(front[i].acc));
-        json_array_append_new(fr, p);
-    }
-    free(front);
+    int rc = qt_store_pareto_evals(c->srv->qstore, id, floor, front_cb, fr, &err);
+    if (rc) { json_decref(fr); return qd_fail_rc(c, rc, err.text); }
     json_object_set_new(c->result, "floor", fv ? json_real(floor) : json_null());
     json_object_set_new(c->result, "float_top1", num_or_null(base));
     json_object_set_new(c->result, "threshold", num_or_null(thr));
-    json_object_set_new(c->result, "evaluations", json_integer(h.seen));
+    json_object_set_new(c->result, "evaluations", json_integer(total));
     json_object_set_new(c->result, "front", fr);
     if (av && json_is_true(av)) {
         /* every point, for plots: without the configurations */
-        size_t k;
-        json_t *e;
-        json_array_foreach(h.arr, k, e) json_object_del(e, "config");
-        json_object_set(c->result, "points", h.arr);
+        hist h = { json_array(), 0, 0, 0, 0 };
+        rc = qt_store_history(c->srv->qstore, id, hist_cb, &h, &err);
+        if (rc) { json_decref(h.arr); return qd_fail_rc(c, rc, err.text); }
+        json_object_set_new(c->result, "points", h.arr);
     }
-    json_decref(h.arr);
     return 0;
 }
 
@@ -617,6 +863,13 @@ static void m_job_subscribe_after(qd_call *c)
     }
     json_object_set(c->result, "state", json_object_get(live, "state"));
     json_object_set_new(c->result, "subscribed", json_true());
+    /* a snapshot first, so that a late subscriber is not blind until the
+     * next evaluation: job.progress with "snapshot": true (progress already
+     * on its way may follow it with the same or a smaller count) */
+    json_t *snap = json_deep_copy(live);
+    json_object_set_new(snap, "snapshot", json_true());
+    c->notes = json_pack("[{s:s, s:s, s:o}]", "jsonrpc", "2.0", "method", "job.progress",
+                         "params", snap);
     json_object_set_new(c->result, "live", live);
 }
 
@@ -631,6 +884,7 @@ static int m_eval_run(qd_call *c)
     json_t *sv = json_object_get(c->params, "split");
     json_t *lv = json_object_get(c->params, "limit");
     json_t *seedv = json_object_get(c->params, "seed");
+    json_t *dv = json_object_get(c->params, "dataset");
     const char *split = sv ? json_string_value(sv) : "val";
     qt_split sp;
     if (!strcmp(split, "val")) sp = QT_SPLIT_VAL;
@@ -656,9 +910,26 @@ static int m_eval_run(qd_call *c)
     else if (json_is_object(cv)) rc = qt_qconfig_from_json(g, cv, &cfg, &err);
     if (rc) { rc = QT_EINVAL; goto fail; }
     if (cfg && seedv) qt_qconfig_set_seed(cfg, (uint64_t)json_integer_value(seedv));
-    if ((rc = qt_dataset_fashion_mnist(sp, &d, &err))) goto fail;
+    if (dv && strcmp(json_string_value(dv), "fashion-mnist")) {
+        /* a registered dataset's split */
+        json_t *src = NULL;
+        pthread_mutex_lock(&c->srv->qmu);
+        int bad = dataset_source(c, json_string_value(dv), &src);
+        pthread_mutex_unlock(&c->srv->qmu);
+        if (bad) goto out;
+        json_t *job = json_pack("{s:s, s:O, s:o}", "model", "-", "dataset", dv, "data", src);
+        qt_job_spec spec;
+        rc = qt_job_from_json(job, &spec, &err);
+        json_decref(job);
+        if (!rc) rc = qt_job_dataset(&spec, sp, &d, &err);
+        qt_job_clear(&spec);
+        if (rc) goto fail;
+    } else if ((rc = qt_dataset_fashion_mnist(sp, &d, &err))) {
+        goto fail;
+    }
     if ((rc = qt_evaluate(g, cfg, d, &eo, &m, &err))) goto fail;
-    c->result = json_pack("{s:s, s:s, s:I, s:I}", "model", model, "split", split, "images",
+    c->result = json_pack("{s:s, s:s, s:s, s:I, s:I}", "model", model, "dataset",
+                          dv ? json_string_value(dv) : "fashion-mnist", "split", split, "images",
                           (json_int_t)m.count, "non_finite", (json_int_t)m.nan_count);
     json_object_set_new(c->result, "top1", num_or_null(m.top1));
     json_object_set_new(c->result, "top5", num_or_null(m.top5));
@@ -684,8 +955,11 @@ static const qd_param p_job[] = { { "job", P_ID, 1 }, { NULL, 0, 0 } };
 static const qd_param p_auth[] = { { "token", P_STR, 1 }, { NULL, 0, 0 } };
 static const qd_param p_model_reg[] = { { "path", P_STR, 1 }, { "name", P_STR, 0 },
                                         { NULL, 0, 0 } };
-static const qd_param p_dataset_reg[] = { { "name", P_STR, 1 }, { "path", P_STR, 1 },
-                                          { NULL, 0, 0 } };
+static const qd_param p_dataset_reg[] = { { "name", P_STR, 1 }, { "images", P_STR, 1 },
+                                          { "labels", P_STR, 1 }, { "test_images", P_STR, 0 },
+                                          { "test_labels", P_STR, 0 }, { "norm", P_OBJ, 0 },
+                                          { "val_count", P_INT, 0 }, { "val_seed", P_INT, 0 },
+                                          { "classes", P_INT, 0 }, { NULL, 0, 0 } };
 static const qd_param p_submit[] = { { "job", P_OBJ | P_STR, 1 }, { NULL, 0, 0 } };
 static const qd_param p_list[] = { { "state", P_STR, 0 }, { NULL, 0, 0 } };
 static const qd_param p_resume[] = { { "job", P_ID, 1 }, { "budget", P_OBJ, 0 },
@@ -696,17 +970,18 @@ static const qd_param p_evals[] = { { "job", P_ID, 1 }, { "offset", P_INT, 0 },
                                     { "limit", P_INT, 0 }, { NULL, 0, 0 } };
 static const qd_param p_eval[] = { { "model", P_STR, 1 }, { "config", P_OBJ | P_STR, 0 },
                                    { "split", P_STR, 0 }, { "limit", P_INT, 0 },
-                                   { "seed", P_INT, 0 }, { NULL, 0, 0 } };
+                                   { "seed", P_INT, 0 }, { "dataset", P_STR, 0 },
+                                   { NULL, 0, 0 } };
 
 static const qd_method methods[] = {
     { "server.info",      m_server_info,      NULL, 0, p_none, "the daemon: version, paths, settings, methods" },
     { "server.stats",     m_server_stats,     NULL, 0, p_none, "clients, requests, errors, jobs" },
     { "server.auth",      m_server_auth,      NULL, QD_NOAUTH, p_auth, "authenticate a TCP connection" },
     { "server.shutdown",  m_server_shutdown,  NULL, 0, p_none, "stop as on SIGTERM" },
-    { "model.list",       m_model_list,       NULL, QD_POOL, p_none, "models of the models directory and the zoo" },
+    { "model.list",       m_model_list,       NULL, QD_STORE, p_none, "the zoo, models of the models directory, registered models" },
     { "model.register",   m_model_register,   NULL, QD_STORE, p_model_reg, "record a model file of the models directory" },
-    { "dataset.list",     m_dataset_list,     NULL, 0, p_none, "the datasets" },
-    { "dataset.register", m_dataset_register, NULL, 0, p_dataset_reg, "(not supported yet)" },
+    { "dataset.list",     m_dataset_list,     NULL, QD_STORE, p_none, "fashion-mnist and the registered datasets" },
+    { "dataset.register", m_dataset_register, NULL, QD_POOL, p_dataset_reg, "check and record IDX files of the data directory by name" },
     { "job.submit",       m_job_submit,       NULL, QD_STORE, p_submit, "store and queue a job" },
     { "job.get",          m_job_get,          NULL, QD_STORE, p_job, "a job's state, counts, spec, answer, progress" },
     { "job.list",         m_job_list,         NULL, QD_STORE, p_list, "the jobs" },

@@ -460,6 +460,29 @@ static int tune_list(qt_store *st)
     return 0;
 }
 
+static int data_cb(void *user, const qt_store_named *m)
+{
+    json_t *src = m->source_json ? json_loads(m->source_json, 0, NULL) : NULL;
+    if (src) json_object_set_new(user, "data", src);
+    return 0;
+}
+
+/* a job naming a dataset registered in the store at db (qtuned's
+ * dataset.register) without its files: the store's "data" */
+static void fill_data(json_t *j, const char *db)
+{
+    json_t *dn = json_object_get(j, "dataset");
+    qt_store *st;
+    qt_error err;
+    if (!json_is_object(j) || !json_is_string(dn) || json_object_get(j, "data") ||
+        !strcmp(json_string_value(dn), "fashion-mnist"))
+        return;
+    /* (no store, or no such dataset: the job's parse says what is missing) */
+    if (qt_store_open(db, QT_STORE_READONLY, &st, &err)) return;
+    qt_store_dataset_find(st, json_string_value(dn), data_cb, j, &err);
+    qt_store_close(st);
+}
+
 static int tune_usage(void)
 {
     fprintf(stderr,
@@ -533,6 +556,7 @@ static int cmd_tune(int argc, char **argv)
             fprintf(stderr, "qtune tune: %s: %s (line %d)\n", job_path, je.text, je.line);
             return EXIT_USAGE;
         }
+        if (db) fill_data(j, db);
         rc = qt_job_from_json(j, &spec, &err);
         json_decref(j);
         if (rc) { fprintf(stderr, "qtune tune: %s: %s\n", job_path, err.text); return EXIT_USAGE; }
@@ -603,6 +627,8 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     { "pause",  qt_cli_pause,  "stop a job, resumable" },
     { "resume", qt_cli_resume, "run a stopped job again (replay), optionally with new budgets" },
     { "models", qt_cli_models, "the models the daemon may read; --register PATH" },
+    { "datasets", qt_cli_datasets, "the datasets jobs may name; --register NAME --images F "
+                                   "--labels F ..." },
     { "server", qt_cli_server, "the daemon: info (default), stats, start, stop" },
 };
 

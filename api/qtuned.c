@@ -3,7 +3,7 @@
  * shutdown. See daemon.h for its modules and `qtuned --help` for its
  * settings.
  *
- *   qtuned --state DIR [--models DIR] [--tcp PORT --token-file FILE] ...
+ *   qtuned --state DIR [--models DIR] [--data DIR] [--tcp PORT --token-file FILE] ...
  *
  * Settings come from a table (name, kind, bounds, default, help): the
  * defaults, then the config file (JSON, {"models": "...", "jobs": 2}; by
@@ -60,6 +60,8 @@ static const setting settings[] = {
     { "db",              S_PATH,  F(db),              0, 0, "", "database (default STATE/qtune.db)" },
     { "models",          S_PATH,  F(models),          0, 0, "",
       "the only directory models are read from (default STATE/models)" },
+    { "data",            S_PATH,  F(data),            0, 0, "",
+      "the only directory dataset files are read from (default STATE/data)" },
     { "tcp",             S_INT,   F(tcp_port),        0, 65535, "0",
       "also listen on this TCP port of the loopback interface (0: no; needs --token-file)" },
     { "tcp-host",        S_STR,   F(tcp_host),        0, 0, "127.0.0.1", "127.0.0.1, ::1 or localhost" },
@@ -369,6 +371,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "qtuned: models directory %s: %s\n", s->models, strerror(errno));
         return 2;
     }
+    if (!*s->data) {
+        snprintf(s->data, sizeof s->data, "%.*s/data", PATH_MAX - 16, s->state);
+        mkdirs(s->data, 0755);
+    }
+    if (!realpath(s->data, srv.data_real)) {
+        fprintf(stderr, "qtuned: data directory %s: %s\n", s->data, strerror(errno));
+        return 2;
+    }
     if (s->tcp_port && read_token(s->token_file, srv.token, sizeof srv.token)) return 2;
     if (qd_log_open(s->log_file, s->log_level, &err)) {
         fprintf(stderr, "qtuned: %s\n", err.text);
@@ -401,9 +411,10 @@ int main(int argc, char **argv)
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
     qd_log(QT_LOG_INFO, "qtuned %s (pid %d): listening on %s%s%s%s; database %s; models from "
-           "%s; %d job%s at once", QT_API_VERSION, (int)getpid(), s->socket,
+           "%s; datasets from %s; %d job%s at once", QT_API_VERSION, (int)getpid(), s->socket,
            s->tcp_port ? " and tcp " : "", s->tcp_port ? s->tcp_host : "",
-           s->tcp_port ? "" : "", s->db, srv.models_real, s->jobs, s->jobs == 1 ? "" : "s");
+           s->tcp_port ? "" : "", s->db, srv.models_real, srv.data_real, s->jobs,
+           s->jobs == 1 ? "" : "s");
     if (s->tcp_port) qd_log(QT_LOG_INFO, "tcp port %d (token from %s)", s->tcp_port, s->token_file);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(srv.loop);

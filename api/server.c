@@ -9,6 +9,12 @@
  * that lets more than set.max_backlog bytes of answers pile up unread.
  * Every other bad request gets a JSON-RPC error and the connection stays.
  *
+ * A batch (a JSON array of requests, at most MAX_BATCH) is answered with
+ * one array of the answers, in the order they finish; notifications get
+ * none, and a batch of notifications only gets no answer at all. Each
+ * element is checked and run on its own, as a request of its own line
+ * would be; an empty array is one Invalid Request error.
+ *
  * A connection lives until its handle and timer are closed and no pool
  * work refers to it (refs); answers for a connection that has gone are
  * dropped.
@@ -25,6 +31,15 @@
 #include <unistd.h>
 
 #define MAX_PENDING 16      /* pool calls in flight per connection */
+#define MAX_BATCH   256     /* requests in one batch */
+
+/* the answers of a batch, sent when its last call ends */
+typedef struct qd_batch {
+    qd_conn *conn;
+    json_t  *answers;        /* an array */
+    int      left;           /* calls not answered yet */
+    int      close_auth;     /* too many failed authentications: close after */
+} qd_batch;
 
 struct qd_conn {
     union {
@@ -176,25 +191,52 @@ static json_t *error_obj(int code, const char *msg)
     return json_pack("{s:i, s:s}", "code", code, "message", msg);
 }
 
-static void send_error(qd_conn *c, json_t *id, int code, const char *msg)
+static json_t *error_msg(qd_conn *c, json_t *id, int code, const char *msg)
 {
     c->srv->n_errors++;
-    json_t *r = json_pack("{s:s, s:o, s:O}", "jsonrpc", "2.0", "error", error_obj(code, msg),
-                          "id", id ? id : json_null());
-    send_json(c, r);
+    return json_pack("{s:s, s:o, s:O}", "jsonrpc", "2.0", "error", error_obj(code, msg),
+                     "id", id ? id : json_null());
 }
 
-/* the answer of a call (the call keeps its references) */
+static void send_error(qd_conn *c, json_t *id, int code, const char *msg)
+{
+    send_json(c, error_msg(c, id, code, msg));
+}
+
+/* an answer: sent, or kept for its batch (steals r) */
+static void answer(qd_conn *c, qd_batch *b, json_t *r)
+{
+    if (!r) return;
+    if (b) json_array_append_new(b->answers, r);
+    else send_json(c, r);
+}
+
+/* the answer of a call (the call keeps its references), then its
+ * notifications */
 static void send_answer(qd_call *k)
 {
-    if (!k->id) return;                 /* a notification: no answer */
-    if (k->code) {
-        send_error(k->conn, k->id, k->code, k->msg);
-        return;
+    if (k->id) {                        /* a notification gets no answer */
+        if (k->code)
+            answer(k->conn, k->batch, error_msg(k->conn, k->id, k->code, k->msg));
+        else
+            answer(k->conn, k->batch, json_pack("{s:s, s:O, s:O}", "jsonrpc", "2.0", "result",
+                                                k->result ? k->result : json_null(), "id",
+                                                k->id));
     }
-    json_t *r = json_pack("{s:s, s:O, s:O}", "jsonrpc", "2.0", "result",
-                          k->result ? k->result : json_null(), "id", k->id);
-    send_json(k->conn, r);
+    size_t i;
+    json_t *n;
+    json_array_foreach(k->notes, i, n) send_json(k->conn, json_incref(n));
+}
+
+/* one call of a batch ended: the batch's answer once it was the last */
+static void batch_done(qd_batch *b)
+{
+    if (--b->left > 0) return;
+    qd_conn *c = b->conn;
+    if (json_array_size(b->answers) && !c->closing) send_json(c, json_incref(b->answers));
+    if (b->close_auth) conn_close_after_write(c, "three failed authentications");
+    json_decref(b->answers);
+    free(b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -271,10 +313,13 @@ static int check_params(qd_call *k, json_t *params)
 
 static void call_free(qd_call *k)
 {
+    qd_batch *b = k->batch;
     json_decref(k->id);
     json_decref(k->params);
     json_decref(k->result);
+    json_decref(k->notes);
     free(k);
+    if (b) batch_done(b);
 }
 
 static void process_buffer(qd_conn *c);
@@ -300,30 +345,20 @@ static void after_work_cb(uv_work_t *w, int status)
     if (status == UV_ECANCELED && !k->code) qd_fail(k, QT_RPC_BUSY, "the daemon is stopping");
     if (!k->code && k->m->after && !c->closing) k->m->after(k);
     if (!c->closing) send_answer(k);
-    call_free(k);
+    call_free(k);                       /* (a batch's answer, when it was the last) */
     c->pending--;
     if (!c->closing && c->pending < MAX_PENDING && c->len) process_buffer(c);
     conn_unref(c);
 }
 
-/* one request line */
-static void dispatch(qd_conn *c, const char *line, size_t n)
+/* one request (borrowed), alone (b NULL) or of a batch */
+static void dispatch_one(qd_conn *c, json_t *req, qd_batch *b)
 {
     qd_server *srv = c->srv;
-    json_error_t je;
-    srv->n_requests++;
-    json_t *req = json_loadb(line, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (!req) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "parse error: %s at byte %d", je.text, je.position);
-        send_error(c, NULL, QT_RPC_PARSE_ERROR, msg);
-        return;
-    }
     if (!json_is_object(req)) {
-        send_error(c, NULL, QT_RPC_INVALID_REQUEST, json_is_array(req)
-                   ? "batch requests are not supported: send one request per line"
-                   : "a request is a JSON object");
-        json_decref(req);
+        answer(c, b, error_msg(c, NULL, QT_RPC_INVALID_REQUEST, b
+                               ? "a request of a batch is a JSON object"
+                               : "a request is a JSON object (or a batch: an array of them)"));
         return;
     }
     json_t *id = json_object_get(req, "id");
@@ -344,16 +379,16 @@ static void dispatch(qd_conn *c, const char *line, size_t n)
                 strcmp(key, "params")) { bad = "unknown member in the request"; break; }
     }
     if (bad) {
-        send_error(c, id && (json_is_string(id) || json_is_integer(id)) ? id : NULL,
-                   QT_RPC_INVALID_REQUEST, bad);
-        json_decref(req);
+        answer(c, b, error_msg(c, id && (json_is_string(id) || json_is_integer(id)) ? id : NULL,
+                               QT_RPC_INVALID_REQUEST, bad));
         return;
     }
     qd_call *k = calloc(1, sizeof *k);
-    if (!k) { send_error(c, id, QT_RPC_INTERNAL, "out of memory"); json_decref(req); return; }
+    if (!k) { answer(c, b, error_msg(c, id, QT_RPC_INTERNAL, "out of memory")); return; }
     k->srv = srv;
     k->conn = c;
     k->id = id ? json_incref(id) : NULL;
+    if (b) { k->batch = b; b->left++; }
     const char *name = json_string_value(meth);
     k->m = qd_method_find(name);
     if (!k->m) {
@@ -363,8 +398,6 @@ static void dispatch(qd_conn *c, const char *line, size_t n)
     } else if (srv->stopping && k->m->flags & QD_POOL) {
         qd_fail(k, QT_RPC_BUSY, "the daemon is stopping");
     } else if (!check_params(k, json_object_get(req, "params"))) {
-        json_decref(req);
-        req = NULL;
         if (k->m->flags & (QD_POOL | QD_STORE)) {
             k->work.data = k;
             c->pending++;
@@ -377,15 +410,67 @@ static void dispatch(qd_conn *c, const char *line, size_t n)
             k->m->fn(k);
         }
     }
-    json_decref(req);
     if (k->code == QT_RPC_UNAUTHORIZED && c->tcp && ++c->bad_auth >= 3) {
         send_answer(k);
+        if (b) {
+            b->close_auth = 1;
+            call_free(k);
+            return;
+        }
         call_free(k);
         conn_close_after_write(c, "three failed authentications");
         return;
     }
     send_answer(k);
     call_free(k);
+}
+
+/* one request line: a request or a batch */
+static void dispatch(qd_conn *c, const char *line, size_t n)
+{
+    qd_server *srv = c->srv;
+    json_error_t je;
+    srv->n_requests++;
+    json_t *req = json_loadb(line, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!req) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "parse error: %s at byte %d", je.text, je.position);
+        send_error(c, NULL, QT_RPC_PARSE_ERROR, msg);
+        return;
+    }
+    if (!json_is_array(req)) {
+        dispatch_one(c, req, NULL);
+        json_decref(req);
+        return;
+    }
+    size_t m = json_array_size(req);
+    if (m == 0 || m > MAX_BATCH) {
+        char msg[96];
+        if (m) snprintf(msg, sizeof msg, "a batch of %zu requests: at most %d", m, MAX_BATCH);
+        else snprintf(msg, sizeof msg, "an empty batch");
+        send_error(c, NULL, QT_RPC_INVALID_REQUEST, msg);
+        json_decref(req);
+        return;
+    }
+    qd_batch *b = calloc(1, sizeof *b);
+    if (b) b->answers = json_array();
+    if (!b || !b->answers) {
+        free(b);
+        send_error(c, NULL, QT_RPC_INTERNAL, "out of memory");
+        json_decref(req);
+        return;
+    }
+    b->conn = c;
+    b->left = 1;                        /* until every request is dispatched */
+    srv->n_requests += m - 1;
+    size_t i;
+    json_t *e;
+    json_array_foreach(req, i, e) {
+        if (c->closing) break;
+        dispatch_one(c, e, b);
+    }
+    json_decref(req);
+    batch_done(b);
 }
 
 /* handle the complete lines buffered, as far as the pending limit allows */

@@ -120,8 +120,21 @@ static const char schema_v2[] =
 static const char schema_v3[] =
     "ALTER TABLE evaluations ADD COLUMN subset INTEGER NOT NULL DEFAULT 0;";
 
+/* Version 4: datasets registered by name (dataset.register): where their
+ * files are and how they are normalised (a job's "data"), by name; the
+ * datasets table keeps recording the splits runs used, by content. */
+static const char schema_v4[] =
+    "CREATE TABLE registered_datasets ("
+    "  id       INTEGER PRIMARY KEY,"
+    "  name     TEXT NOT NULL UNIQUE,"
+    "  hash     TEXT NOT NULL,"
+    "  source   TEXT NOT NULL,"                 /* JSON: the job's "data" */
+    "  summary  TEXT,"                          /* JSON */
+    "  created  REAL NOT NULL,"
+    "  updated  REAL NOT NULL);";
+
 static const char *const migrations[QT_STORE_SCHEMA + 1] = { NULL, schema_v1, schema_v2,
-                                                             schema_v3 };
+                                                             schema_v3, schema_v4 };
 
 /* ------------------------------------------------------------------------ */
 /* The object                                                                */
@@ -584,6 +597,92 @@ int qt_store_dataset_put(qt_store *st, const char *name, const char *hash,
                          const char *summary_json, int64_t *id, qt_error *err)
 {
     return put_named(st, "datasets", name, NULL, hash, summary_json, id, err);
+}
+
+static int list_named(qt_store *st, const char *sql, const char *what, const char *name,
+                      qt_store_named_cb cb, void *user, qt_error *err)
+{
+    sqlite3_stmt *q;
+    int rc = QT_OK, src, rows = 0;
+    if ((src = prepare(st, sql, &q))) return sql_fail(st, src, err, "%s", what);
+    if (name) sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    while ((src = sqlite3_step(q)) == SQLITE_ROW) {
+        qt_store_named m;
+        memset(&m, 0, sizeof m);
+        m.id = sqlite3_column_int64(q, 0);
+        m.name = (const char *)sqlite3_column_text(q, 1);
+        m.path = (const char *)sqlite3_column_text(q, 2);
+        m.hash = (const char *)sqlite3_column_text(q, 3);
+        m.summary_json = (const char *)sqlite3_column_text(q, 4);
+        m.created = sqlite3_column_double(q, 5);
+        m.source_json = (const char *)sqlite3_column_text(q, 6);
+        m.updated = sqlite3_column_double(q, 7);
+        rows++;
+        if ((rc = cb(user, &m))) break;
+    }
+    if (!rc && src != SQLITE_DONE)
+        rc = sql_fail(st, sqlite3_extended_errcode(st->db), err, "%s", what);
+    sqlite3_finalize(q);
+    if (!rc && name && !rows)
+        rc = qt_errorf(err, QT_ENOENT, -1, "%s: no dataset '%s' is registered", st->path, name);
+    return rc;
+}
+
+int qt_store_model_list(qt_store *st, qt_store_named_cb cb, void *user, qt_error *err)
+{
+    return list_named(st, "SELECT id, name, path, hash, summary, created, NULL, created"
+                          " FROM models ORDER BY id", "listing models", NULL, cb, user, err);
+}
+
+int qt_store_dataset_register(qt_store *st, const char *name, const char *hash,
+                              const char *source_json, const char *summary_json, int64_t *id,
+                              qt_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    int rc, src;
+    if (!name || !*name || !hash || !*hash || !source_json)
+        return qt_errorf(err, QT_EINVAL, -1, "a registered dataset needs a name, a hash and "
+                         "its source");
+    if ((rc = tx_begin(st, err, "registering a dataset"))) return rc;
+    double t = now_unix();
+    if ((src = prepare(st, "INSERT INTO registered_datasets(name, hash, source, summary,"
+                           " created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+                           " ON CONFLICT(name) DO UPDATE SET hash = ?2, source = ?3,"
+                           " summary = ?4, updated = ?5", &q))) goto sqlfail;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, source_json, -1, SQLITE_STATIC);
+    if (summary_json) sqlite3_bind_text(q, 4, summary_json, -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 5, t);
+    if ((src = step_done(q))) goto sqlfail;
+    sqlite3_finalize(q);
+    q = NULL;
+    if ((src = prepare(st, "SELECT id FROM registered_datasets WHERE name = ?1", &q))) goto sqlfail;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    if ((src = sqlite3_step(q)) != SQLITE_ROW) { src = sqlite3_extended_errcode(st->db); goto sqlfail; }
+    if (id) *id = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return tx_end(st, QT_OK, err, "registering a dataset");
+sqlfail:
+    rc = sql_fail(st, src, err, "registering dataset '%.40s'", name);
+    sqlite3_finalize(q);
+    return tx_end(st, rc, err, "registering a dataset");
+}
+
+#define DATASET_COLS "id, name, NULL, hash, summary, created, source, updated"
+
+int qt_store_dataset_list(qt_store *st, qt_store_named_cb cb, void *user, qt_error *err)
+{
+    return list_named(st, "SELECT " DATASET_COLS " FROM registered_datasets ORDER BY name",
+                      "listing datasets", NULL, cb, user, err);
+}
+
+int qt_store_dataset_find(qt_store *st, const char *name, qt_store_named_cb cb, void *user,
+                          qt_error *err)
+{
+    if (!name) return qt_errorf(err, QT_EINVAL, -1, "no dataset name given");
+    return list_named(st, "SELECT " DATASET_COLS " FROM registered_datasets WHERE name = ?1",
+                      "reading a dataset", name, cb, user, err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1121,25 +1220,45 @@ int qt_store_eval_find(qt_store *st, const char *key, qt_store_eval_cb cb, void 
     return rc;
 }
 
+/* an evaluation as a job's history holds it: eval_row's columns, then
+ * seq and reused */
+#define HIST_COLS "e.id, e.job_id, e.key, e.config, e.reason, e.worker, e.created," \
+    " je.cost, je.compression, e.top1, e.top5, e.loss, e.weight_bits," \
+    " e.act_bits, e.bitops, e.images, e.feasible, e.early, e.duration," \
+    " e.fail, e.error, e.subset, je.seq, je.reused"
+
+static void hist_row(sqlite3_stmt *q, qt_store_eval *e)
+{
+    eval_row(q, e);
+    e->seq = sqlite3_column_int(q, 22);
+    e->reused = sqlite3_column_int(q, 23);
+    e->r.cached = e->reused;
+}
+
 int qt_store_history(qt_store *st, int64_t job_id, qt_store_eval_cb cb, void *user,
                      qt_error *err)
 {
+    return qt_store_history_page(st, job_id, 0, 0, cb, user, err);
+}
+
+int qt_store_history_page(qt_store *st, int64_t job_id, int64_t offset, int64_t limit,
+                          qt_store_eval_cb cb, void *user, qt_error *err)
+{
     sqlite3_stmt *q;
     int rc = QT_OK, src;
-    if ((src = prepare(st, "SELECT e.id, e.job_id, e.key, e.config, e.reason, e.worker, e.created,"
-                           " je.cost, je.compression, e.top1, e.top5, e.loss, e.weight_bits,"
-                           " e.act_bits, e.bitops, e.images, e.feasible, e.early, e.duration,"
-                           " e.fail, e.error, e.subset, je.seq, je.reused FROM job_evaluations je"
+    if (offset < 0 || limit < 0)
+        return qt_errorf(err, QT_EINVAL, -1, "a page of a history needs offset >= 0 and "
+                         "limit >= 0");
+    if ((src = prepare(st, "SELECT " HIST_COLS " FROM job_evaluations je"
                            " JOIN evaluations e ON e.id = je.eval_id WHERE je.job_id = ?1"
-                           " ORDER BY je.seq", &q)))
+                           " ORDER BY je.seq LIMIT ?3 OFFSET ?2", &q)))
         return sql_fail(st, src, err, "reading job %lld's history", (long long)job_id);
     sqlite3_bind_int64(q, 1, job_id);
+    sqlite3_bind_int64(q, 2, offset);
+    sqlite3_bind_int64(q, 3, limit ? limit : -1);
     while ((src = sqlite3_step(q)) == SQLITE_ROW) {
         qt_store_eval e;
-        eval_row(q, &e);
-        e.seq = sqlite3_column_int(q, 22);
-        e.reused = sqlite3_column_int(q, 23);
-        e.r.cached = e.reused;
+        hist_row(q, &e);
         if ((rc = cb(user, &e))) break;
     }
     if (!rc && src != SQLITE_DONE)
@@ -1337,6 +1456,43 @@ int qt_store_pareto_job(qt_store *st, int64_t job_id, double acc_floor, qt_store
     sqlite3_bind_int64(q, 1, job_id);
     rc = front_of(st, q, acc_floor, front, n, err);
     sqlite3_finalize(q);
+    return rc;
+}
+
+int qt_store_pareto_evals(qt_store *st, int64_t job_id, double acc_floor,
+                          qt_store_front_cb cb, void *user, qt_error *err)
+{
+    qt_store_point *front = NULL;
+    sqlite3_stmt *q = NULL;
+    int n = 0, rc, src;
+    if ((rc = qt_store_pareto_job(st, job_id, acc_floor, &front, &n, err))) return rc;
+    if ((src = prepare(st, "SELECT " HIST_COLS " FROM job_evaluations je"
+                           " JOIN evaluations e ON e.id = je.eval_id"
+                           " WHERE je.job_id = ?1 AND je.eval_id = ?2", &q))) {
+        free(front);
+        return sql_fail(st, src, err, "reading job %lld's front", (long long)job_id);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        sqlite3_reset(q);
+        sqlite3_bind_int64(q, 1, job_id);
+        sqlite3_bind_int64(q, 2, front[i].eval_id);
+        src = sqlite3_step(q);
+        if (src == SQLITE_ROW) {
+            qt_store_eval e;
+            hist_row(q, &e);
+            rc = cb(user, &front[i], &e);
+        } else {
+            /* gone between the two reads: the front was read in another
+             * transaction than this row */
+            rc = src == SQLITE_DONE
+                ? qt_errorf(err, QT_EBUSY, -1, "%s: job %lld's history changed while its "
+                            "front was read", st->path, (long long)job_id)
+                : sql_fail(st, sqlite3_extended_errcode(st->db), err, "reading job %lld's "
+                           "front", (long long)job_id);
+        }
+    }
+    sqlite3_finalize(q);
+    free(front);
     return rc;
 }
 

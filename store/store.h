@@ -69,9 +69,10 @@ extern "C" {
 /* PRAGMA user_version this code writes: 1 the first schema; 2 adds the
  * job_events table and the indexes for cross-job and Pareto queries; 3
  * marks results measured on a subset of the split (qt_result.subset: never
- * on a front). Older databases are upgraded on open (one transaction per
- * step). */
-#define QT_STORE_SCHEMA  3
+ * on a front); 4 adds the registered_datasets table (datasets by name and
+ * their files, qt_store_dataset_register). Older databases are upgraded on
+ * open (one transaction per step). */
+#define QT_STORE_SCHEMA  4
 
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                   */
@@ -120,6 +121,37 @@ int qt_store_model_put(qt_store *st, const char *name, const char *path, const c
                        const char *summary_json, int64_t *id, qt_error *err);
 int qt_store_dataset_put(qt_store *st, const char *name, const char *hash,
                          const char *summary_json, int64_t *id, qt_error *err);
+
+/* A model or a registered dataset, as listed (borrowed by callbacks). */
+typedef struct qt_store_named {
+    int64_t     id;
+    const char *name;
+    const char *path;          /* a model's file, or NULL */
+    const char *hash;
+    const char *summary_json;  /* or NULL */
+    const char *source_json;   /* a registered dataset's files (a job's "data"); else NULL */
+    double      created, updated;   /* Unix seconds */
+} qt_store_named;
+
+/* a non-zero return stops a listing and is returned */
+typedef int (*qt_store_named_cb)(void *user, const qt_store_named *m);
+
+/* Every recorded model (qt_store_model_put), by id. */
+int qt_store_model_list(qt_store *st, qt_store_named_cb cb, void *user, qt_error *err);
+
+/* Register a dataset by name: its content hash, where its files are and how
+ * they are normalised (source_json: the job's "data" object, tuner/job.c)
+ * and a summary (may be NULL). A name registered before is replaced (its
+ * id kept). These are the datasets jobs name; the datasets table of
+ * qt_store_dataset_put records the splits runs used, by content. */
+int qt_store_dataset_register(qt_store *st, const char *name, const char *hash,
+                              const char *source_json, const char *summary_json, int64_t *id,
+                              qt_error *err);
+/* The registered datasets, by name. */
+int qt_store_dataset_list(qt_store *st, qt_store_named_cb cb, void *user, qt_error *err);
+/* The registered dataset of that name, given to cb; QT_ENOENT when none. */
+int qt_store_dataset_find(qt_store *st, const char *name, qt_store_named_cb cb, void *user,
+                          qt_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Jobs                                                                      */
@@ -243,6 +275,11 @@ int qt_store_eval_find(qt_store *st, const char *key, qt_store_eval_cb cb, void 
  * return from cb stops it and is returned. */
 int qt_store_history(qt_store *st, int64_t job_id, qt_store_eval_cb cb, void *user,
                      qt_error *err);
+/* A page of it: the evaluations at places offset+1 .. offset+limit of the
+ * history (limit 0: to the end), in order. qt_store_job's evals is the
+ * history's length. */
+int qt_store_history_page(qt_store *st, int64_t job_id, int64_t offset, int64_t limit,
+                          qt_store_eval_cb cb, void *user, qt_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* The cache hooks of a search (tuner.h's qt_eval_cache)                     */
@@ -289,6 +326,13 @@ typedef struct qt_store_point {
  * Sorted by cost: a new array of *n points to free(). */
 int qt_store_pareto_job(qt_store *st, int64_t job_id, double acc_floor, qt_store_point **front,
                         int *n, qt_error *err);
+/* The same front as the evaluations themselves: cb gets each point (by
+ * cost) with its evaluation as the job's history holds it (configuration,
+ * reason, the job's cost and compression, metrics, seq), without reading
+ * the rest of the history. */
+typedef int (*qt_store_front_cb)(void *user, const qt_store_point *p, const qt_store_eval *e);
+int qt_store_pareto_evals(qt_store *st, int64_t job_id, double acc_floor,
+                          qt_store_front_cb cb, void *user, qt_error *err);
 /* The same across every job of a model (model_id from qt_store_model_put),
  * each evaluation once, for a cost that is the same for every job: weight
  * bits, activation bits or bitops (QT_COST_WEIGHTED is QT_EINVAL). */

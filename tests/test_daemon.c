@@ -2,16 +2,27 @@
  * test_daemon.c -- qtuned driven by the qtune client and by raw sockets.
  * Each test starts its own daemon on a temporary state directory.
  *
- *   job_life         submit, subscribe (progress until job.end), done state,
+ *   job_life         submit, subscribe (a snapshot, then progress until
+ *                    job.end; a late subscriber's snapshot), done state,
  *                    answer, Pareto front, evaluations; the CLI's status,
  *                    watch, pareto --plot/--ascii, list, server; socket mode
  *   many_clients     50 concurrent clients submitting and querying at once
- *   bad_requests     malformed JSON, batches, bad envelopes, unknown method,
+ *   bad_requests     malformed JSON, batches (answers in one array,
+ *                    notifications unanswered, empty and oversize ones
+ *                    refused), bad envelopes, unknown method,
  *                    wrong parameter types, unknown parameters and jobs,
  *                    models outside the models directory, state conflicts,
  *                    an oversize request, a client leaving mid-request, a
  *                    slow client, a client that never reads; after each,
  *                    the daemon still answers
+ *   datasets         dataset.register (gzip or not; files outside the
+ *                    data directory, missing, of a wrong magic, truncated,
+ *                    of mismatched counts, labels >= classes, test images
+ *                    of other dims: refused naming the file), dataset.list,
+ *                    jobs on a registered dataset (the data filled in by
+ *                    the daemon; other data, other keys; the same data,
+ *                    everything reused), a dataset the model does not fit
+ *                    (the job fails naming the file), eval.run on it
  *   tcp_token        loopback TCP: nothing before server.auth, a wrong
  *                    token refused, the right one accepted
  *   second_daemon    a second qtuned on the same database is refused,
@@ -33,6 +44,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -89,6 +101,14 @@ static void sleep_ms(int ms)
 {
     struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
     while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
+
+static void write_all_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
 }
 
 static void dump_log(void)
@@ -228,14 +248,17 @@ static int64_t submit(qt_client *c, const char *spec)
     return id;
 }
 
-/* subscribe; count progress notifications until job.end or until n of
- * them arrived (n > 0); *end: job.end's params (new) or NULL */
+/* subscribe; follow the progress notifications until job.end or until n
+ * evaluations were seen (n > 0): the first is the snapshot of the job's
+ * progress, then one per evaluation, none lost (those already counted in
+ * the snapshot may follow it); returns the evaluations seen; *end:
+ * job.end's params (new) or NULL */
 static int follow(qt_client *c, int64_t id, int n, json_t **end)
 {
     json_t *res = ok(c, "job.subscribe", job_params(id));
     assert_true(json_is_true(json_object_get(res, "subscribed")));
     json_decref(res);
-    int seen = 0;
+    int seen = -1;
     *end = NULL;
     for (;;) {
         json_t *note;
@@ -244,10 +267,18 @@ static int follow(qt_client *c, int64_t id, int n, json_t **end)
         const char *m = json_string_value(json_object_get(note, "method"));
         json_t *p = json_object_get(note, "params");
         assert_int_equal(json_integer_value(json_object_get(p, "job")), id);
-        if (!strcmp(m, "job.end")) { *end = json_incref(p); json_decref(note); return seen; }
+        if (!strcmp(m, "job.end")) {
+            assert_true(seen >= 0);
+            *end = json_incref(p);
+            json_decref(note);
+            return seen;
+        }
         assert_string_equal(m, "job.progress");
-        seen++;
-        assert_int_equal(json_integer_value(json_object_get(p, "evals")), seen);
+        int evals = (int)json_integer_value(json_object_get(p, "evals"));
+        int snap = json_is_true(json_object_get(p, "snapshot"));
+        assert_int_equal(snap, seen < 0);        /* the snapshot first, and only then */
+        if (snap) seen = evals;
+        else if (evals > seen) assert_int_equal(evals, ++seen);
         json_decref(note);
         if (n > 0 && seen >= n) return seen;
     }
@@ -500,7 +531,23 @@ static void job_life(void **st)
     int64_t id3 = submit(c, long_job);
     seen = follow(c, id3, 2, &end);
     assert_null(end);
-    json_t *r3 = ok(c, "job.pause", job_params(id3));
+    /* a late subscriber first gets the job's progress so far */
+    c2 = client();
+    json_t *r3 = ok(c2, "job.subscribe", job_params(id3));
+    assert_true(json_is_true(json_object_get(r3, "subscribed")));
+    json_decref(r3);
+    json_t *snap;
+    qt_error es;
+    if (qt_client_read(c2, 60, &snap, &es)) fail_msg("no snapshot: %s", es.text);
+    assert_string_equal(json_string_value(json_object_get(snap, "method")), "job.progress");
+    json_t *sp = json_object_get(snap, "params");
+    assert_true(json_is_true(json_object_get(sp, "snapshot")));
+    assert_int_equal(json_integer_value(json_object_get(sp, "job")), id3);
+    assert_true(json_integer_value(json_object_get(sp, "evals")) >= 2);
+    assert_non_null(json_object_get(sp, "best"));
+    json_decref(snap);
+    qt_client_close(c2);
+    r3 = ok(c, "job.pause", job_params(id3));
     assert_string_equal(json_string_value(json_object_get(r3, "state")), "pausing");
     json_decref(r3);
     double t0 = mono();
@@ -671,8 +718,7 @@ static void bad_requests(void **st)
     /* malformed JSON, then the same connection still answers */
     raw_expect(fd, "{\"jsonrpc\": \"2.0\", \"method\": ", QT_RPC_PARSE_ERROR);
     raw_expect(fd, "not json at all", QT_RPC_PARSE_ERROR);
-    raw_expect(fd, "[{\"jsonrpc\":\"2.0\",\"method\":\"server.info\",\"id\":1}]",
-               QT_RPC_INVALID_REQUEST);
+    raw_expect(fd, "[]", QT_RPC_INVALID_REQUEST);               /* an empty batch */
     raw_expect(fd, "42", QT_RPC_INVALID_REQUEST);
     raw_expect(fd, "{\"method\":\"server.info\",\"id\":1}", QT_RPC_INVALID_REQUEST);
     raw_expect(fd, "{\"jsonrpc\":\"1.0\",\"method\":\"server.info\",\"id\":1}", QT_RPC_INVALID_REQUEST);
@@ -703,6 +749,73 @@ static void bad_requests(void **st)
     j = raw_line(fd, 30);
     assert_int_equal(json_integer_value(json_object_get(j, "id")), 2);
     json_decref(j);
+    /* batches: one array of answers, notifications unanswered, each request
+     * checked on its own (a loop call, pool calls, errors of each kind) */
+    const char *batch =
+        "[{\"jsonrpc\":\"2.0\",\"method\":\"server.info\",\"id\":1},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"server.stats\"},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"no.such\",\"id\":2},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"job.get\",\"params\":{\"job\":9999},\"id\":3},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"job.list\",\"id\":\"four\"},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"job.get\",\"params\":{\"job\":\"x\"},\"id\":5},"
+        "5]\n";
+    rlen = 0;
+    raw_send(fd, batch, strlen(batch));
+    j = raw_line(fd, 30);
+    assert_true(json_is_array(j));
+    assert_int_equal(json_array_size(j), 6);
+    int got[7] = { 0 };
+    size_t bi;
+    json_t *be;
+    json_array_foreach(j, bi, be) {
+        json_t *idv = json_object_get(be, "id");
+        int code = (int)json_integer_value(json_object_get(json_object_get(be, "error"), "code"));
+        if (json_is_null(idv)) { assert_int_equal(code, QT_RPC_INVALID_REQUEST); got[0]++; continue; }
+        if (json_is_string(idv)) {
+            assert_string_equal(json_string_value(idv), "four");
+            assert_true(json_is_array(json_object_get(json_object_get(be, "result"), "jobs")));
+            got[4]++;
+            continue;
+        }
+        int k = (int)json_integer_value(idv);
+        assert_true(k >= 1 && k <= 5 && k != 4);
+        got[k]++;
+        if (k == 1) assert_non_null(json_object_get(json_object_get(be, "result"), "pid"));
+        if (k == 2) assert_int_equal(code, QT_RPC_NO_METHOD);
+        if (k == 3) assert_int_equal(code, QT_RPC_NOT_FOUND);
+        if (k == 5) assert_int_equal(code, QT_RPC_INVALID_PARAMS);
+    }
+    for (int k = 0; k <= 5; k++) assert_int_equal(got[k], 1);
+    json_decref(j);
+    /* requests that are not objects: one error each */
+    rlen = 0;
+    raw_send(fd, "[1, \"x\"]\n", 9);
+    j = raw_line(fd, 30);
+    assert_int_equal(json_array_size(j), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(json_array_get(j, 1),
+                                                                        "error"), "code")),
+                     QT_RPC_INVALID_REQUEST);
+    json_decref(j);
+    /* a batch of notifications only: no answer at all */
+    const char *quiet = "[{\"jsonrpc\":\"2.0\",\"method\":\"server.stats\"},"
+                        "{\"jsonrpc\":\"2.0\",\"method\":\"job.list\"}]\n"
+                        "{\"jsonrpc\":\"2.0\",\"method\":\"server.info\",\"id\":6}\n";
+    raw_send(fd, quiet, strlen(quiet));
+    j = raw_line(fd, 30);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 6);
+    json_decref(j);
+    /* bounded: more than 256 requests in one batch */
+    {
+        static char big[300 * 64];
+        size_t at = 0;
+        big[at++] = '[';
+        for (int k = 0; k < 300; k++)
+            at += (size_t)snprintf(big + at, sizeof big - at, "%s{\"jsonrpc\":\"2.0\","
+                                   "\"method\":\"server.info\",\"id\":%d}", k ? "," : "", k);
+        big[at++] = ']';
+        big[at] = 0;
+        raw_expect(fd, big, QT_RPC_INVALID_REQUEST);
+    }
     close(fd);
 
     qt_client *c = client();
@@ -740,9 +853,31 @@ static void bad_requests(void **st)
                                           "{\"nosuchnode\": {\"weights\": \"fixed<8,4>\"}}"),
                  QT_RPC_INVALID_PARAMS);
     expect_error(c, "dataset.register", json_pack("{s:s, s:s}", "name", "x", "path", "y"),
-                 QT_RPC_UNSUPPORTED);
+                 QT_RPC_INVALID_PARAMS);
+    expect_error(c, "dataset.register", json_pack("{s:s, s:s, s:s}", "name", "x", "images",
+                                                  "/etc/passwd", "labels", "/etc/passwd"),
+                 QT_RPC_FORBIDDEN);
     json_t *r = ok(c, "model.register", json_pack("{s:s}", "path", "mlp.qtck"));
     assert_true(json_integer_value(json_object_get(r, "id")) > 0);
+    char mhash[64];
+    snprintf(mhash, sizeof mhash, "%s", json_string_value(json_object_get(r, "hash")));
+    json_decref(r);
+    /* model.list: the zoo, the files, and the registered model with its hash */
+    r = ok(c, "model.list", NULL);
+    int kinds[3] = { 0 };
+    size_t mi;
+    json_t *me;
+    json_array_foreach(json_object_get(r, "models"), mi, me) {
+        const char *kind = json_string_value(json_object_get(me, "kind"));
+        if (!strcmp(kind, "zoo")) kinds[0]++;
+        else if (!strcmp(kind, "registered")) {
+            kinds[2]++;
+            assert_string_equal(json_string_value(json_object_get(me, "hash")), mhash);
+            assert_true(json_integer_value(json_object_get(json_object_get(me, "summary"),
+                                                           "nodes")) > 0);
+        } else kinds[1]++;
+    }
+    assert_true(kinds[0] > 0 && kinds[1] > 0 && kinds[2] == 1);
     json_decref(r);
     /* no job was stored by any of it */
     r = ok(c, "job.list", NULL);
@@ -821,6 +956,307 @@ static void bad_requests(void **st)
     qt_client_close(c);
     int code = stop_daemon(daemon_pid, SIGINT);
     assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Datasets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* call and expect the error code, its message holding a and b */
+static void expect_msg(qt_client *c, const char *method, json_t *params, int want,
+                       const char *a, const char *b)
+{
+    json_t *res;
+    int code;
+    qt_error err;
+    int rc = qt_client_call(c, method, params, &res, &code, &err);
+    json_decref(params);
+    if (rc == QT_OK) { json_decref(res); fail_msg("%s: succeeded, expected error %d", method, want); }
+    if (code != want || (a && !strstr(err.text, a)) || (b && !strstr(err.text, b)))
+        fail_msg("%s: error %d (%s), expected %d with '%s' and '%s'", method, code, err.text,
+                 want, a ? a : "", b ? b : "");
+    print_message("  %s refused: %s\n", method, err.text);
+}
+
+static void be32_out(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = { (unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                           (unsigned char)(v >> 8), (unsigned char)v };
+    fwrite(b, 1, 4, f);
+}
+
+/* n items of d (loaded unnormalised: its floats are the bytes) as IDX;
+ * side: images of side x side (the top-left corner), 0: the labels;
+ * declared: the count in the header (0: n) */
+static void write_idx(const char *path, const qt_dataset *d, size_t n, int side, size_t declared)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (side) {
+        int sh[3];
+        qt_dataset_shape(d, sh);
+        be32_out(f, 0x803);
+        be32_out(f, (uint32_t)(declared ? declared : n));
+        be32_out(f, (uint32_t)side);
+        be32_out(f, (uint32_t)side);
+        const float *x = qt_dataset_images(d);
+        for (size_t i = 0; i < n; i++)
+            for (int r = 0; r < side; r++)
+                for (int k = 0; k < side; k++)
+                    fputc((int)x[i * 784 + (size_t)r * 28 + (size_t)k], f);
+    } else {
+        be32_out(f, 0x801);
+        be32_out(f, (uint32_t)(declared ? declared : n));
+        fwrite(qt_dataset_labels(d), 1, n, f);
+    }
+    fclose(f);
+}
+
+/* wait until the job is done, failed or cancelled: job.get's answer */
+static json_t *wait_end(qt_client *c, int64_t id)
+{
+    double t0 = mono();
+    for (;;) {
+        json_t *g = ok(c, "job.get", job_params(id));
+        const char *s = json_string_value(json_object_get(g, "state"));
+        if (!strcmp(s, "done") || !strcmp(s, "failed") || !strcmp(s, "cancelled")) return g;
+        json_decref(g);
+        if (mono() - t0 > 300) { dump_log(); fail_msg("job %lld did not end", (long long)id); }
+        sleep_ms(50);
+    }
+}
+
+static int64_t submit_on(qt_client *c, const char *spec, const char *dataset)
+{
+    json_t *j = json_loads(spec, 0, NULL);
+    json_object_set_new(j, "dataset", json_string(dataset));
+    char *t = json_dumps(j, 0);
+    int64_t id = submit(c, t);
+    free(t);
+    json_decref(j);
+    return id;
+}
+
+static void datasets(void **st)
+{
+    (void)st;
+    char data[256], p[400], real[PATH_MAX];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    assert_int_equal(mkdir(data, 0700), 0);
+    assert_non_null(realpath(data, real));
+    /* files made from Fashion-MNIST's: 3000 training images (plain) and
+     * their labels (gzip), 1000 test images; bad ones */
+    const char *fm = getenv("QT_DATA_DIR");
+    if (!fm || !*fm) fm = "/usr/share/datasets/fashion-mnist";
+    char fi[300], fl[300];
+    qt_norm raw = { 1.0f, 0.0f, 1.0f };
+    qt_dataset *tr, *te;
+    qt_error err;
+    snprintf(fi, sizeof fi, "%s/train-images-idx3-ubyte.gz", fm);
+    snprintf(fl, sizeof fl, "%s/train-labels-idx1-ubyte.gz", fm);
+    assert_int_equal(qt_dataset_load_idx(fi, fl, &raw, &tr, &err), QT_OK);
+    snprintf(fi, sizeof fi, "%s/t10k-images-idx3-ubyte.gz", fm);
+    snprintf(fl, sizeof fl, "%s/t10k-labels-idx1-ubyte.gz", fm);
+    assert_int_equal(qt_dataset_load_idx(fi, fl, &raw, &te, &err), QT_OK);
+#define DP(name) (snprintf(p, sizeof p, "%s/%s", data, name), p)
+    write_idx(DP("small-images"), tr, 3000, 28, 0);
+    write_idx(DP("small-labels"), tr, 3000, 0, 0);
+    write_idx(DP("test-images"), te, 1000, 28, 0);
+    write_idx(DP("test-labels"), te, 1000, 0, 0);
+    write_idx(DP("tiny-images"), tr, 3000, 8, 0);
+    write_idx(DP("tiny-test"), te, 1000, 8, 0);
+    write_idx(DP("short-labels"), tr, 2999, 0, 0);
+    write_idx(DP("trunc-images"), tr, 1000, 28, 3000);
+    write_all_text(DP("bad-magic"), "this is not an IDX file at all\n");
+    assert_int_equal(symlink("/etc/hostname", DP("outside")), 0);
+    qt_dataset_free(tr);
+    qt_dataset_free(te);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "gzip '%s/small-labels'", data);
+    assert_int_equal(system(cmd), 0);
+
+    start_daemon((const char *[]){ "--data", data, NULL });
+    qt_client *c = client();
+    json_t *r = ok(c, "dataset.list", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "data_dir")), real);
+    assert_int_equal(json_array_size(json_object_get(r, "datasets")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(
+        json_object_get(r, "datasets"), 0), "name")), "fashion-mnist");
+    json_decref(r);
+
+    /* a good registration: plain images, gzip labels, a test split */
+    json_t *reg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:f, s:f, s:f}, s:i}", "name", "small",
+                            "images", "small-images", "labels", "small-labels.gz",
+                            "test_images", "test-images", "test_labels", "test-labels",
+                            "norm", "scale", 1.0 / 255.0, "mean", 0.2860, "std", 0.3530,
+                            "val_count", 600);
+    r = ok(c, "dataset.register", json_deep_copy(reg));
+    json_t *sum = json_object_get(r, "summary");
+    assert_int_equal(json_integer_value(json_object_get(sum, "images")), 3000);
+    assert_int_equal(json_integer_value(json_object_get(sum, "classes")), 10);
+    assert_int_equal(json_integer_value(json_object_get(sum, "val_count")), 600);
+    assert_int_equal(json_integer_value(json_object_get(sum, "test_images")), 1000);
+    assert_int_equal(strlen(json_string_value(json_object_get(r, "hash"))), 32);
+    const char *ti = json_string_value(json_object_get(json_object_get(r, "data"), "train_images"));
+    assert_true(!strncmp(ti, real, strlen(real)) && strstr(ti, "small-images"));
+    json_decref(r);
+
+    /* bad registrations: each names the file and the problem */
+#define REG(k, v) ({ json_t *x_ = json_deep_copy(reg); json_object_set_new(x_, k, v); x_; })
+    expect_msg(c, "dataset.register", REG("name", json_string("fashion-mnist")),
+               QT_RPC_INVALID_PARAMS, "built in", NULL);
+    expect_msg(c, "dataset.register", REG("name", json_string("a/b")), QT_RPC_INVALID_PARAMS,
+               "not a dataset name", NULL);
+    expect_msg(c, "dataset.register", REG("images", json_string("outside")), QT_RPC_FORBIDDEN,
+               "outside the data directory", NULL);
+    expect_msg(c, "dataset.register", REG("images", json_string("../qtuned.log")),
+               QT_RPC_FORBIDDEN, "outside", NULL);
+    expect_msg(c, "dataset.register", REG("images", json_string("nope")), QT_RPC_NOT_FOUND,
+               "nope", "no such file");
+    expect_msg(c, "dataset.register", REG("images", json_string("bad-magic")),
+               QT_RPC_INVALID_PARAMS, "bad-magic", "not an IDX file");
+    expect_msg(c, "dataset.register", REG("images", json_string("trunc-images")),
+               QT_RPC_INVALID_PARAMS, "trunc-images", "truncated");
+    expect_msg(c, "dataset.register", REG("labels", json_string("short-labels")),
+               QT_RPC_INVALID_PARAMS, "short-labels", "3000 images");
+    expect_msg(c, "dataset.register", REG("classes", json_integer(5)), QT_RPC_INVALID_PARAMS,
+               "small-labels.gz", ">= 5");
+    expect_msg(c, "dataset.register", REG("test_images", json_string("tiny-test")),
+               QT_RPC_INVALID_PARAMS, "tiny-test", "8x8");
+    expect_msg(c, "dataset.register", REG("norm", json_pack("{s:i}", "std", 0)),
+               QT_RPC_INVALID_PARAMS, "std", NULL);
+    expect_msg(c, "dataset.register", REG("val_count", json_integer(5000)),
+               QT_RPC_INVALID_PARAMS, "small-images", "val_count 5000");
+    json_t *half = json_deep_copy(reg);
+    json_object_del(half, "test_labels");
+    expect_msg(c, "dataset.register", half, QT_RPC_INVALID_PARAMS, "test_labels", NULL);
+    json_decref(reg);
+    /* dims are the model's business: registered, refused by the job */
+    r = ok(c, "dataset.register", json_pack("{s:s, s:s, s:s}", "name", "tiny", "images",
+                                            "tiny-images", "labels", "small-labels.gz"));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "summary"),
+                                                        "val_count")), 500);
+    json_decref(r);
+    r = ok(c, "dataset.list", NULL);
+    json_t *dl = json_object_get(r, "datasets");
+    assert_int_equal(json_array_size(dl), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(dl, 1), "name")), "small");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(dl, 2), "name")), "tiny");
+    assert_true(json_is_object(json_object_get(json_array_get(dl, 1), "data")));
+    json_decref(r);
+    /* the client */
+    static char out[8192];
+    assert_int_equal(cli(out, sizeof out, (const char *[]){ "datasets", NULL }), 0);
+    assert_non_null(strstr(out, "fashion-mnist"));
+    assert_non_null(strstr(out, "small"));
+    assert_int_equal(cli(out, sizeof out, (const char *[]){ "datasets", "--register", "tiny2",
+                                                            "--images", "tiny-images",
+                                                            "--labels", "small-labels.gz",
+                                                            "--mean", "0.5", "--val-count",
+                                                            "100", NULL }), 0);
+    assert_non_null(strstr(out, "dataset tiny2: 3000 images of 1x8x8, 10 classes, 100 for "
+                                "validation"));
+    assert_int_equal(cli(NULL, 0, (const char *[]){ "datasets", "--register", "x", "--images",
+                                                    "nope", "--labels", "small-labels.gz",
+                                                    NULL }), 2);
+
+    /* jobs: the daemon fills in the data; a job may not give its own */
+    json_t *bad = json_loads(small_job, 0, NULL);
+    json_object_set_new(bad, "dataset", json_string("small"));
+    json_object_set_new(bad, "data", json_pack("{s:s, s:s}", "train_images", "/etc/passwd",
+                                               "train_labels", "/etc/passwd"));
+    expect_msg(c, "job.submit", json_pack("{s:o}", "job", bad), QT_RPC_INVALID_PARAMS,
+               "data is filled in by qtuned", NULL);
+    bad = json_loads(small_job, 0, NULL);
+    json_object_set_new(bad, "dataset", json_string("nope"));
+    expect_msg(c, "job.submit", json_pack("{s:o}", "job", bad), QT_RPC_NOT_FOUND,
+               "no dataset 'nope'", NULL);
+
+    /* the same job on Fashion-MNIST, then on "small": nothing shared (other
+     * data, other keys); then on "small" again: everything reused */
+    int64_t a = submit(c, small_job);
+    json_t *ga = wait_end(c, a);
+    assert_string_equal(json_string_value(json_object_get(ga, "state")), "done");
+    json_decref(ga);
+    int64_t b = submit_on(c, small_job, "small");
+    json_t *gb = wait_end(c, b);
+    assert_string_equal(json_string_value(json_object_get(gb, "state")), "done");
+    int eb = (int)json_integer_value(json_object_get(gb, "evals"));
+    assert_true(eb >= 3);
+    assert_int_equal(json_integer_value(json_object_get(gb, "computed")), eb);
+    json_t *spec = json_object_get(gb, "spec");
+    assert_string_equal(json_string_value(json_object_get(spec, "dataset")), "small");
+    json_t *sd = json_object_get(spec, "data");
+    assert_non_null(strstr(json_string_value(json_object_get(sd, "train_labels")),
+                           "small-labels.gz"));
+    assert_int_equal(json_integer_value(json_object_get(sd, "val_count")), 600);
+    assert_true(json_number_value(json_object_get(json_object_get(gb, "answer"), "top1")) > 0.5);
+    json_decref(gb);
+    int64_t b2 = submit_on(c, small_job, "small");
+    gb = wait_end(c, b2);
+    assert_string_equal(json_string_value(json_object_get(gb, "state")), "done");
+    assert_int_equal(json_integer_value(json_object_get(gb, "evals")), eb);
+    assert_int_equal(json_integer_value(json_object_get(gb, "computed")), 0);
+    json_decref(gb);
+    /* images that do not fit the model: the job fails naming the file */
+    int64_t t = submit_on(c, small_job, "tiny");
+    json_t *gt = wait_end(c, t);
+    assert_string_equal(json_string_value(json_object_get(gt, "state")), "failed");
+    const char *why = json_string_value(json_object_get(gt, "error"));
+    if (!why || !strstr(why, "tiny-images") || !strstr(why, "do not fit"))
+        fail_msg("failed job's error: %s", why ? why : "(none)");
+    print_message("  job on tiny: %s\n", why);
+    json_decref(gt);
+    /* eval.run on a registered dataset's test split */
+    r = ok(c, "eval.run", json_pack("{s:s, s:s, s:s, s:i}", "model", "mlp.qtck", "dataset",
+                                    "small", "split", "test", "limit", 100));
+    assert_int_equal(json_integer_value(json_object_get(r, "images")), 100);
+    assert_string_equal(json_string_value(json_object_get(r, "dataset")), "small");
+    assert_true(json_number_value(json_object_get(r, "top1")) > 0.5);
+    json_decref(r);
+    expect_msg(c, "eval.run", json_pack("{s:s, s:s}", "model", "mlp.qtck", "dataset", "nope"),
+               QT_RPC_NOT_FOUND, "nope", NULL);
+    /* job.evaluations pages and the front on the registered data */
+    r = ok(c, "job.evaluations", json_pack("{s:I, s:i, s:i}", "job", (json_int_t)b, "offset",
+                                           eb - 1, "limit", 10));
+    assert_int_equal(json_integer_value(json_object_get(r, "total")), eb);
+    assert_int_equal(json_array_size(json_object_get(r, "evaluations")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(
+        json_object_get(r, "evaluations"), 0), "seq")), eb);
+    json_decref(r);
+    r = ok(c, "job.pareto", job_params(b));
+    assert_true(json_array_size(json_object_get(r, "front")) >= 1);
+    assert_true(json_is_object(json_object_get(json_array_get(json_object_get(r, "front"), 0),
+                                               "config")));
+    assert_int_equal(json_integer_value(json_object_get(r, "evaluations")), eb);
+    json_decref(r);
+    qt_client_close(c);
+    still_serving();
+    int code = stop_daemon(daemon_pid, SIGTERM);
+    assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+    /* qtune tune --db takes a registered dataset's files from the store:
+     * the same data, so everything is reused */
+    char jobf[300], db[300];
+    snprintf(jobf, sizeof jobf, "%s/small.json", tmp);
+    snprintf(db, sizeof db, "%s/qtune.db", state);
+    json_t *jj = json_loads(small_job, 0, NULL);
+    json_object_set_new(jj, "model", json_string(MODELS "/mlp.qtck"));
+    json_object_set_new(jj, "dataset", json_string("small"));
+    assert_int_equal(json_dump_file(jj, jobf, 0), 0);
+    json_decref(jj);
+    snprintf(cmd, sizeof cmd, "'%s' tune '%s' --db '%s' > /dev/null 2>&1", QTUNE_BIN, jobf, db);
+    assert_int_equal(system(cmd), 0);
+    qt_store *sto;
+    qt_store_job sj;
+    assert_int_equal(qt_store_open(db, QT_STORE_READONLY, &sto, &err), QT_OK);
+    assert_int_equal(qt_store_job_get(sto, t + 1, &sj, &err), QT_OK);
+    assert_int_equal(sj.state, QT_JOB_DONE);
+    assert_int_equal(sj.evals, eb);
+    assert_int_equal(sj.computed, 0);
+    qt_store_job_clear(&sj);
+    qt_store_close(sto);
+#undef REG
+#undef DP
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1139,6 +1575,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(job_life, setup, teardown),
         cmocka_unit_test_setup_teardown(many_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(datasets, setup, teardown),
         cmocka_unit_test_setup_teardown(tcp_token, setup, teardown),
         cmocka_unit_test_setup_teardown(second_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(kill9_resume, setup, teardown),

@@ -1,7 +1,9 @@
 /*
  * test_store.c -- store/: creating and refusing files (foreign, corrupt,
- * newer: refused and left byte for byte as they were), the migration from
- * schema 1, every field of a result through the store, job states and
+ * newer: refused and left byte for byte as they were), the migrations from
+ * schema 1 (to 4: registered datasets; a failed step kept out whole), the
+ * daemon's queries (models, registered datasets, history pages, a front as
+ * its evaluations), every field of a result through the store, job states and
  * events, the cache hooks of a search (reuse across jobs, history order,
  * cost of another job's cost function), Pareto fronts against brute force,
  * CSV and JSON exports read back, failed evaluations, a read-only file and
@@ -251,8 +253,8 @@ static void refuse_foreign(void **state)
     int64_t job = new_job(st, "{\"model\":\"mlp\"}");
     assert_true(job > 0);
     qt_store_close(st);
-    raw_exec(path_of("newer.db"), "PRAGMA user_version = 4; PRAGMA wal_checkpoint(TRUNCATE);");
-    refused(path_of("newer.db"), QT_ENOTSUP, "newer qtune (schema version 4");
+    raw_exec(path_of("newer.db"), "PRAGMA user_version = 5; PRAGMA wal_checkpoint(TRUNCATE);");
+    refused(path_of("newer.db"), QT_ENOTSUP, "newer qtune (schema version 5");
 }
 
 static void refuse_corrupt(void **state)
@@ -416,6 +418,37 @@ static void migrate_v1(void **state)
     assert_non_null(strstr(err.text, "upgrading the schema to version 2"));
     assert_int_equal(raw_int(p, "PRAGMA user_version"), 1);
     assert_int_equal(raw_int(p, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_model'"), 0);
+}
+
+/* schema 4: the registered datasets' table; a failing step 4 keeps the
+ * steps before it (each is its own transaction) and the file at 3 */
+static void migrate_v4(void **state)
+{
+    (void)state;
+    const char *p = path_of("v1to4.db");
+    char sql[sizeof v1_sql + sizeof v1_data];
+    snprintf(sql, sizeof sql, "%s%s", v1_sql, v1_data);
+    raw_exec(p, sql);
+    qt_store *st;
+    qt_error err;
+    assert_int_equal(qt_store_open(p, 0, &st, &err), QT_OK);
+    assert_int_equal(qt_store_schema(st), 4);
+    int64_t id = 0;
+    assert_int_equal(qt_store_dataset_register(st, "d", "h", "{}", NULL, &id, &err), QT_OK);
+    assert_true(id > 0);
+    qt_store_close(st);
+    assert_int_equal(raw_int(p, "PRAGMA user_version"), 4);
+    assert_int_equal(raw_int(p, "SELECT COUNT(*) FROM registered_datasets"), 1);
+    /* the old job is still there */
+    assert_int_equal(raw_int(p, "SELECT COUNT(*) FROM jobs WHERE id = 7"), 1);
+
+    p = path_of("v4bad.db");
+    snprintf(sql, sizeof sql, "%s%s", v1_sql, "CREATE TABLE registered_datasets(x);");
+    raw_exec(p, sql);
+    assert_int_not_equal(qt_store_open(p, 0, &st, &err), QT_OK);
+    assert_non_null(strstr(err.text, "upgrading the schema to version 4"));
+    assert_int_equal(raw_int(p, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(p, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_model'"), 1);
 }
 
 /* ---- results through the store ---- */
@@ -930,6 +963,205 @@ static void pareto_fronts(void **state)
     qt_store_close(st);
 }
 
+/* ---- the queries of the daemon: models, datasets, pages, fronts ---- */
+
+typedef struct named_log { int n; char name[8][32]; char hash[8][40]; char src[8][128];
+                           int has_path[8]; int64_t id[8]; } named_log;
+
+static int named_cb(void *user, const qt_store_named *m)
+{
+    named_log *l = user;
+    if (l->n >= 8) return 42;
+    snprintf(l->name[l->n], sizeof l->name[0], "%s", m->name);
+    snprintf(l->hash[l->n], sizeof l->hash[0], "%s", m->hash);
+    snprintf(l->src[l->n], sizeof l->src[0], "%s", m->source_json ? m->source_json : "");
+    l->has_path[l->n] = m->path != NULL;
+    l->id[l->n] = m->id;
+    l->n++;
+    return 0;
+}
+
+static void models_datasets(void **state)
+{
+    (void)state;
+    qt_store *st = open_new("named.db");
+    qt_error err;
+    int64_t a, b, a2, d1, d2, d3;
+    named_log l = { 0 };
+    assert_int_equal(qt_store_model_list(st, named_cb, &l, &err), QT_OK);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(qt_store_model_put(st, "mlp", "/m/mlp.qtck", "h1", "{\"nodes\":3}", &a, &err), QT_OK);
+    assert_int_equal(qt_store_model_put(st, "zoo", NULL, "h2", NULL, &b, &err), QT_OK);
+    /* the same content under another name: one row, renamed */
+    assert_int_equal(qt_store_model_put(st, "mlp2", NULL, "h1", NULL, &a2, &err), QT_OK);
+    assert_true(a2 == a);
+    assert_int_equal(qt_store_model_list(st, named_cb, &l, &err), QT_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.name[0], "mlp2");
+    assert_string_equal(l.hash[0], "h1");
+    assert_true(l.has_path[0] && !l.has_path[1]);
+    assert_true(l.id[0] == a && l.id[1] == b);
+    assert_string_equal(l.src[0], "");
+    /* datasets by name, listed by name; a name registered again is replaced */
+    assert_int_equal(qt_store_dataset_register(st, "zeta", "hz", "{\"train_images\":\"/z\"}",
+                                               NULL, &d1, &err), QT_OK);
+    assert_int_equal(qt_store_dataset_register(st, "alpha", "ha", "{\"train_images\":\"/a\"}",
+                                               "{\"images\":5}", &d2, &err), QT_OK);
+    assert_int_equal(qt_store_dataset_register(st, "zeta", "hz2", "{\"train_images\":\"/z2\"}",
+                                               NULL, &d3, &err), QT_OK);
+    assert_true(d3 == d1 && d2 != d1);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(qt_store_dataset_list(st, named_cb, &l, &err), QT_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.name[0], "alpha");
+    assert_string_equal(l.name[1], "zeta");
+    assert_string_equal(l.hash[1], "hz2");
+    assert_string_equal(l.src[1], "{\"train_images\":\"/z2\"}");
+    memset(&l, 0, sizeof l);
+    assert_int_equal(qt_store_dataset_find(st, "alpha", named_cb, &l, &err), QT_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.src[0], "{\"train_images\":\"/a\"}");
+    assert_int_equal(qt_store_dataset_find(st, "beta", named_cb, &l, &err), QT_ENOENT);
+    assert_non_null(strstr(err.text, "no dataset 'beta'"));
+    /* the run-recorded datasets (by content) are another table */
+    int64_t dd;
+    assert_int_equal(qt_store_dataset_put(st, "alpha", "0123", NULL, &dd, &err), QT_OK);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(qt_store_dataset_list(st, named_cb, &l, &err), QT_OK);
+    assert_int_equal(l.n, 2);
+    /* bad arguments, and a callback's stop */
+    assert_int_equal(qt_store_dataset_register(st, "", "h", "{}", NULL, NULL, &err), QT_EINVAL);
+    assert_int_equal(qt_store_dataset_register(st, "x", "h", NULL, NULL, NULL, &err), QT_EINVAL);
+    l.n = 8;
+    assert_int_equal(qt_store_dataset_list(st, named_cb, &l, &err), 42);
+    qt_store_close(st);
+    /* read-only: listed, not written */
+    assert_int_equal(qt_store_open(path_of("named.db"), QT_STORE_READONLY, &st, &err), QT_OK);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(qt_store_dataset_list(st, named_cb, &l, &err), QT_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(qt_store_dataset_register(st, "y", "h", "{}", NULL, NULL, &err), QT_EIO);
+    qt_store_close(st);
+}
+
+typedef struct page { int n; int seq[64]; char key[64][65]; double cost[64]; } page;
+
+static int page_cb(void *user, const qt_store_eval *e)
+{
+    page *p = user;
+    if (p->n < 64) {
+        p->seq[p->n] = e->seq;
+        snprintf(p->key[p->n], 65, "%s", e->key);
+        p->cost[p->n] = e->r.cost;
+    }
+    p->n++;
+    return 0;
+}
+
+typedef struct fr { int n; int64_t id[64]; double cost[64], acc[64]; int seq[64];
+                    char reason[64][32], config[64][32]; double comp[64]; } fr;
+
+static int front_cb(void *user, const qt_store_point *pp, const qt_store_eval *e)
+{
+    fr *f = user;
+    if (f->n >= 64) return 7;
+    f->id[f->n] = pp->eval_id;
+    f->cost[f->n] = pp->cost;
+    f->acc[f->n] = pp->acc;
+    f->seq[f->n] = e->seq;
+    assert_string_equal(pp->key, e->key);
+    assert_true(pp->eval_id == e->id);
+    assert_true(e->r.cost == pp->cost);
+    snprintf(f->reason[f->n], 32, "%s", e->reason ? e->reason : "");
+    snprintf(f->config[f->n], 32, "%s", e->config_json ? e->config_json : "");
+    f->comp[f->n] = e->r.compression;
+    f->n++;
+    return 0;
+}
+
+static void pages_and_fronts(void **state)
+{
+    (void)state;
+    qt_store *st = open_new("pages.db");
+    qt_error err;
+    int64_t ja = new_job(st, "{\"model\":\"mlp\"}");
+    int64_t jb = new_job(st, "{\"model\":\"mlp\"}");
+    char key[65], cfg[32], why[32];
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        qt_result r;
+        memset(&r, 0, sizeof r);
+        r.cost = 100 - i;             /* cheaper and, every third, more accurate */
+        r.compression = 32.0 / r.cost;
+        r.top1 = i % 3 == 0 ? 0.5 - i * 0.01 : 0.1;
+        r.images = 100;
+        r.early = i == 3;              /* early: never on the front */
+        key_of(1000 + i, key);
+        snprintf(cfg, sizeof cfg, "{\"c\":%d}", i);
+        snprintf(why, sizeof why, "step %d", i);
+        assert_int_equal(qt_store_eval_put(st, i % 2 ? jb : ja, key, cfg, why, &r, &err), QT_OK);
+    }
+    /* pages of job a's history (20 evaluations) */
+    page p = { 0 };
+    assert_int_equal(qt_store_history_page(st, ja, 5, 4, page_cb, &p, &err), QT_OK);
+    assert_int_equal(p.n, 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(p.seq[i], 6 + i);
+    key_of(1000 + 2 * 5, key);
+    assert_string_equal(p.key[0], key);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(qt_store_history_page(st, ja, 18, 10, page_cb, &p, &err), QT_OK);
+    assert_int_equal(p.n, 2);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(qt_store_history_page(st, ja, 20, 10, page_cb, &p, &err), QT_OK);
+    assert_int_equal(p.n, 0);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(qt_store_history_page(st, ja, 0, 0, page_cb, &p, &err), QT_OK);
+    assert_int_equal(p.n, 20);
+    page all = { 0 };
+    assert_int_equal(qt_store_history(st, ja, page_cb, &all, &err), QT_OK);
+    assert_memory_equal(all.key, p.key, sizeof p.key);
+    assert_int_equal(qt_store_history_page(st, ja, -1, 1, page_cb, &p, &err), QT_EINVAL);
+    /* the front as evaluations: the same points as qt_store_pareto_job */
+    qt_store_point *f;
+    int nf;
+    double floors[] = { -INFINITY, 0.2 };
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(qt_store_pareto_job(st, ja, floors[k], &f, &nf, &err), QT_OK);
+        fr e = { 0 };
+        assert_int_equal(qt_store_pareto_evals(st, ja, floors[k], front_cb, &e, &err), QT_OK);
+        assert_int_equal(e.n, nf);
+        assert_true(nf >= 2);
+        for (int i = 0; i < nf; i++) {
+            assert_true(e.id[i] == f[i].eval_id && e.cost[i] == f[i].cost && e.acc[i] == f[i].acc);
+            int at = (int)(100 - e.cost[i]);          /* which evaluation it is */
+            assert_int_equal(at % 2, 0);
+            assert_int_not_equal(at, 3);
+            assert_int_equal(e.seq[i], at / 2 + 1);
+            snprintf(why, sizeof why, "step %d", at);
+            snprintf(cfg, sizeof cfg, "{\"c\":%d}", at);
+            assert_string_equal(e.reason[i], why);
+            assert_string_equal(e.config[i], cfg);
+            assert_true(e.comp[i] == 32.0 / e.cost[i]);
+        }
+        free(f);
+    }
+    /* job b reuses an evaluation of job a: it sees it in its own history */
+    qt_store_cache *sc;
+    assert_int_equal(qt_store_cache_new(st, jb, &sc, &err), QT_OK);
+    const qt_eval_cache *h = qt_store_cache_hooks(sc);
+    qt_result g;
+    key_of(1000, key);
+    assert_int_equal(h->lookup(h->user, key, &g), 1);
+    qt_store_cache_free(sc);
+    fr e = { 0 };
+    assert_int_equal(qt_store_pareto_evals(st, jb, -INFINITY, front_cb, &e, &err), QT_OK);
+    assert_true(e.n >= 1);
+    assert_int_equal(e.seq[e.n - 1], 21);             /* the reused one, most accurate */
+    assert_string_equal(e.reason[e.n - 1], "step 0");
+    assert_int_equal(qt_store_pareto_evals(st, 999, 0, front_cb, &e, &err), QT_ENOENT);
+    qt_store_close(st);
+}
+
 /* 10^5 evaluations of one model: storing them and the model's front */
 static void pareto_scale(void **state)
 {
@@ -1329,6 +1561,9 @@ int main(void)
         cmocka_unit_test(refuse_foreign),
         cmocka_unit_test(refuse_corrupt),
         cmocka_unit_test(migrate_v1),
+        cmocka_unit_test(migrate_v4),
+        cmocka_unit_test(models_datasets),
+        cmocka_unit_test(pages_and_fronts),
         cmocka_unit_test(result_roundtrip),
         cmocka_unit_test(failed_evaluations),
         cmocka_unit_test(job_states),

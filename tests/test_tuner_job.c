@@ -218,6 +218,46 @@ static void t_canonical(void **st)
     qt_job_clear(&s);
 }
 
+/* another dataset: its files in "data", defaults filled in, written back
+ * canonically; the built-in one has no "data" */
+static void t_data(void **st)
+{
+    (void)st;
+    qt_job_spec s = P("{\"model\": \"m\", \"dataset\": \"digits-1.0_b\", \"data\": "
+                      "{\"train_images\": \"/d/tr.idx.gz\", \"train_labels\": \"/d/trl\", "
+                      "\"norm\": {\"mean\": 0.5}}}");
+    assert_string_equal(s.dataset, "digits-1.0_b");
+    assert_int_equal(s.has_data, 1);
+    assert_string_equal(s.data.train_images, "/d/tr.idx.gz");
+    assert_string_equal(s.data.train_labels, "/d/trl");
+    assert_string_equal(s.data.test_images, "");
+    assert_true(s.data.norm.scale == 1.0f / 255.0f && s.data.norm.mean == 0.5f &&
+                s.data.norm.std == 1.0f);
+    assert_int_equal(s.data.val_count, 0);
+    assert_int_equal(s.data.val_seed, 0x5eed5eedull);
+    json_t *j = qt_job_to_json(&s);
+    char *text = json_dumps(j, JSON_COMPACT);
+    assert_non_null(strstr(text, "\"dataset\":\"digits-1.0_b\",\"data\":{\"train_images\":"
+                                 "\"/d/tr.idx.gz\",\"train_labels\":\"/d/trl\",\"norm\":"
+                                 "{\"scale\":0.0039215688593685627,\"mean\":0.5,\"std\":1.0},"
+                                 "\"val_count\":0,\"val_seed\":1592614637},\"kind\""));
+    qt_job_spec b;
+    qt_error err;
+    assert_int_equal(qt_job_parse(text, &b, &err), QT_OK);
+    assert_true(b.data.norm.scale == s.data.norm.scale);
+    assert_string_equal(b.data.train_labels, "/d/trl");
+    qt_job_clear(&b);
+    free(text);
+    json_decref(j);
+    qt_job_clear(&s);
+    s = P("{\"model\": \"m\", \"dataset\": \"fashion-mnist\"}");
+    assert_int_equal(s.has_data, 0);
+    j = qt_job_to_json(&s);
+    assert_null(json_object_get(j, "data"));
+    json_decref(j);
+    qt_job_clear(&s);
+}
+
 /* strategy options: a copy, owned by the spec, independent of the input */
 static void t_strategy_opts(void **st)
 {
@@ -375,12 +415,43 @@ static void rand_spec(qt_job_spec *s)
     s->alpha = below(4) ? unit() * 0.5 : (below(2) ? 0 : nextafter(0.5, 0));
     s->seed = below(4) ? rnd() >> 1 : (below(2) ? 0 : (uint64_t)INT64_MAX);
     s->workers = 1 + below(64);
+    if (!below(3)) {            /* another dataset, its files */
+        static const char cs[] = "abcXYZ019._-";
+        int n = 1 + below(63);
+        for (int i = 0; i < n; i++) s->dataset[i] = cs[i ? below(12) : below(9)];
+        s->dataset[n] = 0;
+        if (!strcmp(s->dataset, "fashion-mnist")) strcpy(s->dataset, "x");
+        s->has_data = 1;
+        qt_job_data *d = &s->data;
+        rand_str(d->train_images, QT_JOB_PATH_MAX - 1);
+        rand_str(d->train_labels, QT_JOB_PATH_MAX - 1);
+        if (below(2)) {
+            rand_str(d->test_images, QT_JOB_PATH_MAX - 1);
+            rand_str(d->test_labels, QT_JOB_PATH_MAX - 1);
+        }
+        d->norm.scale = below(2) ? 1.0f / 255.0f : (float)(unit() * 10);
+        d->norm.mean = (float)(unit() - 0.5);
+        d->norm.std = below(4) ? (float)(1e-3 + unit()) : 1.0f;
+        d->val_count = below(3) ? (size_t)below(1 << 26) : 0;
+        d->val_seed = below(4) ? rnd() >> 1 : (below(2) ? 0 : (uint64_t)INT64_MAX);
+    }
 }
 
 static void assert_spec_equal(const qt_job_spec *a, const qt_job_spec *b)
 {
     assert_string_equal(a->model, b->model);
     assert_string_equal(a->dataset, b->dataset);
+    assert_int_equal(a->has_data, b->has_data);
+    if (a->has_data) {
+        const qt_job_data *x = &a->data, *y = &b->data;
+        assert_string_equal(x->train_images, y->train_images);
+        assert_string_equal(x->train_labels, y->train_labels);
+        assert_string_equal(x->test_images, y->test_images);
+        assert_string_equal(x->test_labels, y->test_labels);
+        assert_true(x->norm.scale == y->norm.scale && x->norm.mean == y->norm.mean &&
+                    x->norm.std == y->norm.std);
+        assert_true(x->val_count == y->val_count && x->val_seed == y->val_seed);
+    }
     assert_int_equal(a->kind, b->kind);
     assert_int_equal(a->n_rules, b->n_rules);
     for (int i = 0; i < a->n_rules; i++) {
@@ -474,8 +545,30 @@ static const bad bads[] = {
     { "{\"model\": \"%s\"}", QT_EINVAL, "model: longer than 511 bytes" },
     { "{" M "\"modle\": 1}", QT_EINVAL, "job: unknown key 'modle' (model, dataset," },
     { "{" M "\"dataset\": \"mnist\"}", QT_EINVAL,
-      "dataset: 'mnist' is not a dataset (fashion-mnist)" },
+      "data: required for dataset 'mnist'" },
     { "{" M "\"dataset\": 3}", QT_EINVAL, "dataset: must be a string" },
+    { "{" M "\"dataset\": \"\"}", QT_EINVAL, "dataset: must not be empty" },
+    { "{" M "\"dataset\": \"../x\", \"data\": {}}", QT_EINVAL,
+      "dataset: '../x' is not a dataset name" },
+    { "{" M "\"data\": {\"train_images\": \"a\", \"train_labels\": \"b\"}}", QT_EINVAL,
+      "data: fashion-mnist is built in" },
+    { "{" M "\"dataset\": \"d\", \"data\": 1}", QT_EINVAL, "data: must be an object" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_labels\": \"b\"}}", QT_EINVAL,
+      "data.train_images: required" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\"}}", QT_EINVAL,
+      "data.train_labels: required" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\", \"train_labels\": "
+      "\"b\", \"test_images\": \"c\"}}", QT_EINVAL, "data.test_labels: required with" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\", \"train_labels\": "
+      "\"b\", \"norm\": {\"std\": 0}}}", QT_EINVAL, "data.norm.std: 0 must be > 0" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\", \"train_labels\": "
+      "\"b\", \"norm\": {\"sd\": 1}}}", QT_EINVAL, "data.norm: unknown key 'sd'" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\", \"train_labels\": "
+      "\"b\", \"val_count\": -1}}", QT_EINVAL, "data.val_count: -1 is out of range" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\", \"train_labels\": "
+      "\"b\", \"val_seed\": 1.5}}", QT_EINVAL, "data.val_seed: must be an integer" },
+    { "{" M "\"dataset\": \"d\", \"data\": {\"train_images\": \"a\", \"train_labels\": "
+      "\"b\", \"path\": \"x\"}}", QT_EINVAL, "data: unknown key 'path'" },
     { "{" M "\"kind\": \"train\"}", QT_EINVAL,
       "kind: 'train' is not a job kind (inference, training)" },
     { "{" M "\"kind\": true}", QT_EINVAL, "kind: must be a string" },
@@ -668,6 +761,7 @@ int main(void)
         cmocka_unit_test(t_defaults),
         cmocka_unit_test(t_canonical),
         cmocka_unit_test(t_strategy_opts),
+        cmocka_unit_test(t_data),
         cmocka_unit_test(t_round_trip),
         cmocka_unit_test(t_bad),
         cmocka_unit_test(t_api_edges),

@@ -475,6 +475,169 @@ static void training_job(void **st)
     qt_job_clear(&sp);
 }
 
+/* ---- datasets other than the built-in one ("data") ---- */
+
+typedef struct firstkey { char key[65]; int n; } firstkey;
+
+static int key_stored(void *user, const char *key, const qt_cand *c, const char *cfg,
+                      const qt_result *r)
+{
+    firstkey *k = user;
+    (void)c; (void)cfg; (void)r;
+    if (!k->n++) snprintf(k->key, sizeof k->key, "%s", key);
+    return QT_OK;
+}
+
+/* run one uniform evaluation of mlp with extra job fields: the first key,
+ * or the error of qt_search_new (rc) */
+static int one_key(const char *extra, char key[65], double *top1, qt_error *err)
+{
+    char job[4096];
+    qt_job_spec sp;
+    qt_search *s;
+    firstkey k = { "", 0 };
+    qt_eval_cache cache = { NULL, key_stored, &k };
+    snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/mlp.qtck\","
+             "\"strategy\":\"uniform\",\"val_limit\":300,\"budget\":{\"evaluations\":1}%s%s}",
+             extra ? "," : "", extra ? extra : "");
+    int rc = qt_job_parse(job, &sp, err);
+    if (rc) { fprintf(stderr, "%s\n", err->text); return rc; }
+    rc = qt_search_new(&sp, &cache, &s, err);
+    qt_job_clear(&sp);
+    if (rc) return rc;
+    if (top1) *top1 = qt_search_baseline(s)->top1;
+    assert_int_equal(qt_search_run(s, NULL, NULL, err), QT_OK);
+    assert_int_equal(k.n, 1);
+    snprintf(key, 65, "%s", k.key);
+    qt_search_free(s);
+    return QT_OK;
+}
+
+static void write_idx(const char *path, const unsigned char *magic, const uint32_t *dims, int nd,
+                      const unsigned char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(magic, 1, 4, f);
+    for (int i = 0; i < nd; i++) {
+        unsigned char b[4] = { (unsigned char)(dims[i] >> 24), (unsigned char)(dims[i] >> 16),
+                               (unsigned char)(dims[i] >> 8), (unsigned char)dims[i] };
+        fwrite(b, 1, 4, f);
+    }
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+/* "data" naming Fashion-MNIST's own files with its normalisation and split
+ * is the same data: the same keys (stored results serve both); another
+ * normalisation or split is other data: other keys. Bad files name the
+ * file and the problem. */
+static void registered_datasets(void **st)
+{
+    (void)st;
+    const char *dir = getenv("QT_DATA_DIR");
+    if (!dir || !*dir) dir = "/usr/share/datasets/fashion-mnist";
+    char kb[65], kc[65], extra[2048], msg[512];
+    double tb, tc;
+    qt_error err;
+    assert_int_equal(one_key(NULL, kb, &tb, &err), QT_OK);
+    const char *fmt = "\"dataset\":\"fm-copy\",\"data\":{\"train_images\":\"%s/train-images-idx3-"
+                      "ubyte.gz\",\"train_labels\":\"%s/train-labels-idx1-ubyte.gz\","
+                      "\"test_images\":\"%s/t10k-images-idx3-ubyte.gz\",\"test_labels\":"
+                      "\"%s/t10k-labels-idx1-ubyte.gz\",\"norm\":{\"scale\":%.17g,\"mean\":%s,"
+                      "\"std\":%s},\"val_count\":%d}";
+    snprintf(extra, sizeof extra, fmt, dir, dir, dir, dir, 1.0 / 255.0, "0.2860", "0.3530", 10000);
+    assert_int_equal(one_key(extra, kc, &tc, &err), QT_OK);
+    assert_string_equal(kb, kc);
+    assert_true(tb == tc);
+    /* its test split is Fashion-MNIST's */
+    qt_job_spec sp;
+    char job[2300];
+    snprintf(job, sizeof job, "{\"model\":\"m\",%s}", extra);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    qt_dataset *a, *b;
+    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_TEST, &a, &err), QT_OK);
+    assert_int_equal(qt_dataset_fashion_mnist(QT_SPLIT_TEST, &b, &err), QT_OK);
+    assert_true(qt_dataset_hash(a) == qt_dataset_hash(b));
+    qt_dataset_free(a);
+    qt_dataset_free(b);
+    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_TRAIN, &a, &err), QT_OK);
+    assert_int_equal(qt_dataset_count(a), 50000);
+    qt_dataset_free(a);
+    qt_job_clear(&sp);
+    /* other normalisation, other split: other keys */
+    snprintf(extra, sizeof extra, fmt, dir, dir, dir, dir, 1.0 / 255.0, "0", "1", 10000);
+    assert_int_equal(one_key(extra, kc, NULL, &err), QT_OK);
+    assert_string_not_equal(kb, kc);
+    snprintf(extra, sizeof extra, fmt, dir, dir, dir, dir, 1.0 / 255.0, "0.2860", "0.3530", 5000);
+    assert_int_equal(one_key(extra, kc, NULL, &err), QT_OK);
+    assert_string_not_equal(kb, kc);
+
+    /* bad files */
+    char tdir[] = "/tmp/qt_data_XXXXXX";
+    assert_non_null(mkdtemp(tdir));
+    enum { N = 60 };
+    static unsigned char img[N * 28 * 28], lab[N], small[N * 8 * 8];
+    for (int i = 0; i < N * 28 * 28; i++) img[i] = (unsigned char)(i * 37);
+    for (int i = 0; i < N; i++) lab[i] = (unsigned char)(i % 10);
+    const unsigned char m3[4] = { 0, 0, 8, 3 }, m1[4] = { 0, 0, 8, 1 }, bad[4] = { 0, 0, 9, 3 };
+    uint32_t di[3] = { N, 28, 28 }, dl[1] = { N }, dl2[1] = { N - 1 }, ds[3] = { N, 8, 8 };
+    char pi[300], pl[300], pm[300], pt[300], pc[300], pb[300], ps[300];
+    snprintf(pi, sizeof pi, "%s/img", tdir);
+    snprintf(pl, sizeof pl, "%s/lab", tdir);
+    snprintf(pm, sizeof pm, "%s/magic", tdir);
+    snprintf(pt, sizeof pt, "%s/trunc", tdir);
+    snprintf(pc, sizeof pc, "%s/count", tdir);
+    snprintf(pb, sizeof pb, "%s/biglab", tdir);
+    snprintf(ps, sizeof ps, "%s/small", tdir);
+    write_idx(pi, m3, di, 3, img, sizeof img);
+    write_idx(pl, m1, dl, 1, lab, sizeof lab);
+    write_idx(pm, bad, di, 3, img, sizeof img);
+    write_idx(pt, m3, di, 3, img, sizeof img / 2);
+    write_idx(pc, m1, dl2, 1, lab, N - 1);
+    lab[7] = 12;
+    write_idx(pb, m1, dl, 1, lab, sizeof lab);
+    write_idx(ps, m3, ds, 3, small, sizeof small);
+    const struct { const char *im, *lb, *want1, *want2; } cases[] = {
+        { pi, pl, NULL, NULL },                               /* good */
+        { "/nonexistent/img", pl, "/nonexistent/img", "No such file" },
+        { pm, pl, pm, "not an IDX file" },
+        { pt, pl, pt, "truncated" },
+        { pi, pc, pc, "labels" },
+        { pi, pb, pb, "label 12 >= 10" },
+        { ps, pl, ps, "do not fit the model's input" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(extra, sizeof extra, "\"dataset\":\"t\",\"data\":{\"train_images\":\"%s\","
+                 "\"train_labels\":\"%s\",\"val_count\":20}", cases[i].im, cases[i].lb);
+        memset(&err, 0, sizeof err);
+        int rc = one_key(extra, kc, NULL, &err);
+        snprintf(msg, sizeof msg, "%s", err.text);
+        if (!cases[i].want1) {
+            if (rc) fail_msg("case %zu: %s", i, msg);
+            continue;
+        }
+        if (rc == QT_OK || !strstr(msg, cases[i].want1) || !strstr(msg, cases[i].want2))
+            fail_msg("case %zu: rc %d: '%s' (want '%s' and '%s')", i, rc, msg, cases[i].want1,
+                     cases[i].want2);
+        fprintf(stderr, "  bad data: %s\n", msg);
+    }
+    /* a split larger than the file, and no test split */
+    snprintf(job, sizeof job, "{\"model\":\"m\",\"dataset\":\"t\",\"data\":{\"train_images\":"
+             "\"%s\",\"train_labels\":\"%s\",\"val_count\":%d}}", pi, pl, N);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_VAL, &a, &err), QT_OK);   /* all of it */
+    assert_int_equal(qt_dataset_count(a), N);
+    qt_dataset_free(a);
+    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_TRAIN, &a, &err), QT_EINVAL);
+    assert_non_null(strstr(err.text, pi));
+    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_TEST, &a, &err), QT_ENOTSUP);
+    assert_non_null(strstr(err.text, "no test split"));
+    qt_job_clear(&sp);
+    snprintf(job, sizeof job, "rm -rf '%s'", tdir);
+    assert_int_equal(system(job), 0);
+}
+
 /* Prefix reuse changes nothing but the work: the same job with and without
  * it (and without any early stop) gives the same results bit for bit, the
  * MACs of each evaluation are those of the nodes it ran, and on a
@@ -704,6 +867,7 @@ static void subset_results_agree_with_the_engine(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(registered_datasets),
         cmocka_unit_test(subset_results_agree_with_the_engine),
         cmocka_unit_test(prefix_reuse_is_exact),
         cmocka_unit_test(coords_from_rules),

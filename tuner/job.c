@@ -12,7 +12,25 @@
  *   "model"       string, required: a zoo name, a checkpoint or an ONNX
  *                 path (1..511 bytes). It is not opened here, so node
  *                 names and globs are checked when the search starts.
- *   "dataset"     "fashion-mnist" (the only one for now).
+ *   "dataset"     "fashion-mnist" (default, built in), or the name of
+ *                 another dataset (1..63 bytes of letters, digits, '.',
+ *                 '_', '-', beginning with a letter or digit) whose files
+ *                 "data" gives: qtuned fills it in for a dataset registered
+ *                 with dataset.register.
+ *   "data"        required for any dataset but fashion-mnist (and refused
+ *                 for it): an object of
+ *       "train_images", "train_labels"   IDX files (gzip or not), required:
+ *                   the training images, from which the validation split
+ *                   is carved;
+ *       "test_images", "test_labels"     the test split (optional, both or
+ *                   neither);
+ *       "norm"      {"scale": s, "mean": m, "std": d}: a pixel v becomes
+ *                   (v*s - m)/d; default {1/255, 0, 1}; std > 0;
+ *       "val_count" integer >= 0: validation images, the last ones of a
+ *                   val_seed permutation of the training images (0, the
+ *                   default: a sixth of them, at most 10000);
+ *       "val_seed"  integer 0..2^63-1, default 1592614637 (0x5eed5eed, as
+ *                   Fashion-MNIST's split; 0: the file's order).
  *   "kind"        "inference" (default): candidates configure the trained
  *                 model; "training": candidates configure training from
  *                 the model's seed, for "epochs" epochs.
@@ -88,6 +106,7 @@
 #include "tuner.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,13 +117,19 @@
 /* ------------------------------------------------------------------------ */
 
 static const char *const top_keys[] = {
-    "model", "dataset", "kind", "epochs", "lr", "train_limit", "space", "cost", "constraint", "strategy",
+    "model", "dataset", "data", "kind", "epochs", "lr", "train_limit", "space", "cost", "constraint", "strategy",
     "budget", "val_limit", "alpha", "early_pass", "early_stop", "seed", "workers", "cache_mb", NULL
 };
 static const char *const rule_keys[] = {
     "nodes", "points", "types", "widths", "rounding", "bias", NULL
 };
-static const char *const datasets[] = { "fashion-mnist", NULL };
+#define BUILTIN_DATASET "fashion-mnist"
+static const char *const data_keys[] = {
+    "train_images", "train_labels", "test_images", "test_labels", "norm", "val_count",
+    "val_seed", NULL
+};
+static const char *const norm_keys[] = { "scale", "mean", "std", NULL };
+#define DEFAULT_VAL_SEED 0x5eed5eedull
 static const char *const kinds[] = { "inference", "training", NULL };
 /* the strategies a job may name; the registry (qt_strategy_find) will
  * replace this list once it exists */
@@ -259,6 +284,80 @@ static int get_str(const json_t *v, const char *path, char *buf, size_t size, qt
 /* ------------------------------------------------------------------------ */
 /* Parsing                                                                   */
 /* ------------------------------------------------------------------------ */
+
+/* a dataset name: [A-Za-z0-9][A-Za-z0-9._-]* */
+static int name_ok(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int parse_data(const json_t *v, qt_job_spec *s, qt_error *err)
+{
+    qt_job_data *d = &s->data;
+    json_t *e;
+    json_int_t n = 0;
+    int rc;
+    memset(d, 0, sizeof *d);
+    d->norm.scale = 1.0f / 255.0f;
+    d->norm.mean = 0.0f;
+    d->norm.std = 1.0f;
+    d->val_seed = DEFAULT_VAL_SEED;
+    if (!json_is_object(v))
+        return fail(err, "data", "must be an object {\"train_images\": ..., \"train_labels\": "
+                    "..., ...}");
+    if ((rc = check_keys(v, "data", data_keys, err)) != QT_OK) return rc;
+    struct { const char *key; char *buf; int required; } paths[] = {
+        { "train_images", d->train_images, 1 }, { "train_labels", d->train_labels, 1 },
+        { "test_images", d->test_images, 0 }, { "test_labels", d->test_labels, 0 },
+    };
+    for (int i = 0; i < 4; i++) {
+        char fp[32];
+        snprintf(fp, sizeof fp, "data.%s", paths[i].key);
+        if (!(e = json_object_get(v, paths[i].key))) {
+            if (paths[i].required) return fail(err, fp, "required (an IDX file)");
+            continue;
+        }
+        if ((rc = get_str(e, fp, paths[i].buf, QT_JOB_PATH_MAX, err)) != QT_OK) return rc;
+    }
+    if (!d->test_images[0] != !d->test_labels[0])
+        return fail(err, d->test_images[0] ? "data.test_labels" : "data.test_images",
+                    "required with %s (give both test files or neither)",
+                    d->test_images[0] ? "test_images" : "test_labels");
+    if ((e = json_object_get(v, "norm"))) {
+        double x[3] = { d->norm.scale, d->norm.mean, d->norm.std };
+        if (!json_is_object(e))
+            return fail(err, "data.norm", "must be an object {\"scale\": s, \"mean\": m, "
+                        "\"std\": d}");
+        if ((rc = check_keys(e, "data.norm", norm_keys, err)) != QT_OK) return rc;
+        for (int i = 0; i < 3; i++) {
+            json_t *f = json_object_get(e, norm_keys[i]);
+            char fp[32];
+            snprintf(fp, sizeof fp, "data.norm.%s", norm_keys[i]);
+            if (f && (rc = get_num(f, fp, &x[i], err)) != QT_OK) return rc;
+            if (!isfinite(x[i]) || fabs(x[i]) > 1e30) return fail(err, fp, "%g is not a finite float", x[i]);
+        }
+        if (!(x[2] > 0)) return fail(err, "data.norm.std", "%g must be > 0", x[2]);
+        d->norm.scale = (float)x[0];
+        d->norm.mean = (float)x[1];
+        d->norm.std = (float)x[2];
+        if (!(d->norm.std > 0)) return fail(err, "data.norm.std", "%g must be > 0", x[2]);
+    }
+    if ((e = json_object_get(v, "val_count"))) {
+        if ((rc = get_int(e, "data.val_count", 0, 1 << 26, &n, err)) != QT_OK) return rc;
+        d->val_count = (size_t)n;
+    }
+    if ((e = json_object_get(v, "val_seed"))) {
+        if ((rc = get_int(e, "data.val_seed", 0, JINT_MAX, &n, err)) != QT_OK) return rc;
+        d->val_seed = (uint64_t)n;
+    }
+    return QT_OK;
+}
 
 static void rule_defaults(qt_space_rule *r)
 {
@@ -548,10 +647,24 @@ static int parse_job(const json_t *j, qt_job_spec *s, qt_error *err)
         return fail(err, "model", "required (a zoo name, checkpoint or ONNX path)");
     if ((rc = get_str(v, "model", s->model, sizeof s->model, err)) != QT_OK) return rc;
 
-    strcpy(s->dataset, datasets[0]);
+    strcpy(s->dataset, BUILTIN_DATASET);
     if ((v = json_object_get(j, "dataset"))) {
-        if ((rc = get_name(v, "dataset", datasets, "a dataset", &k, err)) != QT_OK) return rc;
-        snprintf(s->dataset, sizeof s->dataset, "%s", datasets[k]);
+        if ((rc = get_str(v, "dataset", s->dataset, sizeof s->dataset, err)) != QT_OK) return rc;
+        if (!name_ok(s->dataset))
+            return fail(err, "dataset", "'%.63s' is not a dataset name (letters, digits, '.', "
+                        "'_', '-')", s->dataset);
+    }
+    s->has_data = 0;
+    v = json_object_get(j, "data");
+    if (!strcmp(s->dataset, BUILTIN_DATASET)) {
+        if (v) return fail(err, "data", BUILTIN_DATASET " is built in: data describes the "
+                           "files of another dataset");
+    } else {
+        if (!v)
+            return fail(err, "data", "required for dataset '%s' (its files; qtuned fills it "
+                        "in for a registered dataset: dataset.list lists them)", s->dataset);
+        if ((rc = parse_data(v, s, err)) != QT_OK) return rc;
+        s->has_data = 1;
     }
 
     s->kind = QT_JOB_INFERENCE;
@@ -718,6 +831,25 @@ json_t *qt_job_to_json(const qt_job_spec *s)
 
     put(o, "model", json_string(s->model), &bad);
     put(o, "dataset", json_string(s->dataset), &bad);
+    if (s->has_data) {
+        const qt_job_data *d = &s->data;
+        json_t *n;
+        e = json_object();
+        put(e, "train_images", json_string(d->train_images), &bad);
+        put(e, "train_labels", json_string(d->train_labels), &bad);
+        if (d->test_images[0]) {
+            put(e, "test_images", json_string(d->test_images), &bad);
+            put(e, "test_labels", json_string(d->test_labels), &bad);
+        }
+        n = json_object();
+        put(n, "scale", json_real(d->norm.scale), &bad);
+        put(n, "mean", json_real(d->norm.mean), &bad);
+        put(n, "std", json_real(d->norm.std), &bad);
+        put(e, "norm", n, &bad);
+        put(e, "val_count", json_integer((json_int_t)d->val_count), &bad);
+        put(e, "val_seed", json_integer((json_int_t)d->val_seed), &bad);
+        put(o, "data", e, &bad);
+    }
     put(o, "kind", json_string(kinds[s->kind == QT_JOB_TRAINING]), &bad);
     if (s->kind == QT_JOB_TRAINING) {
         put(o, "epochs", json_integer(s->epochs), &bad);

@@ -627,6 +627,99 @@ static int finish_setup(qt_search *s, qt_error *err)
     return QT_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The job's data                                                            */
+/* ------------------------------------------------------------------------ */
+
+#define DATA_VAL_MAX 10000
+
+/* the validation (and, with train, the training) split of the job's data */
+static int load_splits(const qt_job_spec *spec, qt_dataset **val, qt_dataset **train,
+                       qt_error *err)
+{
+    const qt_job_data *d = &spec->data;
+    qt_dataset *all = NULL;
+    int rc;
+    *val = NULL;
+    if (train) *train = NULL;
+    if (!spec->has_data) {
+        if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_VAL, val, err))) return rc;
+        if (train && (rc = qt_dataset_fashion_mnist(QT_SPLIT_TRAIN, train, err))) {
+            qt_dataset_free(*val);
+            *val = NULL;
+        }
+        return rc;
+    }
+    if ((rc = qt_dataset_load_idx(d->train_images, d->train_labels, &d->norm, &all, err)))
+        return rc;
+    size_t n = qt_dataset_count(all), vc = d->val_count;
+    if (!vc) {
+        vc = n / 6 < DATA_VAL_MAX ? n / 6 : DATA_VAL_MAX;
+        if (!vc) vc = 1;
+    }
+    if (vc > n || (train && vc >= n)) {
+        rc = qt__fail(err, QT_EINVAL, -1, "%s: %zu images, too few for a validation split of "
+                      "%zu%s (data.val_count)", d->train_images, n, vc,
+                      train ? " and a training split" : "");
+        goto out;
+    }
+    if ((rc = qt_dataset_subset(all, d->val_seed, n - vc, vc, val, err))) goto out;
+    if (train && (rc = qt_dataset_subset(all, d->val_seed, 0, n - vc, train, err))) {
+        qt_dataset_free(*val);
+        *val = NULL;
+    }
+out:
+    qt_dataset_free(all);
+    return rc;
+}
+
+int qt_job_dataset(const qt_job_spec *spec, qt_split split, qt_dataset **out, qt_error *err)
+{
+    const qt_job_data *d = &spec->data;
+    *out = NULL;
+    if (!spec->has_data) return qt_dataset_fashion_mnist(split, out, err);
+    switch (split) {
+    case QT_SPLIT_VAL: return load_splits(spec, out, NULL, err);
+    case QT_SPLIT_TRAIN: {
+        qt_dataset *val = NULL;
+        int rc = load_splits(spec, &val, out, err);
+        qt_dataset_free(val);
+        return rc;
+    }
+    case QT_SPLIT_TEST:
+        if (!d->test_images[0])
+            return qt__fail(err, QT_ENOTSUP, -1, "dataset '%s' has no test split (data."
+                            "test_images)", spec->dataset);
+        return qt_dataset_load_idx(d->test_images, d->test_labels, &d->norm, out, err);
+    case QT_SPLIT_FULLTRAIN:
+        return qt_dataset_load_idx(d->train_images, d->train_labels, &d->norm, out, err);
+    }
+    return qt__fail(err, QT_EINVAL, -1, "no such split");
+}
+
+/* the data must fit the model: per-sample size against its input, labels
+ * against its outputs; errors name the files */
+static int check_fit(const qt_job_spec *spec, const qt_graph *g, const qt_dataset *d,
+                     const char *images, const char *labels, qt_error *err)
+{
+    int ds[3], gs[3];
+    if (!spec->has_data) return QT_OK;      /* Fashion-MNIST: the engine's checks */
+    qt_dataset_shape(d, ds);
+    qt_graph_node_shape(g, 0, gs);
+    if ((size_t)ds[0] * ds[1] * ds[2] != qt_graph_node_size(g, 0))
+        return qt__fail(err, QT_EINVAL, -1, "%s: images of %dx%dx%d do not fit the model's "
+                        "input '%s' of %dx%dx%d", images, ds[0], ds[1], ds[2],
+                        qt_graph_node_name(g, 0), gs[0], gs[1], gs[2]);
+    size_t outs = qt_graph_node_size(g, qt_graph_output(g));
+    const uint8_t *l = qt_dataset_labels(d);
+    for (size_t i = 0; i < qt_dataset_count(d); i++)
+        if (l[i] >= outs)
+            return qt__fail(err, QT_EINVAL, -1, "%s: label %d >= %zu, the classes of the "
+                            "model's output '%s'", labels, l[i], outs,
+                            qt_graph_node_name(g, qt_graph_output(g)));
+    return QT_OK;
+}
+
 static qt_search *alloc_search(const qt_job_spec *spec)
 {
     qt_search *s = calloc(1, sizeof *s);
@@ -649,17 +742,24 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     if (cache) s->cache = *cache;
     if ((rc = qt_model_load(spec->model, &s->own_g, err))) goto fail;
     s->g = s->own_g;
-    if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_VAL, &val, err))) goto fail;
+    qt_dataset *tr = NULL;
+    if ((rc = load_splits(spec, &val, spec->kind == QT_JOB_TRAINING ? &tr : NULL, err)))
+        goto fail;
+    if ((rc = check_fit(spec, s->g, val, spec->data.train_images, spec->data.train_labels,
+                        err)) ||
+        (tr && (rc = check_fit(spec, s->g, tr, spec->data.train_images,
+                               spec->data.train_labels, err)))) {
+        qt_dataset_free(tr);
+        goto fail;
+    }
     size_t n = qt_dataset_count(val);
     if (spec->val_limit && spec->val_limit < n) n = spec->val_limit;
-    if ((rc = qt_dataset_subset(val, 0, 0, n, &s->val, err))) goto fail;
+    if ((rc = qt_dataset_subset(val, 0, 0, n, &s->val, err))) { qt_dataset_free(tr); goto fail; }
     qt_dataset_free(val);
     val = NULL;
     double t0 = now();
     qt_graph *ref = s->own_g;         /* the float model the candidates are compared with */
     if (spec->kind == QT_JOB_TRAINING) {
-        qt_dataset *tr = NULL;
-        if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TRAIN, &tr, err))) goto fail;
         size_t nt = qt_dataset_count(tr);
         if (spec->train_limit && spec->train_limit < nt) nt = spec->train_limit;
         rc = qt_dataset_subset(tr, 0, 0, nt, &s->train, err);
@@ -1092,7 +1192,10 @@ int qt_search_measure_test(qt_search *s, const qt_cand *c, qt_result *r, qt_erro
     memset(r, 0, sizeof *r);
     if (s->efn || !s->own_g)
         return qt__fail(err, QT_ENOTSUP, -1, "a custom search has no test split");
-    if ((rc = qt_dataset_fashion_mnist(QT_SPLIT_TEST, &test, err))) return rc;
+    if ((rc = qt_job_dataset(&s->spec, QT_SPLIT_TEST, &test, err))) return rc;
+    if ((rc = check_fit(&s->spec, s->own_g, test, s->spec.data.test_images,
+                        s->spec.data.test_labels, err)))
+        goto out;
     if (c && (rc = qt_search_config(s, c, &cfg, err))) goto out;
     double t0 = now();
     qt_graph *g = s->own_g, *trained = NULL;

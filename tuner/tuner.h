@@ -84,10 +84,27 @@ typedef struct qt_space_rule {
 } qt_space_rule;
 
 #define QT_JOB_MAX_RULES 32
+#define QT_JOB_PATH_MAX  512
+
+/* Where a dataset other than the built-in Fashion-MNIST is read from (the
+ * job's "data"): IDX files (gzip or not) and their normalisation. The
+ * validation split is the last val_count images of a val_seed permutation
+ * of the training images, the rest is the training split, as
+ * Fashion-MNIST's are. qtuned fills it in from dataset.register. */
+typedef struct qt_job_data {
+    char     train_images[QT_JOB_PATH_MAX], train_labels[QT_JOB_PATH_MAX];
+    char     test_images[QT_JOB_PATH_MAX], test_labels[QT_JOB_PATH_MAX];  /* "": none */
+    qt_norm  norm;
+    size_t   val_count;                /* 0: a sixth of the images, at most 10000 */
+    uint64_t val_seed;                 /* default 0x5eed5eed (Fashion-MNIST's) */
+} qt_job_data;
 
 typedef struct qt_job_spec {
     char           model[512];       /* zoo name, checkpoint or ONNX path */
-    char           dataset[64];      /* "fashion-mnist" */
+    char           dataset[64];      /* "fashion-mnist" (built in) or another name
+                                        with its data below */
+    int            has_data;         /* data is set (every dataset but fashion-mnist) */
+    qt_job_data    data;
     qt_job_kind    kind;
     qt_space_rule  rules[QT_JOB_MAX_RULES];
     int            n_rules;
@@ -116,6 +133,11 @@ typedef struct qt_job_spec {
     double         lr;               /* QT_JOB_TRAINING: SGD learning rate */
     size_t         train_limit;      /* QT_JOB_TRAINING: training images (0: all) */
 } qt_job_spec;
+
+/* A split (train, val or test) of the job's dataset: Fashion-MNIST's, or
+ * read from the job's data files (the validation split carved from the
+ * training images). Errors name the file and the problem. New object. */
+int qt_job_dataset(const qt_job_spec *s, qt_split split, qt_dataset **out, qt_error *err);
 
 /* The job's cost from the three kinds (cost.c documents them): one of
  * them, or the weighted sum. */
