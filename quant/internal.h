@@ -96,27 +96,12 @@ void qt__fixed_array(const qt_format *f, float *x, size_t n, const qt_sr *sr);
 void qt__float_array(const qt_format *f, float *x, size_t n, const qt_sr *sr);
 int  qt__float_fast_ok(const qt_format *f);
 
-/* random: key from (seed, stream), then a word per index */
-typedef struct qt_key { uint32_t k0, k1; } qt_key;
-qt_key qt__key(uint64_t seed, uint64_t stream);
-
-static inline uint32_t qt__mix32(uint32_t x)
-{
-    /* a 32-bit avalanche permutation (xorshift-multiply, three rounds) */
-    x ^= x >> 17; x *= 0xed5ad4bbu;
-    x ^= x >> 11; x *= 0xac4c1b51u;
-    x ^= x >> 15; x *= 0x31848babu;
-    x ^= x >> 14;
-    return x;
-}
-
-/* one avalanche round per element: the high word of the index is mixed
- * with the key once (the kernels hoist it out of their loops) */
-static inline uint32_t qt__rand_k(qt_key k, uint64_t index)
-{
-    uint32_t lo = (uint32_t)index, hi = (uint32_t)(index >> 32);
-    return qt__mix32((lo ^ k.k0) + qt__mix32(hi ^ k.k1));
-}
+/* random: key from (seed, stream), then a word per index -- the public
+ * generator of quant.h (qt_rand_key, qt_rand32_k) under the kernels' names */
+typedef qt_rkey qt_key;
+#define qt__key(seed, stream) qt_rand_key(seed, stream)
+#define qt__mix32(x) qt_rand_mix32_(x)
+#define qt__rand_k(k, index) qt_rand32_k(k, index)
 
 static inline float qt__bits2f(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 static inline uint32_t qt__f2bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }

@@ -73,18 +73,11 @@ static uint64_t splitmix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-qt_key qt__key(uint64_t seed, uint64_t stream)
-{
-    uint64_t k = splitmix64(seed ^ splitmix64(stream + 0x51ed2701ull));
-    qt_key key = { (uint32_t)k, (uint32_t)(k >> 32) };
-    return key;
-}
-
 qt_rkey qt_rand_key(uint64_t seed, uint64_t stream)
 {
-    qt_key k = qt__key(seed, stream);
-    qt_rkey r = { k.k0, k.k1 };
-    return r;
+    uint64_t k = splitmix64(seed ^ splitmix64(stream + 0x51ed2701ull));
+    qt_rkey key = { (uint32_t)k, (uint32_t)(k >> 32) };
+    return key;
 }
 
 uint32_t qt_rand32(uint64_t seed, uint64_t stream, uint64_t index)
