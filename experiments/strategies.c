@@ -187,9 +187,14 @@ static void write_svgs(const char *dir, const run *R, int n)
         qt_plot p;
         qt_error err;
         qt_plot_init(&p);
-        snprintf(path, sizeof path, "%s/strategies_%s_%s.svg", dir, R[i].model, R[i].space);
-        snprintf(title, sizeof title, "%s, %s space: cheapest feasible compression", R[i].model,
-                 R[i].space);
+        if (snprintf(path, sizeof path, "%s/strategies_%s_%s.svg", dir, R[i].model,
+                     R[i].space) >= (int)sizeof path ||
+            snprintf(title, sizeof title, "%s, %s space: cheapest feasible compression",
+                     R[i].model, R[i].space) >= (int)sizeof title) {
+            fprintf(stderr, "strategies: output path too long under %s\n", dir);
+            for (int k = 0; k < ns; k++) free(pts[k]);
+            continue;
+        }
         p.title = title;
         p.xlabel = "evaluations";
         p.ylabel = "weight compression vs fp32 (x)";
