@@ -726,6 +726,152 @@ static void lenet5(void **st)
     qt_job_clear(&sp);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Training jobs: Sakr & Shanbhag's gradient and accumulator precisions      */
+/* ------------------------------------------------------------------------ */
+
+/* per node, over the epochs of an independent float training run */
+typedef struct tr_st {
+    double gw_min[32], gw_max[32], ga_min[32], ga_max[32], x2[32];
+} tr_st;
+
+static void tr_epoch(void *user, int epoch, const qt_stats *st)
+{
+    tr_st *t = user;
+    for (int k = 0; k < 32; k++) {
+        const qt_tstats *w = qt_stats_get(st, k, QT_ST_GRAD_WEIGHTS);
+        const qt_tstats *a = qt_stats_get(st, k, QT_ST_GRAD_ACT);
+        const qt_tstats *x = qt_stats_get(st, k, QT_ST_ACT);
+        if (w && w->count) {
+            double sd = qt_tstats_std(w);
+            if (epoch == 0 || sd < t->gw_min[k]) t->gw_min[k] = sd;
+            if (sd > t->gw_max[k]) t->gw_max[k] = sd;
+        }
+        if (a && a->count) {
+            double sd = qt_tstats_std(a);
+            if (epoch == 0 || sd < t->ga_min[k]) t->ga_min[k] = sd;
+            if (sd > t->ga_max[k]) t->ga_max[k] = sd;
+        }
+        if (x && x->count) t->x2[k] = x->sum2 / (double)x->count;
+    }
+}
+
+static void training_job(void **st)
+{
+    (void)st;
+    const char *job =
+        "{\"model\":\"lenet5\",\"kind\":\"training\",\"epochs\":2,\"lr\":0.05,"
+        "\"train_limit\":3000,\"val_limit\":1000,\"seed\":7,"
+        "\"constraint\":{\"metric\":\"top1\",\"relative\":0.97},\"strategy\":\"analytical\","
+        "\"space\":[{\"nodes\":\"conv*\",\"points\":[\"weights\",\"grad_weights\","
+        "\"accumulator\"],\"widths\":[2,32]},"
+        "{\"nodes\":\"fc*\",\"points\":[\"weights\",\"grad_weights\",\"accumulator\","
+        "\"grad_output\"],\"widths\":[2,32]},"
+        "{\"nodes\":\"pool*\",\"points\":[\"output\",\"grad_output\"],\"types\":[\"fixed\","
+        "\"ufixed\"],\"widths\":[2,32]}]}";
+    qt_job_spec sp;
+    qt_error err;
+    qt_search *s;
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
+    int rc = qt_search_new(&sp, NULL, &s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+
+    /* the float training again, on its own, with every epoch's statistics */
+    qt_graph *g;
+    qt_dataset *tr, *sub;
+    tr_st t;
+    memset(&t, 0, sizeof t);
+    assert_int_equal(qt_model_load("lenet5", &g, &err), QT_OK);
+    assert_true(qt_graph_nodes(g) <= 32);
+    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_TRAIN, &tr, &err), QT_OK);
+    assert_int_equal(qt_dataset_subset(tr, 0, 0, 3000, &sub, &err), QT_OK);
+    qt_stats *ss = qt_stats_new(g);
+    qt_train_opts to = qt_train_defaults();
+    to.epochs = 2;
+    to.lr = 0.05;
+    to.seed = 7;
+    to.stats = ss;
+    to.epoch_cb = tr_epoch;
+    to.user = &t;
+    assert_int_equal(qt_train(g, NULL, sub, &to, NULL, &err), QT_OK);
+
+    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
+    assert_true(qt_search_evals(s) >= 1);
+    const qt_cand *c0;
+    const qt_result *r0;
+    qt_search_result(s, 0, &c0, &r0);
+    fprintf(stderr, "  %s\n", c0->reason);
+    const qt_coord *co;
+    int n = qt_search_coords(s, &co), seen[QT_QP_COUNT] = { 0 };
+    for (int i = 0; i < n; i++) {
+        const qt_format *f = &c0->fmt[i];
+        int k = co[i].node, eR, eD;
+        const char *name = qt_graph_node_name(g, k);
+        if (co[i].point == QT_QP_GRAD_WEIGHTS) {
+            eR = (int)ceil(log2(2 * t.gw_max[k] / sqrt(0.1)));
+            eD = (int)floor(log2(t.gw_min[k] / 4));
+            /* the rule's intent: the step within [sigma_min/8, sigma_min/4] */
+            assert_true(ldexp(1.0, -f->bias) <= t.gw_min[k] / 4);
+            assert_true(ldexp(1.0, -f->bias) > t.gw_min[k] / 8);
+        } else if (co[i].point == QT_QP_ACCUMULATOR) {
+            double dgw = ldexp(1.0, (int)floor(log2(t.gw_min[k] / 4)));
+            const qt_tensor *w = qt_graph_param(g, k, 0);
+            double mx = 0;
+            for (size_t j = 0; j < w->size; j++) mx = fmax(mx, fabs(w->data[j]));
+            eR = (int)ceil(log2(mx));
+            eD = (int)floor(log2(0.05 * dgw));
+            /* the smallest update moves it */
+            assert_true(ldexp(1.0, -f->bias) <= 0.05 * dgw);
+        } else if (co[i].point == QT_QP_GRAD_OUTPUT) {
+            /* back to the first node with weights: fc* itself, pool -> relu -> conv */
+            int m = k;
+            const int *in;
+            while (!qt_graph_param(g, m, 0)) {
+                assert_true(qt_graph_node_inputs(g, m, &in) >= 1);
+                m = in[0];
+            }
+            if (!strncmp(name, "pool", 4)) assert_int_equal(strncmp(qt_graph_node_name(g, m), "conv", 4), 0);
+            int sh[3];
+            qt_graph_node_shape(g, m, sh);
+            assert_true(qt_graph_node_inputs(g, m, &in) >= 1);
+            double lam = (double)to.batch * sh[1] * sh[2] * t.x2[in[0]];
+            double dgw = ldexp(1.0, (int)floor(log2(t.gw_min[m] / 4)));
+            eR = (int)ceil(log2(8 * t.ga_max[k] / sqrt(0.1)));
+            eD = (int)floor(log2(dgw / sqrt(lam)));
+            assert_true(lam > 1);
+            assert_true(ldexp(1.0, -f->bias) <= dgw);     /* finer than the weights' */
+        } else {
+            continue;
+        }
+        fprintf(stderr, "  %s %s: fixed<%d,%d> (expected %d,%d)\n", name,
+                qt_qpoint_name(co[i].point), f->width, f->bias, eR - eD + 1, -eD);
+        assert_int_equal(f->type, QT_FIXED);
+        assert_int_equal(f->width, eR - eD + 1);
+        assert_int_equal(f->bias, -eD);
+        seen[co[i].point]++;
+    }
+    assert_int_equal(seen[QT_QP_GRAD_WEIGHTS], 5);
+    assert_int_equal(seen[QT_QP_ACCUMULATOR], 5);
+    assert_int_equal(seen[QT_QP_GRAD_OUTPUT], 5);
+
+    /* the answer: trained under all of them, within the constraint */
+    const qt_result *rb;
+    int feasible;
+    assert_non_null(qt_search_best(s, &rb, &feasible));
+    fprintf(stderr, "  float %.2f %%, analytical %.2f %% in %d evaluation(s)\n",
+            100 * qt_search_baseline(s)->top1, 100 * rb->top1, qt_search_evals(s));
+    assert_true(feasible);
+    assert_true(rb->top1 >= 0.97 * qt_search_baseline(s)->top1);
+
+    qt_stats_free(ss);
+    qt_dataset_free(sub);
+    qt_dataset_free(tr);
+    qt_graph_free(g);
+    qt_search_free(s);
+    qt_job_clear(&sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -735,6 +881,7 @@ int main(void)
         cmocka_unit_test(refusals),
         cmocka_unit_test(allocation),
         cmocka_unit_test(lenet5),
+        cmocka_unit_test(training_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

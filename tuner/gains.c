@@ -27,7 +27,12 @@
  * Both kinds on 500 images: about 1 s for lenet5, 15 s for the small VGG
  * (2 cores).
  *
- * Other points (intrinsic, gradients, accumulator) have no gain here: NaN.
+ * Other points (intrinsic, gradients, accumulator) have no gain here: NaN;
+ * the training points (gradients, accumulator) add no noise to an
+ * inference, so the drop estimate takes them as noiseless.
+ *
+ * The model is the search's float reference (qt__search_ref): a training
+ * job's float-trained copy, whose forward tensors its candidates quantize.
  */
 #include "internal.h"
 
@@ -38,6 +43,11 @@
 #define CHUNK 64          /* samples per batched activation pass */
 
 static int is_act(const qt_coord *c) { return c->point == QT_QP_OUTPUT; }
+static int is_training(const qt_coord *c)
+{
+    return c->point == QT_QP_GRAD_OUTPUT || c->point == QT_QP_GRAD_WEIGHTS ||
+           c->point == QT_QP_ACCUMULATOR;
+}
 static int is_param(const qt_coord *c)
 {
     return c->point == QT_QP_WEIGHTS || c->point == QT_QP_BIAS;
@@ -208,7 +218,7 @@ int qt__search_gains(const qt_search *s, size_t samples_act, size_t samples_para
     int n = qt_search_coords(s, &co), rc = QT_OK;
     if (!d) return qt__fail(err, QT_EINVAL, -1, "gains: a custom search has no data to "
                             "measure them on");
-    qt_graph *g = qt_graph_clone(qt_search_graph(s));
+    qt_graph *g = qt_graph_clone(qt__search_ref(s));
     qt_coord *sub = malloc((size_t)(n ? n : 1) * sizeof *sub);
     double *e = malloc((size_t)(n ? n : 1) * sizeof *e);
     int *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
@@ -289,7 +299,7 @@ int qt__margins_new(const qt_search *s, size_t samples, const double *gains, qt_
                             "measure margins on");
     qt__margins *M = calloc(1, sizeof *M);
     if (!M) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
-    M->g = qt_graph_clone(qt_search_graph(s));
+    M->g = qt_graph_clone(qt__search_ref(s));
     size_t N = qt_dataset_count(d);
     if (samples < N) N = samples;
     M->N = (int)N;
@@ -365,6 +375,7 @@ double qt__noise(qt__margins *M, const qt_search *s, int coord, const qt_format 
     const qt_coord *co;
     qt_search_coords(s, &co);
     if (f->type == QT_NONE) return 0;
+    if (is_training(&co[coord])) return 0;        /* not in an inference */
     if (!is_param(&co[coord]))
         return f->type == QT_FIXED || f->type == QT_UFIXED ? qt_noise_var(f, 0.0) : NAN;
     for (int k = 0; k < M->n_cache; k++)

@@ -52,7 +52,28 @@ struct qt_search {
     /* the float model on the first n images, per subset size used */
     struct qt__subbase { size_t n; double top1, top5, loss; } *sub;
     int            n_sub;
+    /* training jobs: what the float baseline's training saw (per node) */
+    struct qt__gstat *gstat;
+    int            train_batch;
 };
+
+/* ---- the float training run's statistics (training jobs) --------------- */
+/* Per node, over the epochs of the float baseline's training: the standard
+ * deviation of the elements of its weight gradients and of the gradient
+ * arriving at its output, each epoch's over every minibatch of it (the
+ * smallest and largest epoch's; 0: none seen), their largest |value|, and
+ * the mean square of its output over the last epoch. Sakr & Shanbhag's
+ * gradient and accumulator precisions come from these (strat_analytical.c). */
+typedef struct qt__gstat {
+    double gw_absmax, gw_smin, gw_smax;
+    double ga_absmax, ga_smin, ga_smax;
+    double x2;
+} qt__gstat;
+/* NULL unless a training job (the search's graph's nodes) */
+const qt__gstat *qt__search_gstats(const qt_search *s, int *batch);
+/* the float model the job's candidates are compared with: the trained
+ * copy for a training job, the model otherwise (borrowed) */
+const qt_graph *qt__search_ref(const qt_search *s);
 
 /* ---- prefix reuse (prefix.c) ------------------------------------------ */
 /* The activations kept for candidates that configure the first nodes alike;

@@ -156,7 +156,7 @@ static int build_coords(qt_search *s, qt_error *err)
 /* the largest |value| of every coordinate: parameters directly, activations
  * over up to 2048 validation images in float; gradients (training jobs)
  * from the float baseline's training (gst) */
-static int calibrate(qt_search *s, qt_graph *g, const qt_stats *gst, qt_error *err)
+static int calibrate(qt_search *s, qt_graph *g, const qt__gstat *gst, qt_error *err)
 {
     qt_stats *st = qt_stats_new(g);
     qt_dataset *cal = NULL;
@@ -172,8 +172,8 @@ static int calibrate(qt_search *s, qt_graph *g, const qt_stats *gst, qt_error *e
     for (int i = 0; i < s->n_coords; i++) {
         qt_coord *c = &s->coords[i];
         if (c->point == QT_QP_GRAD_OUTPUT || c->point == QT_QP_GRAD_WEIGHTS) {
-            c->absmax = gst ? qt_stats_get(gst, c->node, c->point == QT_QP_GRAD_OUTPUT
-                                           ? QT_ST_GRAD_ACT : QT_ST_GRAD_WEIGHTS)->absmax : 0;
+            c->absmax = !gst ? 0 : c->point == QT_QP_GRAD_OUTPUT ? gst[c->node].ga_absmax
+                                                                  : gst[c->node].gw_absmax;
         } else if (c->point == QT_QP_WEIGHTS || c->point == QT_QP_BIAS ||
                    c->point == QT_QP_ACCUMULATOR) {
             const qt_tensor *t = qt_graph_param(g, c->node, c->point == QT_QP_BIAS);
@@ -507,8 +507,36 @@ static int early_cb(void *user, const qt_metrics *m, const uint8_t *correct)
     return 0;
 }
 
+/* one epoch of the float baseline's training: fold what it saw into
+ * s->gstat (qt__gstat) */
+static void epoch_stats(void *user, int epoch, const qt_stats *st)
+{
+    qt_search *s = user;
+    int nodes = qt_graph_nodes(s->g);
+    (void)epoch;
+    for (int k = 0; k < nodes; k++) {
+        qt__gstat *g = &s->gstat[k];
+        const qt_tstats *w = qt_stats_get(st, k, QT_ST_GRAD_WEIGHTS);
+        const qt_tstats *a = qt_stats_get(st, k, QT_ST_GRAD_ACT);
+        const qt_tstats *x = qt_stats_get(st, k, QT_ST_ACT);
+        if (w && w->count) {
+            double sd = qt_tstats_std(w);
+            if (w->absmax > g->gw_absmax) g->gw_absmax = w->absmax;
+            if (sd > 0 && (g->gw_smin == 0 || sd < g->gw_smin)) g->gw_smin = sd;
+            if (sd > g->gw_smax) g->gw_smax = sd;
+        }
+        if (a && a->count) {
+            double sd = qt_tstats_std(a);
+            if (a->absmax > g->ga_absmax) g->ga_absmax = a->absmax;
+            if (sd > 0 && (g->ga_smin == 0 || sd < g->ga_smin)) g->ga_smin = sd;
+            if (sd > g->ga_smax) g->ga_smax = sd;
+        }
+        if (x && x->count) g->x2 = x->sum2 / (double)x->count;
+    }
+}
+
 /* train a copy of the job's model under cfg (NULL: float); new graph;
- * the statistics of the whole training go to st when it is not NULL */
+ * with st (the float baseline), what each epoch saw goes to s->gstat */
 static int train_copy(qt_search *s, const qt_qconfig *cfg, qt_stats *st, qt_graph **out,
                       qt_error *err)
 {
@@ -519,12 +547,27 @@ static int train_copy(qt_search *s, const qt_qconfig *cfg, qt_stats *st, qt_grap
     to.epochs = s->spec.epochs;
     to.lr = s->spec.lr;
     to.seed = s->spec.seed;
-    if (st) qt_graph_attach_stats(t, st);
+    if (st) {
+        to.stats = st;
+        to.epoch_cb = epoch_stats;
+        to.user = s;
+        s->train_batch = to.batch;
+    }
     int rc = qt_train(t, cfg, s->train, &to, &ts, err);
-    qt_graph_attach_stats(t, NULL);
     if (rc) { qt_graph_free(t); return rc; }
     *out = t;
     return QT_OK;
+}
+
+const qt__gstat *qt__search_gstats(const qt_search *s, int *batch)
+{
+    if (batch) *batch = s->train_batch;
+    return s->gstat;
+}
+
+const qt_graph *qt__search_ref(const qt_search *s)
+{
+    return s->trained ? s->trained : s->g;
 }
 
 /* an evaluation's prefix reuse and MAC count, around each batch */
@@ -765,11 +808,15 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
         rc = qt_dataset_subset(tr, 0, 0, nt, &s->train, err);
         qt_dataset_free(tr);
         if (rc) goto fail;
-        if (!(gst = qt_stats_new(s->own_g))) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+        s->gstat = calloc((size_t)qt_graph_nodes(s->g), sizeof *s->gstat);
+        if (!s->gstat || !(gst = qt_stats_new(s->own_g))) {
+            rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
+            goto fail;
+        }
         if ((rc = train_copy(s, NULL, gst, &s->trained, err))) goto fail;
         ref = s->trained;
     }
-    if ((rc = build_coords(s, err)) || (rc = calibrate(s, ref, gst, err))) goto fail;
+    if ((rc = build_coords(s, err)) || (rc = calibrate(s, ref, s->gstat, err))) goto fail;
     qt_stats_free(gst);
     gst = NULL;
     int nodes = qt_graph_nodes(s->g);
@@ -857,6 +904,7 @@ void qt_search_free(qt_search *s)
     qt_dataset_free(s->val);
     qt_dataset_free(s->train);
     qt_graph_free(s->trained);
+    free(s->gstat);
     qt_graph_free(s->own_g);
     json_decref(s->spec.strategy_opts);
     free(s);

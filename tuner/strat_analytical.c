@@ -22,7 +22,17 @@
  * (relu, sigmoid, softmax, clip with lo >= 0, and pools, flatten, reshape,
  * dropout and transpose of one) and its space allows ufixed; otherwise its
  * first allowed of fixed, ufixed. A tensor allowing neither, or a point with
- * no gain (intrinsic, gradients, accumulator), is refused at init.
+ * no gain (intrinsic; gradients and accumulator in an inference job), is
+ * refused at init.
+ *
+ * Training jobs. The forward tensors (weights, bias, outputs) as below,
+ * their gains and the drop estimate measured on the float-trained model (the
+ * job's reference, qt__search_ref): the forward precisions of Sakr's EFQN.
+ * The gradients (grad_output, grad_weights) and accumulators take closed
+ * forms from the float training's statistics (sakr_format below); they add
+ * no noise to the inference estimate, and each widening step widens them by
+ * one bit too (a finer step, the same range). The one evaluation is then a
+ * training run under all of them.
  *
  * Bound. With Delta_X the step of X's format at width B (qt_search_format:
  * the bias fitted to the measured range, so Delta = 2^ceil(log2 absmax) x
@@ -101,6 +111,11 @@ typedef struct ana {
     double     pred;       /* the allocation's predicted drop */
     int        moves;      /* ... and the moves it took */
     int        bmin0;      /* its B_min (the narrowest width it gave) */
+    /* training jobs: gradient and accumulator tensors take Sakr &
+     * Shanbhag's formats (pf), widened by one bit per B_min above pin_b */
+    int       *pin;        /* 1: a training point */
+    qt_format *pf;
+    int        pin_b;
 } ana;
 
 /* ------------------------------------------------------------------------ */
@@ -159,6 +174,8 @@ static void ana_free(void *state)
     free(a->hi);
     free(a->off);
     free(a->w);
+    free(a->pin);
+    free(a->pf);
     qt__margins_free(a->M);
     free(a);
 }
@@ -230,16 +247,32 @@ static int parse_opts(const qt_search *s, const json_t *opts, int n, long *sampl
 static void widths_at(const ana *a, int b, int *w)
 {
     for (int i = 0; i < a->n; i++) {
-        int x = a->off[i] == OFF_ZERO ? a->lo[i] : b + a->off[i];
+        int x;
+        if (a->pin[i]) {                  /* its own width, + 1 per B_min widened */
+            x = a->pf[i].width + (b > a->pin_b ? b - a->pin_b : 0);
+            w[i] = x > a->hi[i] ? (a->pf[i].width > a->hi[i] ? a->pf[i].width : a->hi[i]) : x;
+            continue;
+        }
+        x = a->off[i] == OFF_ZERO ? a->lo[i] : b + a->off[i];
         w[i] = x < a->lo[i] ? a->lo[i] : x > a->hi[i] ? a->hi[i] : x;
     }
+}
+
+/* a training point's format at width w: its range kept, the step finer */
+static int pinned(const ana *a, int i, int w, qt_format *f)
+{
+    *f = a->pf[i];
+    f->bias = (int16_t)(f->bias + (w - f->width));
+    f->width = (uint8_t)w;
+    return qt_format_check(f, NULL);
 }
 
 /* the candidate of widths w */
 static int fill(const ana *a, const qt_search *s, const int *w, qt_cand *c)
 {
     for (int i = 0; i < a->n; i++)
-        if (qt_search_format(s, i, a->type[i], w[i], 0, &c->fmt[i]) != QT_OK)
+        if (a->pin[i] ? pinned(a, i, w[i], &c->fmt[i])
+                      : qt_search_format(s, i, a->type[i], w[i], 0, &c->fmt[i]) != QT_OK)
             return QT_EINVAL;
     return QT_OK;
 }
@@ -261,7 +294,7 @@ static double model_of(const ana *a, const qt_search *s, const qt_cand *c)
 static int all_widest(const ana *a, const int *w)
 {
     for (int i = 0; i < a->n; i++)
-        if (a->off[i] != OFF_ZERO && w[i] < a->hi[i]) return 0;
+        if ((a->pin[i] || a->off[i] != OFF_ZERO) && w[i] < a->hi[i]) return 0;
     return 1;
 }
 
@@ -345,13 +378,15 @@ typedef struct actx {
     aopt   **opt;
     qt_cand *c;
     int      n;
+    const ana *a;
 } actx;
 
 static void actx_fill(actx *x, const int *ch)
 {
     for (int i = 0; i < x->n; i++)
-        qt_search_format(x->s, i, (qt_type)x->opt[i][ch[i]].t, x->opt[i][ch[i]].w, 0,
-                         &x->c->fmt[i]);
+        if (x->a->pin[i]) x->c->fmt[i] = x->a->pf[i];
+        else qt_search_format(x->s, i, (qt_type)x->opt[i][ch[i]].t, x->opt[i][ch[i]].w, 0,
+                              &x->c->fmt[i]);
 }
 
 static double actx_cost(void *u, const int *ch)
@@ -389,13 +424,19 @@ static int allocate(ana *a, const qt_search *s, qt_cand *c, double budget, int c
     const qt_coord *co;
     const qt_graph *g = qt_search_graph(s);
     int n = qt_search_coords(s, &co), rc = QT_OK;
-    actx x = { s, a->M, calloc((size_t)n, sizeof(aopt *)), c, n };
+    actx x = { s, a->M, calloc((size_t)n, sizeof(aopt *)), c, n, a };
     int *no = calloc((size_t)n, sizeof *no), *ch = calloc((size_t)n, sizeof *ch);
     if (!x.opt || !no || !ch) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto out; }
     for (int i = 0; i < n && !rc; i++) {
         int cap = QT_TYPE_COUNT * (co[i].wmax - co[i].wmin + 1), k = 0;
         aopt *o = x.opt[i] = calloc((size_t)(cap > 0 ? cap : 1), sizeof *o);
         if (!o) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); break; }
+        if (a->pin[i]) {                  /* no noise in an inference: its own */
+            o[0] = (aopt){ QT_FIXED, a->pf[i].width, qt_bits(&a->pf[i]), 0 };
+            no[i] = 1;
+            ch[i] = 0;
+            continue;
+        }
         for (int t = 0; t < QT_TYPE_COUNT; t++) {
             if (!(co[i].types >> t & 1u)) continue;
             for (int w = co[i].wmin; w <= co[i].wmax; w++) {
@@ -449,6 +490,121 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Training points: Sakr & Shanbhag's rules                                  */
+/* ------------------------------------------------------------------------ */
+
+static int is_train_point(qt_qpoint p)
+{
+    return p == QT_QP_GRAD_OUTPUT || p == QT_QP_GRAD_WEIGHTS || p == QT_QP_ACCUMULATOR;
+}
+
+static int ceil2(double x) { return (int)ceil(log2(x)); }
+static int floor2(double x) { return (int)floor(log2(x)); }
+
+/* the first node with weights met going back from node n along first
+ * inputs (n itself when it has them), or -1: where a gradient arriving at
+ * n's output first becomes a weight gradient */
+static int weight_node(const qt_graph *g, int n)
+{
+    for (int hops = 0; n >= 0 && hops <= qt_graph_nodes(g); hops++) {
+        /* qt_graph_param only reads here */
+        if (qt_graph_param((qt_graph *)g, n, 0)) return n;
+        const int *in;
+        if (qt_graph_node_inputs(g, n, &in) < 1) return -1;
+        n = in[0];
+    }
+    return -1;
+}
+
+/* the step exponent of node m's weight gradients: Delta_GW = 2^e <= sigma_min / 4 */
+static int gw_step(const qt__gstat *st, int m) { return floor2(st[m].gw_smin / 4); }
+
+/* Coordinate i's format by Sakr & Shanbhag's training rules (REFERENCES.md
+ * 3(b)), from the float training's statistics (qt__gstat: sigma per epoch,
+ * min and max over the epochs), signed fixed point of range 2^eR and step
+ * 2^eD, width eR - eD + 1:
+ *   weight gradients      eR = ceil2(2 sigma_max / sqrt(0.1)),
+ *                         eD = floor2(sigma_min / 4): the quantization
+ *                         noise stays well below SGD's own;
+ *   activation gradients  eR = ceil2(8 sigma_max / sqrt(0.1)),
+ *                         eD = floor2(Delta_GW / sqrt(lambda)): their noise
+ *                         reaches the weight gradient of the first weighted
+ *                         node m behind them as
+ *                         var(Delta_GA) x sum over the batch and m's output
+ *                         positions of x^2, so lambda = batch x positions x
+ *                         mean x^2 of m's input keeps it within Delta_GW's.
+ *                         (Sakr's code takes lambda from the largest
+ *                         singular value of a measured Jacobian; this is the
+ *                         same propagation, exact for conv and dense layers
+ *                         whose gradients are sums over the batch.) A
+ *                         gradient that reaches no weight takes wmin bits;
+ *   accumulator           eD = floor2(lr x Delta_GW) (the smallest update
+ *                         must change it), eR = ceil2(max |w|).
+ * Clamped to the space: wider than wmax keeps the range (a coarser step),
+ * narrower than wmin keeps the step (more range). */
+static int sakr_format(const qt_search *s, int i, qt_format *f, qt_error *err)
+{
+    const qt_coord *co;
+    qt_search_coords(s, &co);
+    const qt_coord *c = &co[i];
+    const qt_graph *g = qt__search_ref(s);
+    int batch;
+    const qt__gstat *st = qt__search_gstats(s, &batch);
+    const char *node = qt_graph_node_name(g, c->node), *pt = qt_qpoint_name(c->point);
+    int eR = 0, eD = 0;
+    if (!st)
+        return qt__fail(err, QT_EINVAL, -1, "strategy: analytical: '%s' %s needs the float "
+                        "training's statistics (a training job)", node, pt);
+    if (!(c->types & (1u << QT_FIXED)))
+        return qt__fail(err, QT_EINVAL, -1, "strategy: analytical needs fixed for '%s' %s: "
+                        "the gradient and accumulator rules are for signed fixed point", node, pt);
+    const qt__gstat *x = &st[c->node];
+    if (c->point == QT_QP_GRAD_OUTPUT) {
+        if (!(x->ga_smax > 0))
+            return qt__fail(err, QT_EINVAL, -1, "strategy: analytical: no gradient reached "
+                            "'%s' in the float training, so %s has no statistics", node, pt);
+        eR = ceil2(8 * x->ga_smax / sqrt(0.1));
+        int m = weight_node(g, c->node);
+        if (m < 0 || !(st[m].gw_smin > 0)) {
+            eD = eR - (c->wmin - 1);
+        } else {
+            int sh[3];
+            const int *in;
+            qt_graph_node_shape(g, m, sh);
+            double x2 = qt_graph_node_inputs(g, m, &in) > 0 ? st[in[0]].x2 : 0;
+            double lam = (double)batch * sh[1] * sh[2] * x2;
+            double dgw = ldexp(1.0, gw_step(st, m));
+            eD = floor2(lam > 1 ? dgw / sqrt(lam) : dgw);
+        }
+    } else {
+        if (!(x->gw_smin > 0))
+            return qt__fail(err, QT_EINVAL, -1, "strategy: analytical: no weight gradient of "
+                            "'%s' was seen in the float training, so %s has no statistics",
+                            node, pt);
+        if (c->point == QT_QP_GRAD_WEIGHTS) {
+            eR = ceil2(2 * x->gw_smax / sqrt(0.1));
+            eD = gw_step(st, c->node);
+        } else {
+            eR = ceil2(c->absmax);
+            eD = floor2(qt_search_spec(s)->lr * ldexp(1.0, gw_step(st, c->node)));
+        }
+    }
+    int w = eR - eD + 1, fb = -eD;
+    if (w > c->wmax) { w = c->wmax; fb = w - 1 - eR; }
+    if (w < c->wmin) w = c->wmin;
+    if (qt_search_format(s, i, QT_FIXED, w, 0, f) != QT_OK)
+        return qt__fail(err, QT_EINVAL, -1, "strategy: analytical: no fixed<%d> for '%s' %s",
+                        w, node, pt);
+    if (fb < -32768 || fb > 32767) fb = fb < 0 ? -32768 : 32767;
+    f->bias = (int16_t)fb;
+    qt_error e;
+    if (qt_format_check(f, &e) != QT_OK)
+        return qt__fail(err, QT_EINVAL, -1, "strategy: analytical: '%s' %s: fixed<%d> with %d "
+                        "fractional bits: %s", node, pt, w, fb, e.text);
+    return QT_OK;
+}
+
 static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *err)
 {
     const qt_coord *co;
@@ -467,18 +623,17 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
     a->hi = calloc(m, sizeof *a->hi);
     a->off = calloc(m, sizeof *a->off);
     a->w = calloc(m, sizeof *a->w);
-    if (!a->E || !a->type || !a->lo || !a->hi || !a->off || !a->w || !(c = qt_cand_new(s))) {
+    a->pin = calloc(m, sizeof *a->pin);
+    a->pin_b = 1000;                      /* no widening before B_min is known */
+    a->pf = calloc(m, sizeof *a->pf);
+    if (!a->E || !a->type || !a->lo || !a->hi || !a->off || !a->w || !a->pin || !a->pf ||
+        !(c = qt_cand_new(s))) {
         rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
         goto fail;
     }
     if ((rc = parse_opts(s, opts, n, &samples, a->E, &have_gains, &forced, &estimate, &plan,
                          err)))
         goto fail;
-    if (sp->kind == QT_JOB_TRAINING) {
-        rc = qt__fail(err, QT_ENOTSUP, -1, "strategy: analytical tunes inference jobs only "
-                      "(its gains are for the forward pass)");
-        goto fail;
-    }
     if (n == 0) { rc = qt__fail(err, QT_EINVAL, -1, "space: no tensor to tune"); goto fail; }
     /* the plan: the allocation needs the drop estimate (a top-1 constraint
      * on the engine's data); by default it is taken whenever it can be */
@@ -494,6 +649,14 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
     /* types and width ranges; refuse what the model cannot cover */
     for (int i = 0; i < n; i++) {
         const char *node = qt_graph_node_name(g, co[i].node), *pt = qt_qpoint_name(co[i].point);
+        if (is_train_point(co[i].point) && sp->kind == QT_JOB_TRAINING) {
+            a->pin[i] = 1;
+            a->type[i] = QT_FIXED;
+            a->lo[i] = co[i].wmin;
+            a->hi[i] = co[i].wmax;
+            if ((rc = sakr_format(s, i, &a->pf[i], err))) goto fail;
+            continue;
+        }
         if (co[i].point != QT_QP_WEIGHTS && co[i].point != QT_QP_BIAS &&
             co[i].point != QT_QP_OUTPUT) {
             rc = qt__fail(err, QT_EINVAL, -1, "strategy: analytical cannot tune '%s' %s: noise "
@@ -549,6 +712,8 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
         size_t ns = samples ? (size_t)samples : SAMPLES;
         if ((rc = qt__search_gains(s, ns, ns, a->E, err))) goto fail;
     }
+    for (int i = 0; i < n; i++)
+        if (a->pin[i]) a->E[i] = 0;     /* no gain: formats of their own */
     /* the drop estimate: top-1 constraints with the engine's data only */
     if (estimate && sp->metric == QT_MET_TOP1 && qt_search_dataset(s)) {
         if ((rc = qt__margins_new(s, EST_SAMPLES, have_gains ? a->E : NULL, &a->M, err)))
@@ -557,8 +722,11 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
     }
     if (a->alloc) {
         if (!have_gains) memcpy(a->E, qt__margins_gains(a->M), m * sizeof *a->E);
+        for (int i = 0; i < n; i++)
+            if (a->pin[i]) a->E[i] = 0;
         double pred;
         if ((rc = allocate(a, s, c, a->budget, 1, &pred, err))) goto fail;
+        a->pin_b = a->bmin;
         a->phase = PH_PROPOSE;
         qt_cand_free(c);
         *state = a;
@@ -604,6 +772,7 @@ static int ana_init(qt_search *s, const json_t *opts, void **state, qt_error *er
         }
         a->bmin = b;
     }
+    a->pin_b = a->bmin;
     widths_at(a, a->bmin, a->w);
     a->phase = PH_PROPOSE;
     qt_cand_free(c);
@@ -660,10 +829,15 @@ static int ana_propose(void *state, qt_search *s, qt_cand *c)
                 "predicted drop %.3g %% %s budget %.3g %%;", a->why, a->moves, 100 * de,
                 de <= a->budget ? "<=" : ">", 100 * a->budget);
         for (int i = 0; i < a->n; i++)
-            add(c->reason, sizeof c->reason, &full, " %s%s%s %s<%d>",
-                qt_graph_node_name(g, co[i].node), co[i].point == QT_QP_WEIGHTS ? "" : " ",
-                co[i].point == QT_QP_WEIGHTS ? "" : qt_qpoint_name(co[i].point),
-                qt_type_name(a->type[i]), a->w[i]);
+            if (a->pin[i])
+                add(c->reason, sizeof c->reason, &full, " %s %s fixed<%d,%d>",
+                    qt_graph_node_name(g, co[i].node), qt_qpoint_name(co[i].point),
+                    c->fmt[i].width, c->fmt[i].bias);
+            else
+                add(c->reason, sizeof c->reason, &full, " %s%s%s %s<%d>",
+                    qt_graph_node_name(g, co[i].node), co[i].point == QT_QP_WEIGHTS ? "" : " ",
+                    co[i].point == QT_QP_WEIGHTS ? "" : qt_qpoint_name(co[i].point),
+                    qt_type_name(a->type[i]), a->w[i]);
     } else if (isnan(a->budget))
         add(c->reason, sizeof c->reason, &full, "analytical: B_min = %d%s, bound %.3g %% "
             "(no budget for a loss)", a->bmin, a->why, 100 * bd);
@@ -681,7 +855,11 @@ static int ana_propose(void *state, qt_search *s, qt_cand *c)
             ? " (B_min = %d failed: loss %.4g)" : " (B_min = %d failed: %.2f %%)", a->failed,
             qt_search_spec(s)->metric == QT_MET_LOSS ? a->failed_acc : 100 * a->failed_acc);
     for (int i = 0; i < a->n && !a->alloc; i++)
-        if (a->w[i] != a->bmin)
+        if (a->pin[i])
+            add(c->reason, sizeof c->reason, &full, ", %s %s fixed<%d,%d>",
+                qt_graph_node_name(g, co[i].node), qt_qpoint_name(co[i].point),
+                c->fmt[i].width, c->fmt[i].bias);
+        else if (a->w[i] != a->bmin)
             add(c->reason, sizeof c->reason, &full, ", %s %s %+d",
                 qt_graph_node_name(g, co[i].node), qt_qpoint_name(co[i].point),
                 a->w[i] - a->bmin);
