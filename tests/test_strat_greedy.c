@@ -445,6 +445,9 @@ static void bad_options_are_refused(void **st)
         { "\"max_rounds\":-3", "max_rounds" },
         { "\"max_rounds\":null", "max_rounds" },
         { "\"max_rounds\":10,\"bar\":true", "bar" },
+        { "\"estimate\":\"yes\"", "estimate" },
+        { "\"estimate\":1", "estimate" },
+        { "\"estimate\":0.5", "estimate" },
     };
     qt_graph *g = mlp();
     synth y;
@@ -468,20 +471,22 @@ static void bad_options_are_refused(void **st)
     qt_graph_free(g);
 }
 
-/* one real run through the engine: LeNet-5's weights, fixed 2..8 bits */
-static void lenet5_through_the_engine(void **st)
+/* one real run through the engine: LeNet-5's weights, fixed 2..8 bits;
+ * with the drop estimate ruling moves out: the same answer in fewer
+ * evaluations (and a reason that says so) */
+static void lenet5_run(const char *strategy, int *evals, char **answer, int *ruled)
 {
-    (void)st;
     qt_job_spec sp;
     qt_error err;
     qt_search *s;
     struct timespec t0, t1;
-    assert_int_equal(qt_job_parse("{\"model\":\"" QT_SOURCE_DIR "/experiments/models/lenet5.qtck\","
-                                  "\"strategy\":\"greedy\",\"val_limit\":2000,"
-                                  "\"constraint\":{\"relative\":0.99},"
-                                  "\"budget\":{\"evaluations\":150},\"space\":["
-                                  "{\"nodes\":\"conv*\",\"widths\":[2,8]},"
-                                  "{\"nodes\":\"fc*\",\"widths\":[2,8]}]}", &sp, &err), QT_OK);
+    char job[1024];
+    snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/lenet5.qtck\","
+             "\"strategy\":%s,\"val_limit\":2000,\"constraint\":{\"relative\":0.99},"
+             "\"budget\":{\"evaluations\":150},\"space\":["
+             "{\"nodes\":\"conv*\",\"widths\":[2,8]},"
+             "{\"nodes\":\"fc*\",\"widths\":[2,8]}]}", strategy);
+    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = qt_search_new(&sp, NULL, &s, &err);
     if (rc) fprintf(stderr, "%s\n", err.text);
@@ -506,8 +511,33 @@ static void lenet5_through_the_engine(void **st)
             qt_search_computed(s), (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
             widths, r->compression, 100 * r->top1, 100 * qt_search_baseline(s)->top1, best->reason);
     assert_true(qt_search_evals(s) <= 150);
+    *evals = qt_search_evals(s);
+    *answer = qt_search_config_json(s, best);
+    *ruled = 0;
+    for (int i = 0; i < *evals; i++) {
+        const qt_cand *ci;
+        qt_search_result(s, i, &ci, NULL);
+        *ruled += strstr(ci->reason, "the estimate ruled out") != NULL;
+    }
     qt_search_free(s);
     qt_job_clear(&sp);
+}
+
+static void lenet5_through_the_engine(void **st)
+{
+    (void)st;
+    int e0, e1, r0, r1;
+    char *a0, *a1;
+    lenet5_run("\"greedy\"", &e0, &a0, &r0);
+    lenet5_run("{\"name\":\"greedy\",\"estimate\":true}", &e1, &a1, &r1);
+    fprintf(stderr, "  estimate: %d evaluations against %d, the same answer: %s\n", e1, e0,
+            strcmp(a0, a1) ? "no" : "yes");
+    assert_int_equal(r0, 0);
+    assert_true(r1 > 0);
+    assert_true(e1 < e0);
+    assert_string_equal(a0, a1);
+    free(a0);
+    free(a1);
 }
 
 /* a type change one bit narrower: fc2's weights need 6 bits in fixed
