@@ -115,6 +115,13 @@ typedef struct qt_run_hooks {
 int qt_run_job(const qt_job_spec *spec, qt_store *st, int64_t job, qt_run_ctl *ctl,
                const qt_run_hooks *h, qt_run_out *out);
 
+/* The model's output is at least as wide as the dataset's classes:
+ * QT_OK, else QT_EINVAL with a message naming the model (as given), its
+ * output node and width, the dataset (as given: a name, a file) and its
+ * class count. */
+int qt_run_check_classes(const qt_graph *g, const char *model, int classes, const char *dataset,
+                         qt_error *err);
+
 /* The completion record of a search (JSON text: feasible, reason, config,
  * cost, compression, top1, images, test_top1, float_top1, threshold,
  * evaluations); new string, free(). best may be NULL. */
@@ -150,6 +157,9 @@ void qt_api_default_state(char *out, size_t n);
 #define QT_RPC_BUSY             -32005   /* shutting down, too many clients */
 #define QT_RPC_UNSUPPORTED      -32006   /* not supported (yet) */
 #define QT_RPC_IO               -32007   /* the disk: full, read-only, I/O */
+#define QT_RPC_RATE_LIMITED     -32008   /* more requests than --rate/--burst allow
+                                            this client: retry after the time the
+                                            message gives (the connection stays) */
 
 /* The JSON-RPC code for a qt_rc. */
 int qt_rpc_code(int rc);

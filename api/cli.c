@@ -190,7 +190,7 @@ static int exit_for(int code)
     case QT_RPC_PARSE_ERROR: case QT_RPC_INVALID_REQUEST: case QT_RPC_NO_METHOD:
     case QT_RPC_INVALID_PARAMS: case QT_RPC_NOT_FOUND: case QT_RPC_STATE:
     case QT_RPC_FORBIDDEN: return QX_USAGE;
-    case QT_RPC_UNAUTHORIZED: case QT_RPC_BUSY: return QX_NODAEMON;
+    case QT_RPC_UNAUTHORIZED: case QT_RPC_BUSY: case QT_RPC_RATE_LIMITED: return QX_NODAEMON;
     default: return QX_FAIL;
     }
 }

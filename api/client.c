@@ -215,7 +215,8 @@ int qt_client_call(qt_client *c, const char *method, json_t *params, json_t **re
         if (e) {
             const char *msg = json_string_value(json_object_get(e, "message"));
             *code = (int)json_integer_value(json_object_get(e, "code"));
-            int qrc = *code == QT_RPC_NOT_FOUND ? QT_ENOENT : *code == QT_RPC_BUSY ? QT_EBUSY
+            int qrc = *code == QT_RPC_NOT_FOUND ? QT_ENOENT
+                    : *code == QT_RPC_BUSY || *code == QT_RPC_RATE_LIMITED ? QT_EBUSY
                     : *code == QT_RPC_IO ? QT_EIO : *code == QT_RPC_UNSUPPORTED ? QT_ENOTSUP
                     : *code == QT_RPC_INTERNAL ? QT_ENOMEM : QT_EINVAL;
             rc = qt_errorf(err, qrc, -1, "%s", msg ? msg : "error without a message");

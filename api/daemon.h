@@ -47,6 +47,9 @@ typedef struct qd_settings {
     double request_timeout;      /* seconds to finish sending a request */
     int    max_clients;
     int    max_backlog;          /* bytes queued to a client that does not read */
+    double rate;                 /* requests per second per client (0: no limit) */
+    int    burst;                /* ... and at once above it (0: no limit) */
+    int    max_evals;            /* eval.run running at once (each client: 1) */
     char   log_file[PATH_MAX];   /* "" : stderr */
     int    log_level;            /* QT_LOG_* */
 } qd_settings;
@@ -73,14 +76,19 @@ typedef struct qd_jobs qd_jobs;
 typedef void (*qd_job_event_cb)(void *user, int64_t job, json_t *params, int end);
 
 /* storage_retry: seconds between attempts to continue jobs the store
- * stopped (full disk, I/O error); 0: never (job.resume does it). */
-int  qd_jobs_new(uv_loop_t *loop, const char *db, int slots, double storage_retry,
-                 qd_job_event_cb cb, void *user, qd_jobs **out, qt_error *err);
+ * stopped (full disk, I/O error); 0: never (job.resume does it). data:
+ * the data directory (its real path), where a resumed job's dataset files
+ * must still be. */
+int  qd_jobs_new(uv_loop_t *loop, const char *db, const char *data, int slots,
+                 double storage_retry, qd_job_event_cb cb, void *user, qd_jobs **out,
+                 qt_error *err);
 /* After the loop ended (and qd_jobs_shutdown's callback came). */
 void qd_jobs_free(qd_jobs *j);
 /* Queue a stored job (any thread). QT_EBUSY while shutting down; QT_EINVAL
- * if it is queued or running already. */
-int  qd_jobs_enqueue(qd_jobs *j, int64_t id);
+ * if it is queued or running already. recheck: the job is resumed (at
+ * start, or job.resume): before it runs, the files of its registered
+ * dataset are checked again (jobs.c); a failure fails the job. */
+int  qd_jobs_enqueue(qd_jobs *j, int64_t id, int recheck);
 /* Stop an active job (any thread): 0 it is not active here; 1 it was
  * queued and is dropped (the caller records its state); 2 it runs and was
  * asked to stop (the runner records its state). */
@@ -127,8 +135,12 @@ struct qd_server {
     int             n_conns;
     /* subscriptions: (connection, job) */
     struct qd_sub  *subs;
+    /* eval.run calls running (loop thread): at most set.max_evals */
+    int             n_evals;
     /* counters (loop thread) */
     uint64_t        n_accepted, n_requests, n_errors, n_rejected;
+    uint64_t        n_rate_limited;  /* requests refused by --rate/--burst */
+    uint64_t        n_evals_busy;    /* eval.run refused by --max-evals (or one per client) */
 };
 
 /* One call of a method. */
@@ -148,6 +160,7 @@ typedef struct qd_call {
     json_t     *notes;       /* notifications to send after the answer (an array,
                                 own reference), or NULL */
     struct qd_batch *batch;  /* the batch the request is part of, or NULL */
+    int         eval_slot;   /* counted in srv->n_evals and its connection's (QD_EVAL) */
 } qd_call;
 
 /* Parameter types (a mask). */
@@ -162,7 +175,8 @@ typedef struct qd_param {
 enum {
     QD_POOL   = 1,   /* run on the thread pool, not on the loop */
     QD_STORE  = 2,   /* ... holding the query store (implies QD_POOL) */
-    QD_NOAUTH = 4    /* allowed before a TCP client authenticated */
+    QD_NOAUTH = 4,   /* allowed before a TCP client authenticated */
+    QD_EVAL   = 8    /* an evaluation: at most set.max_evals at once, one per client */
 };
 
 typedef struct qd_method {

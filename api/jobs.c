@@ -11,13 +11,26 @@
  * by itself once there is space again; a retry first checks that the job
  * is still paused (a user may have cancelled it meanwhile), and one that
  * still cannot write costs one failed transaction.
+ *
+ * A resumed job (queued again at start, or by job.resume) on a registered
+ * dataset has its files checked again before it runs (recheck_data): they
+ * may have been removed, replaced or moved out of the data directory
+ * since the job was submitted. A failure fails the job, with an error
+ * naming the file and the problem: failed rather than paused, because its
+ * history was measured on data that is gone or different, and a restart
+ * of the daemon must not try it again and again (only queued and running
+ * jobs are resumed at start); job.resume runs it again, checked again,
+ * once the files are back.
  */
 #include "daemon.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct qd_job {
     int64_t        id;
@@ -31,6 +44,7 @@ typedef struct qd_job {
     double         float_top1, threshold;
     double         started;        /* Unix seconds */
     int            retry;          /* queued again after a storage failure */
+    int            recheck;        /* resumed: check its dataset's files first */
     struct qd_job *next;
 } qd_job;
 
@@ -50,6 +64,7 @@ struct qd_jobs {
     int             alive;         /* runner threads still running */
     int             stopping;
     char            db[PATH_MAX];
+    char            data[PATH_MAX];  /* the data directory (real path) */
     uv_async_t      async;
     qd_event       *ev_head, *ev_tail;
     qd_job_event_cb cb;
@@ -209,6 +224,120 @@ static void run_progress(void *user, const qt_search *s, const qt_cand *c, const
     push_event(rc->j, x->id, p, 0);
 }
 
+/* ---- a resumed job's dataset ---- */
+
+/* the registration of a dataset name, if any (qt_store_dataset_find) */
+typedef struct reg { int found; char hash[80]; json_t *src; } reg;
+
+static int reg_cb(void *user, const qt_store_named *m)
+{
+    reg *r = user;
+    r->found = 1;
+    snprintf(r->hash, sizeof r->hash, "%s", m->hash ? m->hash : "");
+    r->src = m->source_json ? json_loads(m->source_json, 0, NULL) : NULL;
+    return 0;
+}
+
+/* the registration describes exactly these files and normalisation */
+static int same_data(const qt_job_spec *spec, const reg *r)
+{
+    qt_job_spec rs;
+    qt_error e;
+    if (!json_is_object(r->src)) return 0;
+    json_t *job = json_pack("{s:s, s:s, s:O}", "model", "-", "dataset", spec->dataset, "data",
+                            r->src);
+    int rc = job ? qt_job_from_json(job, &rs, &e) : QT_ENOMEM;
+    json_decref(job);
+    if (rc) return 0;
+    const qt_job_data *a = &spec->data, *b = &rs.data;
+    int same = !strcmp(a->train_images, b->train_images) &&
+               !strcmp(a->train_labels, b->train_labels) &&
+               !strcmp(a->test_images, b->test_images) &&
+               !strcmp(a->test_labels, b->test_labels) && a->norm.scale == b->norm.scale &&
+               a->norm.mean == b->norm.mean && a->norm.std == b->norm.std;
+    qt_job_clear(&rs);
+    return same;
+}
+
+/* The files of a resumed job's registered dataset, checked again: each
+ * still inside the data directory after realpath, a regular file that
+ * can be read, and loadable as dataset.register loads it (IDX, counts,
+ * test images of the training images' dims); and, while the dataset is
+ * still registered with these very files and normalisation, of the
+ * content it was registered with (the registration's hash of both
+ * splits; nothing else identifies a file's content: a job registered
+ * again under its name with other files has nothing to compare with).
+ * Errors name the dataset, the file and the problem. */
+static int recheck_data(qd_jobs *j, qt_store *st, const qt_job_spec *spec, qt_error *err)
+{
+    const qt_job_data *d = &spec->data;
+    const char *const files[] = { d->train_images, d->train_labels, d->test_images,
+                                  d->test_labels };
+    const char *ds = spec->dataset;
+    size_t m = strlen(j->data);
+    for (int i = 0; i < 4; i++) {
+        char real[PATH_MAX];
+        struct stat sb;
+        if (!files[i][0]) continue;
+        if (!realpath(files[i], real)) {
+            int e = errno;
+            return qt_errorf(err, e == ENOENT ? QT_ENOENT : QT_EINVAL, -1,
+                             "dataset '%s': %s: %s%s", ds, files[i], strerror(e),
+                             e == ENOENT ? " (removed since the job was submitted)" : "");
+        }
+        if (strncmp(real, j->data, m) != 0 || real[m] != '/')
+            return qt_errorf(err, QT_EINVAL, -1, "dataset '%s': %s is now %s, outside the data "
+                             "directory %s", ds, files[i], real, j->data);
+        if (stat(real, &sb) != 0 || !S_ISREG(sb.st_mode))
+            return qt_errorf(err, QT_EINVAL, -1, "dataset '%s': %s is not a file", ds, files[i]);
+        if (access(real, R_OK) != 0)
+            return qt_errorf(err, QT_EINVAL, -1, "dataset '%s': %s cannot be read: %s", ds,
+                             files[i], strerror(errno));
+    }
+    reg r = { 0, "", NULL };
+    qt_error e2;
+    int rc = qt_store_dataset_find(st, ds, reg_cb, &r, &e2);
+    if (rc && rc != QT_ENOENT)
+        qd_log(QT_LOG_WARN, "dataset '%s': its registration cannot be read (%s): its files "
+               "are checked without their registered content hash", ds, e2.text);
+    int compare = r.found && same_data(spec, &r);
+    json_decref(r.src);
+    qt_dataset *tr = NULL, *te = NULL;
+    char hash[40];
+    if ((rc = qt_job_dataset(spec, QT_SPLIT_FULLTRAIN, &tr, &e2)) ||
+        (d->test_images[0] && (rc = qt_job_dataset(spec, QT_SPLIT_TEST, &te, &e2)))) {
+        /* (never QT_EIO: that would wait for the store as a full disk) */
+        rc = qt_errorf(err, rc == QT_ENOMEM || rc == QT_ENOENT ? rc : QT_EINVAL, -1,
+                       "dataset '%s': %s", ds, e2.text);
+        goto out;
+    }
+    int s1[3], s2[3];
+    qt_dataset_shape(tr, s1);
+    if (te) {
+        qt_dataset_shape(te, s2);
+        if (memcmp(s1, s2, sizeof s1)) {
+            rc = qt_errorf(err, QT_EINVAL, -1, "dataset '%s': %s: images of %dx%dx%d, but the "
+                           "training images are %dx%dx%d", ds, d->test_images, s2[0], s2[1],
+                           s2[2], s1[0], s1[1], s1[2]);
+            goto out;
+        }
+    }
+    snprintf(hash, sizeof hash, "%016llx%016llx", (unsigned long long)qt_dataset_hash(tr),
+             te ? (unsigned long long)qt_dataset_hash(te) : 0ull);
+    if (compare && strncmp(hash, r.hash, 16) != 0)
+        rc = qt_errorf(err, QT_EINVAL, -1, "dataset '%s': %s or %s changed since it was "
+                       "registered (its content hash differs)", ds, d->train_images,
+                       d->train_labels);
+    else if (compare && strcmp(hash + 16, r.hash + 16) != 0)
+        rc = qt_errorf(err, QT_EINVAL, -1, "dataset '%s': %s or %s changed since it was "
+                       "registered (its content hash differs)", ds, d->test_images,
+                       d->test_labels);
+out:
+    qt_dataset_free(tr);
+    qt_dataset_free(te);
+    return rc;
+}
+
 /* run one job on this thread's store connection */
 static void run_one(qd_jobs *j, qt_store **st, qd_job *x)
 {
@@ -251,6 +380,27 @@ static void run_one(qd_jobs *j, qt_store **st, qd_job *x)
         }
         goto end;
     }
+    if (x->recheck && spec.has_data && (rc = recheck_data(j, *st, &spec, &err))) {
+        /* recorded as a run that failed at set-up (as qt_run_job records
+         * one): running, then failed with the cause */
+        qt_error e2;
+        qd_log(QT_LOG_ERROR, "job %lld: not resumed: %s", (long long)x->id, err.text);
+        out.rc = rc;
+        out.err = err;
+        out.stage = QT_RUN_SETUP;
+        if (!qt_store_job_set_state(*st, x->id, QT_JOB_RUNNING, NULL, &e2) &&
+            !qt_store_job_set_state(*st, x->id, QT_JOB_FAILED, err.text, &e2)) {
+            out.recorded = 1;
+            out.state = QT_JOB_FAILED;
+        } else {
+            qd_log(QT_LOG_ERROR, "job %lld: %s", (long long)x->id, e2.text);
+        }
+        qt_job_clear(&spec);
+        goto end;
+    }
+    if (x->recheck && spec.has_data)
+        qd_log(QT_LOG_INFO, "job %lld: the files of dataset '%s' checked again", (long long)x->id,
+               spec.dataset);
     run_ctx ctx = { j, x };
     qt_run_hooks h = { .log = run_log, .started = run_started, .progress = run_progress,
                        .user = &ctx };
@@ -362,8 +512,9 @@ static void on_retry(uv_timer_t *t)
     }
 }
 
-int qd_jobs_new(uv_loop_t *loop, const char *db, int slots, double storage_retry,
-                qd_job_event_cb cb, void *user, qd_jobs **out, qt_error *err)
+int qd_jobs_new(uv_loop_t *loop, const char *db, const char *data, int slots,
+                double storage_retry, qd_job_event_cb cb, void *user, qd_jobs **out,
+                qt_error *err)
 {
     qd_jobs *j = calloc(1, sizeof *j);
     if (!j || !(j->threads = calloc((size_t)slots, sizeof *j->threads))) {
@@ -373,6 +524,7 @@ int qd_jobs_new(uv_loop_t *loop, const char *db, int slots, double storage_retry
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     snprintf(j->db, sizeof j->db, "%s", db);
+    snprintf(j->data, sizeof j->data, "%s", data);
     j->cb = cb;
     j->user = user;
     uv_async_init(loop, &j->async, on_async);
@@ -416,11 +568,12 @@ void qd_jobs_free(qd_jobs *j)
     free(j);
 }
 
-int qd_jobs_enqueue(qd_jobs *j, int64_t id)
+int qd_jobs_enqueue(qd_jobs *j, int64_t id, int recheck)
 {
     qd_job *x = calloc(1, sizeof *x);
     if (!x || !(x->ctl = qt_run_ctl_new())) { free(x); return QT_ENOMEM; }
     x->id = id;
+    x->recheck = recheck;
     pthread_mutex_lock(&j->mu);
     int rc = j->stopping ? QT_EBUSY : find(j, id) ? QT_EINVAL : QT_OK;
     if (rc == QT_OK) {

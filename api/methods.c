@@ -6,8 +6,10 @@
  * of api.h with a message that says what is wrong.
  *
  *   server.info      {}                          name, version, pid, paths (models, data),
- *                                                settings, methods
- *   server.stats     {}                          clients, requests, errors, jobs' counts
+ *                                                settings (limits included), methods
+ *   server.stats     {}                          clients, requests, errors, requests refused
+ *                                                (rejected: oversize; rate_limited;
+ *                                                evals_busy), evals_running, jobs' counts
  *   server.auth      {token}                     TCP: authenticate the connection
  *   server.shutdown  {}                          stop as on SIGTERM
  *   model.list       {}                          zoo names, files of the models directory,
@@ -27,14 +29,19 @@
  *   job.evaluations  {job, offset?, limit?}      its evaluations in order
  *   job.subscribe    {job}                       job.progress / job.end notifications
  *   eval.run         {model, config?, split?, limit?, seed?, dataset?}
- *                                                evaluate one configuration now
+ *                                                evaluate one configuration now (at most
+ *                                                --max-evals at once, one per client;
+ *                                                more: QT_RPC_BUSY)
  *
  * Datasets. A job's "dataset" is "fashion-mnist" (built in) or the name of
  * a registered one: job.submit then fills in the job's "data" (its files,
  * normalisation and validation split, tuner/job.c) from the store, after
  * checking again that every file is inside the data directory; a job may
  * not give "data" itself. The spec stored is complete, so the job runs (and
- * resumes) as submitted even if the name is registered again later.
+ * resumes) as submitted even if the name is registered again later; a
+ * resumed job has its files checked again (jobs.c). A model whose output
+ * is narrower than the dataset's classes (the registration's count, or
+ * Fashion-MNIST's 10) is refused by job.submit and eval.run, naming both.
  *
  * Batches (server.c): an array of requests is answered with an array of
  * the answers (notifications get none), each request checked on its own.
@@ -142,6 +149,9 @@ static int m_server_info(qd_call *c)
                           "max_clients", srv->set.max_clients,
                           "strategies", strats, "methods", meths);
     json_object_set_new(c->result, "data", json_string(srv->data_real));
+    json_object_set_new(c->result, "rate", json_real(srv->set.rate));
+    json_object_set_new(c->result, "burst", json_integer(srv->set.burst));
+    json_object_set_new(c->result, "max_evals", json_integer(srv->set.max_evals));
     if (srv->set.tcp_port)
         json_object_set_new(c->result, "tcp", json_pack("{s:s, s:i}", "host", srv->set.tcp_host,
                                                         "port", srv->set.tcp_port));
@@ -398,7 +408,7 @@ static int m_dataset_register(qd_call *c)
                          "\"classes\" if the test split has more)", &tmax))
             goto out;
     }
-    if (!classes) classes = max + 1;
+    if (!classes) classes = max + 1 < 2 ? 2 : max + 1;   /* as the engine counts them */
     char hash[33], *stxt = NULL, *sumtxt = NULL;
     snprintf(hash, sizeof hash, "%016llx%016llx", (unsigned long long)qt_dataset_hash(tr),
              te ? (unsigned long long)qt_dataset_hash(te) : 0ull);
@@ -435,10 +445,11 @@ out:
     return c->code ? -1 : 0;
 }
 
-/* a registered dataset's data (new reference), its files checked again to
- * be inside the data directory (they may have been replaced since);
- * the store is the caller's */
-static int dataset_source(qd_call *c, const char *name, json_t **out)
+/* a registered dataset's data (new reference) and its classes (as
+ * registered; 0: unknown), its files checked again to be inside the data
+ * directory (they may have been replaced since); the store is the
+ * caller's */
+static int dataset_source(qd_call *c, const char *name, json_t **out, int *classes)
 {
     static const char *const keys[] = { "train_images", "train_labels", "test_images",
                                          "test_labels" };
@@ -453,6 +464,8 @@ static int dataset_source(qd_call *c, const char *name, json_t **out)
     }
     if (rc) { json_decref(arr); return qd_fail_rc(c, rc, err.text); }
     json_t *src = json_incref(json_object_get(json_array_get(arr, 0), "data"));
+    json_t *nc = json_object_get(json_object_get(json_array_get(arr, 0), "summary"), "classes");
+    *classes = json_is_integer(nc) ? (int)json_integer_value(nc) : 0;
     json_decref(arr);
     if (!json_is_object(src)) {
         json_decref(src);
@@ -549,7 +562,7 @@ static int m_job_submit(qd_call *c)
     json_t *owned = NULL;
     qt_job_spec spec;
     qt_error err;
-    int rc;
+    int rc, classes = 10;                       /* Fashion-MNIST's */
     if (json_is_string(jv)) {
         json_error_t je;
         owned = json_loads(json_string_value(jv), JSON_REJECT_DUPLICATES, &je);
@@ -567,7 +580,10 @@ static int m_job_submit(qd_call *c)
         }
         if (json_is_string(dn) && strcmp(json_string_value(dn), "fashion-mnist")) {
             json_t *src, *copy;
-            if (dataset_source(c, json_string_value(dn), &src)) {
+            pthread_mutex_lock(&c->srv->qmu);
+            int bad = dataset_source(c, json_string_value(dn), &src, &classes);
+            pthread_mutex_unlock(&c->srv->qmu);
+            if (bad) {
                 json_decref(owned);
                 return -1;
             }
@@ -587,13 +603,30 @@ static int m_job_submit(qd_call *c)
         return qd_fail(c, QT_RPC_INVALID_PARAMS, "model path %s is too long", model);
     }
     snprintf(spec.model, sizeof spec.model, "%s", model);
+    /* the model's output against the dataset's classes (a model that does
+     * not load is the run's to report, as before) */
+    qt_graph *g;
+    if (classes > 0 && qt_model_load(model, &g, &err) == QT_OK) {
+        char ds[208];
+        if (spec.has_data) snprintf(ds, sizeof ds, "'%s' (%.120s)", spec.dataset,
+                                    spec.data.train_labels);
+        else snprintf(ds, sizeof ds, "'%s'", spec.dataset);
+        rc = qt_run_check_classes(g, model, classes, ds, &err);
+        qt_graph_free(g);
+        if (rc) {
+            qt_job_clear(&spec);
+            return qd_fail(c, QT_RPC_INVALID_PARAMS, "job: %s", err.text);
+        }
+    }
     int64_t id;
     char strategy[sizeof spec.strategy];
     snprintf(strategy, sizeof strategy, "%s", spec.strategy);
+    pthread_mutex_lock(&c->srv->qmu);
     rc = qt_store_job_new(c->srv->qstore, &spec, &id, &err);
+    pthread_mutex_unlock(&c->srv->qmu);
     qt_job_clear(&spec);
     if (rc) return qd_fail_rc(c, rc, err.text);
-    rc = qd_jobs_enqueue(c->srv->jobs, id);
+    rc = qd_jobs_enqueue(c->srv->jobs, id, 0);
     if (rc)
         /* stored as queued: the next start runs it */
         return qd_fail(c, QT_RPC_BUSY, "job %lld is stored but the daemon is stopping: it "
@@ -703,7 +736,7 @@ static int m_job_resume(qd_call *c)
         qt_job_clear(&spec);
         if (rc) return qd_fail_rc(c, rc, err.text);
     }
-    rc = qd_jobs_enqueue(c->srv->jobs, id);
+    rc = qd_jobs_enqueue(c->srv->jobs, id, 1);
     if (rc == QT_EBUSY) return qd_fail(c, QT_RPC_BUSY, "the daemon is stopping");
     if (rc) return qd_fail(c, QT_RPC_STATE, "job %lld is already queued or running",
                            (long long)id);
@@ -902,7 +935,8 @@ static int m_eval_run(qd_call *c)
     qt_error err;
     qt_metrics m;
     qt_eval_opts eo = { 0 };
-    int rc;
+    int rc, classes = 0;
+    char ds[208];
     if (lv) eo.limit = (size_t)json_integer_value(lv);
     double t0 = wall();
     if ((rc = qt_model_load(model, &g, &err))) goto fail;
@@ -914,9 +948,12 @@ static int m_eval_run(qd_call *c)
         /* a registered dataset's split */
         json_t *src = NULL;
         pthread_mutex_lock(&c->srv->qmu);
-        int bad = dataset_source(c, json_string_value(dv), &src);
+        int bad = dataset_source(c, json_string_value(dv), &src, &classes);
         pthread_mutex_unlock(&c->srv->qmu);
         if (bad) goto out;
+        json_t *lf = json_object_get(src, sp == QT_SPLIT_TEST ? "test_labels" : "train_labels");
+        snprintf(ds, sizeof ds, "'%s' (%.120s)", json_string_value(dv),
+                 json_is_string(lf) ? json_string_value(lf) : "no such split");
         json_t *job = json_pack("{s:s, s:O, s:o}", "model", "-", "dataset", dv, "data", src);
         qt_job_spec spec;
         rc = qt_job_from_json(job, &spec, &err);
@@ -926,7 +963,11 @@ static int m_eval_run(qd_call *c)
         if (rc) goto fail;
     } else if ((rc = qt_dataset_fashion_mnist(sp, &d, &err))) {
         goto fail;
+    } else {
+        snprintf(ds, sizeof ds, "'fashion-mnist'");
     }
+    if (qt_dataset_classes(d) > classes) classes = qt_dataset_classes(d);
+    if ((rc = qt_run_check_classes(g, model, classes, ds, &err))) goto fail;
     if ((rc = qt_evaluate(g, cfg, d, &eo, &m, &err))) goto fail;
     c->result = json_pack("{s:s, s:s, s:s, s:I, s:I}", "model", model, "dataset",
                           dv ? json_string_value(dv) : "fashion-mnist", "split", split, "images",
@@ -982,7 +1023,7 @@ static const qd_method methods[] = {
     { "model.register",   m_model_register,   NULL, QD_STORE, p_model_reg, "record a model file of the models directory" },
     { "dataset.list",     m_dataset_list,     NULL, QD_STORE, p_none, "fashion-mnist and the registered datasets" },
     { "dataset.register", m_dataset_register, NULL, QD_POOL, p_dataset_reg, "check and record IDX files of the data directory by name" },
-    { "job.submit",       m_job_submit,       NULL, QD_STORE, p_submit, "store and queue a job" },
+    { "job.submit",       m_job_submit,       NULL, QD_POOL, p_submit, "store and queue a job" },
     { "job.get",          m_job_get,          NULL, QD_STORE, p_job, "a job's state, counts, spec, answer, progress" },
     { "job.list",         m_job_list,         NULL, QD_STORE, p_list, "the jobs" },
     { "job.cancel",       m_job_cancel,       NULL, QD_STORE, p_job, "stop a job for good" },
@@ -991,7 +1032,7 @@ static const qd_method methods[] = {
     { "job.pareto",       m_job_pareto,       NULL, QD_STORE, p_pareto, "a job's Pareto front" },
     { "job.evaluations",  m_job_evaluations,  NULL, QD_STORE, p_evals, "a job's evaluations in order" },
     { "job.subscribe",    m_job_subscribe,    m_job_subscribe_after, QD_STORE, p_job, "job.progress and job.end notifications" },
-    { "eval.run",         m_eval_run,         NULL, QD_POOL, p_eval, "evaluate one configuration now" },
+    { "eval.run",         m_eval_run,         NULL, QD_POOL | QD_EVAL, p_eval, "evaluate one configuration now" },
 };
 
 const qd_method *qd_method_find(const char *name)

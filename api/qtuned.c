@@ -12,7 +12,8 @@
  * daemon on the same database is refused, naming the first. Every job the
  * store has as queued or running is queued again: resume is replay, so a
  * job killed mid-way ends as an uninterrupted run would, computing only
- * what the store lacks. SIGTERM/SIGINT (or server.shutdown): stop
+ * what the store lacks (a job on a registered dataset first has its files
+ * checked again, jobs.c). SIGTERM/SIGINT (or server.shutdown): stop
  * accepting, stop the running searches (evaluations in flight are
  * abandoned; each finished one is already stored), mark the jobs queued
  * again so the next start resumes them (a job still marked running was
@@ -78,6 +79,14 @@ static const setting settings[] = {
     { "max-clients",     S_INT,   F(max_clients),     1, 100000, "1024", "connections at once" },
     { "max-backlog",     S_INT,   F(max_backlog),     4096, 1073741824, "16777216",
       "bytes of answers a client may leave unread before it is disconnected" },
+    { "rate",            S_NUM,   F(rate),            0, 1e6, "50",
+      "requests per second a client (a connection) may send on average; each request of "
+      "a batch counts (0: no limit)" },
+    { "burst",           S_INT,   F(burst),           0, 1000000, "100",
+      "requests a client may send at once before --rate applies (0: no limit)" },
+    { "max-evals",       S_INT,   F(max_evals),       1, 1024, "2",
+      "eval.run evaluations running at once (a client: one at a time); more are refused "
+      "as busy" },
     { "log",             S_PATH,  F(log_file),        0, 0, "", "log file (default: stderr)" },
     { "log-level",       S_LEVEL, F(log_level),       0, 0, "info", "error, warn, info or debug" },
 };
@@ -323,7 +332,8 @@ static void on_signal(uv_signal_t *h, int signum)
     qd_server_stop(srv);
 }
 
-/* queue every job the store has as queued or running */
+/* queue every job the store has as queued or running (those on a
+ * registered dataset have its files checked again first: jobs.c) */
 static int resume_jobs(qd_server *srv, qt_error *err)
 {
     qt_store_job *jobs;
@@ -335,7 +345,7 @@ static int resume_jobs(qd_server *srv, qt_error *err)
         qd_log(QT_LOG_INFO, "job %lld: %s when the daemon last stopped: queued again (%d "
                "evaluations in the store)", (long long)jobs[i].id,
                qt_job_state_name(jobs[i].state), jobs[i].evals);
-        qd_jobs_enqueue(srv->jobs, jobs[i].id);
+        qd_jobs_enqueue(srv->jobs, jobs[i].id, 1);
     }
     qt_store_job_list_free(jobs, n);
     return QT_OK;
@@ -397,8 +407,8 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &t);
     srv.started = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
     srv.loop = uv_default_loop();
-    if ((rc = qd_jobs_new(srv.loop, s->db, s->jobs, s->storage_retry, qd_server_job_event, &srv, &srv.jobs,
-                          &err)) ||
+    if ((rc = qd_jobs_new(srv.loop, s->db, srv.data_real, s->jobs, s->storage_retry,
+                          qd_server_job_event, &srv, &srv.jobs, &err)) ||
         (rc = qd_server_start(&srv, &err)) ||
         (rc = resume_jobs(&srv, &err))) {
         fprintf(stderr, "qtuned: %s\n", err.text);
@@ -416,6 +426,11 @@ int main(int argc, char **argv)
            s->tcp_port ? "" : "", s->db, srv.models_real, srv.data_real, s->jobs,
            s->jobs == 1 ? "" : "s");
     if (s->tcp_port) qd_log(QT_LOG_INFO, "tcp port %d (token from %s)", s->tcp_port, s->token_file);
+    if (s->rate > 0 && s->burst > 0)
+        qd_log(QT_LOG_INFO, "limits: %g requests/s per client (bursts of %d); %d eval.run at "
+               "once", s->rate, s->burst, s->max_evals);
+    else
+        qd_log(QT_LOG_INFO, "limits: no request rate limit; %d eval.run at once", s->max_evals);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(srv.loop);
     if (rc) qd_log(QT_LOG_WARN, "the loop closed with handles open: %s", uv_strerror(rc));

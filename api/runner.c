@@ -86,6 +86,37 @@ static void say(const qt_run_hooks *h, int level, const char *fmt, ...)
     h->log(h->user, level, buf);
 }
 
+int qt_run_check_classes(const qt_graph *g, const char *model, int classes, const char *dataset,
+                         qt_error *err)
+{
+    int out = qt_graph_output(g);
+    size_t width = qt_graph_node_size(g, out);
+    if (classes <= 0 || (size_t)classes <= width) return QT_OK;
+    return qt_errorf(err, QT_EINVAL, -1, "model %s: its output '%s' has %zu values, fewer than "
+                     "the %d classes of dataset %s", model, qt_graph_node_name(g, out), width,
+                     classes, dataset);
+}
+
+/* a set-up that failed with QT_EINVAL: when it is because the model's
+ * output is narrower than the data's classes (the engine's and the
+ * tuner's messages name only one side), say so naming both */
+static void explain_classes(const qt_job_spec *spec, qt_error *err)
+{
+    qt_graph *g = NULL;
+    qt_dataset *d = NULL;
+    qt_error e2;
+    if (qt_model_load(spec->model, &g, &e2) == QT_OK &&
+        qt_job_dataset(spec, QT_SPLIT_VAL, &d, &e2) == QT_OK) {
+        char ds[208];
+        if (spec->has_data) snprintf(ds, sizeof ds, "'%s' (%.120s)", spec->dataset,
+                                     spec->data.train_labels);
+        else snprintf(ds, sizeof ds, "'%s'", spec->dataset);
+        qt_run_check_classes(g, spec->model, qt_dataset_classes(d), ds, err);
+    }
+    qt_dataset_free(d);
+    qt_graph_free(g);
+}
+
 /* record the job's model and validation data in the store */
 static int record_model(qt_store *st, int64_t job, const qt_search *s, qt_error *err)
 {
@@ -192,6 +223,7 @@ int qt_run_job(const qt_job_spec *spec, qt_store *st, int64_t job, qt_run_ctl *c
                 info.interrupted, info.evals);
     }
     rc = qt_search_new(spec, sc ? qt_store_cache_hooks(sc) : NULL, &s, err);
+    if (rc == QT_EINVAL) explain_classes(spec, err);
     if (!rc && st) rc = record_model(st, job, s, err);
     if (!rc && qt_run_ctl_reason(ctl) != QT_STOP_NONE)
         rc = qt_errorf(err, QT_ECANCEL, -1, "stopped before the search began");

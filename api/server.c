@@ -18,6 +18,16 @@
  * A connection lives until its handle and timer are closed and no pool
  * work refers to it (refs); answers for a connection that has gone are
  * dropped.
+ *
+ * Limits. Each connection has a token bucket of set.burst requests,
+ * refilled at set.rate per second: every request (each of a batch) takes
+ * one, and a request that finds none is answered QT_RPC_RATE_LIMITED with
+ * the time to wait; the connection stays and nobody else is slowed
+ * (rate or burst 0: no limit). An eval.run (QD_EVAL) takes one of
+ * set.max_evals slots of the daemon, and a connection holds at most one:
+ * over either, the call is refused QT_RPC_BUSY at once (nothing queues).
+ * The slot is given back in the after-work callback, which runs for every
+ * call queued: success, error, cancelled at shutdown, or its client gone.
  */
 #include "daemon.h"
 
@@ -57,6 +67,9 @@ struct qd_conn {
     int         closing;     /* no more reading or answering */
     int         closed;      /* the handles are closing */
     int         reading;
+    int         evals;       /* eval.run calls in flight (0 or 1) */
+    double      tokens;      /* the rate limit's bucket: requests it may send now */
+    uint64_t    refilled;    /* ... as of this loop time (ms) */
     char       *buf;         /* bytes of unfinished requests */
     size_t      len, cap;
     qd_conn    *next;
@@ -326,6 +339,45 @@ static void process_buffer(qd_conn *c);
 static void read_start(qd_conn *c);
 static void on_timeout(uv_timer_t *t);
 
+/* take a token of the connection's bucket: 1, or 0 with *wait the
+ * seconds until one is there */
+static int rate_take(qd_conn *c, double *wait)
+{
+    const qd_settings *set = &c->srv->set;
+    if (set->rate <= 0 || set->burst <= 0) return 1;
+    uint64_t now = uv_now(c->srv->loop);
+    c->tokens += set->rate * (double)(now - c->refilled) / 1000.0;
+    if (c->tokens > set->burst) c->tokens = set->burst;
+    c->refilled = now;
+    if (c->tokens >= 1.0) { c->tokens -= 1.0; return 1; }
+    *wait = (1.0 - c->tokens) / set->rate;
+    return 0;
+}
+
+/* an eval.run slot for the call (0), or the call's busy error (-1) */
+static int eval_take(qd_call *k)
+{
+    qd_server *srv = k->srv;
+    if (k->conn->evals > 0)
+        return qd_fail(k, QT_RPC_BUSY, "busy: this client's eval.run is still running (one "
+                       "at a time per connection); retry when it has answered");
+    if (srv->n_evals >= srv->set.max_evals)
+        return qd_fail(k, QT_RPC_BUSY, "busy: %d eval.run already running (--max-evals %d); "
+                       "retry later", srv->n_evals, srv->set.max_evals);
+    srv->n_evals++;
+    k->conn->evals++;
+    k->eval_slot = 1;
+    return 0;
+}
+
+static void eval_give(qd_call *k)
+{
+    if (!k->eval_slot) return;
+    k->eval_slot = 0;
+    k->srv->n_evals--;
+    k->conn->evals--;
+}
+
 static void work_cb(uv_work_t *w)
 {
     qd_call *k = w->data;
@@ -342,12 +394,18 @@ static void after_work_cb(uv_work_t *w, int status)
 {
     qd_call *k = w->data;
     qd_conn *c = k->conn;
+    eval_give(k);                       /* on every path, the client gone or not */
     if (status == UV_ECANCELED && !k->code) qd_fail(k, QT_RPC_BUSY, "the daemon is stopping");
     if (!k->code && k->m->after && !c->closing) k->m->after(k);
     if (!c->closing) send_answer(k);
     call_free(k);                       /* (a batch's answer, when it was the last) */
     c->pending--;
-    if (!c->closing && c->pending < MAX_PENDING && c->len) process_buffer(c);
+    /* below the bound again: go on with what is buffered, and read again
+     * (a batch may have taken it past the bound with nothing buffered) */
+    if (!c->closing && c->pending < MAX_PENDING) {
+        if (c->len) process_buffer(c);
+        else if (!c->reading) read_start(c);
+    }
     conn_unref(c);
 }
 
@@ -391,23 +449,33 @@ static void dispatch_one(qd_conn *c, json_t *req, qd_batch *b)
     if (b) { k->batch = b; b->left++; }
     const char *name = json_string_value(meth);
     k->m = qd_method_find(name);
-    if (!k->m) {
+    double wait = 0;
+    if (!rate_take(c, &wait)) {
+        srv->n_rate_limited++;
+        qd_fail(k, QT_RPC_RATE_LIMITED, "rate limit: more than %g requests/s from this client "
+                "(--rate %g, --burst %d); retry in %.2g s", srv->set.rate, srv->set.rate,
+                srv->set.burst, wait < 0.01 ? 0.01 : wait);
+    } else if (!k->m) {
         qd_fail(k, QT_RPC_NO_METHOD, "no method '%.64s' (server.info lists them)", name);
     } else if (c->tcp && !c->authed && !(k->m->flags & QD_NOAUTH)) {
         qd_fail(k, QT_RPC_UNAUTHORIZED, "authenticate first: server.auth {\"token\": ...}");
     } else if (srv->stopping && k->m->flags & QD_POOL) {
         qd_fail(k, QT_RPC_BUSY, "the daemon is stopping");
     } else if (!check_params(k, json_object_get(req, "params"))) {
-        if (k->m->flags & (QD_POOL | QD_STORE)) {
+        if ((k->m->flags & QD_EVAL) && eval_take(k)) {
+            srv->n_evals_busy++;
+        } else if (k->m->flags & (QD_POOL | QD_STORE)) {
             k->work.data = k;
             c->pending++;
             c->refs++;
             if (uv_queue_work(srv->loop, &k->work, work_cb, after_work_cb) == 0) return;
             c->pending--;
             c->refs--;
+            eval_give(k);
             qd_fail(k, QT_RPC_INTERNAL, "cannot queue the request");
         } else {
             k->m->fn(k);
+            eval_give(k);
         }
     }
     if (k->code == QT_RPC_UNAUTHORIZED && c->tcp && ++c->bad_auth >= 3) {
@@ -590,6 +658,8 @@ static void on_connection(uv_stream_t *server, int status)
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;
     c->refs = 2;
+    c->tokens = srv->set.burst;
+    c->refilled = uv_now(srv->loop);
     c->next = srv->conns;
     srv->conns = c;
     srv->n_conns++;
@@ -732,10 +802,13 @@ void qd_server_stop(qd_server *srv)
 
 json_t *qd_server_stats(qd_server *srv)
 {
-    json_t *o = json_pack("{s:f, s:i, s:I, s:I, s:I, s:I}", "uptime", wall() - srv->started,
-                          "clients", srv->n_conns, "accepted", (json_int_t)srv->n_accepted,
-                          "requests", (json_int_t)srv->n_requests, "errors",
-                          (json_int_t)srv->n_errors, "rejected", (json_int_t)srv->n_rejected);
+    json_t *o = json_pack("{s:f, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "uptime",
+                          wall() - srv->started, "clients", srv->n_conns, "accepted",
+                          (json_int_t)srv->n_accepted, "requests", (json_int_t)srv->n_requests,
+                          "errors", (json_int_t)srv->n_errors, "rejected",
+                          (json_int_t)srv->n_rejected, "rate_limited",
+                          (json_int_t)srv->n_rate_limited, "evals_busy",
+                          (json_int_t)srv->n_evals_busy, "evals_running", srv->n_evals);
     json_t *subs = json_integer(0);
     int n = 0;
     for (qd_sub *s = srv->subs; s; s = s->next) n++;

@@ -15,6 +15,7 @@
 
 #define FMNIST_DIR  "/usr/share/datasets/fashion-mnist"
 #define FMNIST_PKG  "dataset-fashion-mnist"
+#define FMNIST_CLASSES 10
 #define VAL_COUNT   10000
 #define VAL_SEED    0x5eed5eedull
 #define MAX_ITEMS   (1u << 26)
@@ -138,9 +139,12 @@ int qt_dataset_load_idx(const char *images, const char *labels, const qt_norm *n
     if (!raw || !d->images || !d->labels) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto out; }
     if ((rc = read_all(fi, raw, d->count * per, images, "image data", err))) goto out;
     if ((rc = read_all(fl, d->labels, d->count, labels, "label data", err))) goto out;
+    /* the classes the labels have: the largest label + 1, at least 2 (a
+     * classifier of one class measures nothing); qt_dataset_fashion_mnist
+     * keeps Fashion-MNIST at its 10 */
     int mx = 0;
     for (size_t i = 0; i < d->count; i++) if (d->labels[i] > mx) mx = d->labels[i];
-    d->classes = mx + 1 < 10 ? 10 : mx + 1;
+    d->classes = mx + 1 < 2 ? 2 : mx + 1;
     for (size_t i = 0; i < d->count * per; i++)
         d->images[i] = ((float)raw[i] * nm.scale - nm.mean) / nm.std;
     rc = QT_OK;
@@ -212,6 +216,7 @@ int qt_dataset_fashion_mnist(qt_split split, qt_dataset **out, qt_error *err)
     snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, pre);
     snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", dir, pre);
     if ((rc = qt_dataset_load_idx(ip, lp, &nm, &all, err))) return rc;
+    if (all->classes < FMNIST_CLASSES) all->classes = FMNIST_CLASSES;
     if (split == QT_SPLIT_TEST || split == QT_SPLIT_FULLTRAIN) { *out = all; return QT_OK; }
     if (all->count <= VAL_COUNT) {
         qt_dataset_free(all);
@@ -228,6 +233,16 @@ int qt_dataset_fashion_mnist(qt_split split, qt_dataset **out, qt_error *err)
 size_t qt_dataset_count(const qt_dataset *d) { return d->count; }
 void qt_dataset_shape(const qt_dataset *d, int shape[3]) { memcpy(shape, d->shape, sizeof d->shape); }
 int qt_dataset_classes(const qt_dataset *d) { return d->classes; }
+
+int qt_dataset_set_classes(qt_dataset *d, int classes, qt_error *err)
+{
+    int mx = 0;
+    for (size_t i = 0; i < d->count; i++) if (d->labels[i] > mx) mx = d->labels[i];
+    if (classes <= mx || classes < 2 || classes > 256)
+        return qt__fail(err, QT_EINVAL, -1, "%d classes for labels up to %d", classes, mx);
+    d->classes = classes;
+    return QT_OK;
+}
 const float *qt_dataset_images(const qt_dataset *d) { return d->images; }
 const uint8_t *qt_dataset_labels(const qt_dataset *d) { return d->labels; }
 

@@ -332,7 +332,13 @@ void qt_dataset_free(qt_dataset *d);
 
 size_t       qt_dataset_count(const qt_dataset *d);
 void         qt_dataset_shape(const qt_dataset *d, int shape[3]);  /* C,H,W */
+/* The classes: the largest label + 1, at least 2 (Fashion-MNIST: 10); a
+ * subset keeps its parent's. A model needs at least as many outputs;
+ * top-1/top-5 and the loss are taken over the first `classes` of them. */
 int          qt_dataset_classes(const qt_dataset *d);
+/* Set them, e.g. a test file that lacks the top classes to its training
+ * split's count (QT_EINVAL: not above every label, or outside 2..256). */
+int          qt_dataset_set_classes(qt_dataset *d, int classes, qt_error *err);
 const float *qt_dataset_images(const qt_dataset *d);   /* count x C*H*W */
 const uint8_t *qt_dataset_labels(const qt_dataset *d);
 /* Content hash of images and labels (FNV-1a 64), for cache keys. */

@@ -32,6 +32,20 @@
  *                    twice (store counts against `qtune tune`)
  *   sigterm_resume   SIGTERM mid-job: exit 0, the job queued again, the
  *                    next start finishes it reusing what was stored
+ *   disk_full_resumes  the disk fills mid-job: paused, retried, goes on
+ *   rate_limit       a burst beyond --burst on one connection: the excess
+ *                    refused with the time to wait, another connection
+ *                    served meanwhile, the first served again after it
+ *   eval_limits      --max-evals 1: a second client's eval.run (and a
+ *                    second of the same client's) refused as busy; the
+ *                    slot back after the answer, an error, a client gone
+ *   resume_recheck   jobs on registered datasets resumed at start: a
+ *                    removed file and changed content fail their jobs
+ *                    naming the file, the other job finishes; job.resume
+ *                    checks again
+ *   dataset_classes  a 3-class dataset fits a 10-output model; 12 classes
+ *                    do not: job.submit, eval.run and a run say so naming
+ *                    the model, its output and both counts
  */
 #define _GNU_SOURCE 1   /* prlimit */
 #include <stdarg.h>
@@ -1568,6 +1582,413 @@ static void disk_full_resumes(void **st)
     assert_true(WIFEXITED(stop_daemon(daemon_pid, SIGTERM)));
 }
 
+/* ------------------------------------------------------------------------ */
+/* Limits: requests per client, eval.run at once                             */
+/* ------------------------------------------------------------------------ */
+
+/* the seconds an error message says to wait ("retry in 0.2 s") */
+static double retry_in(const char *msg)
+{
+    const char *p = strstr(msg, "retry in ");
+    if (!p) fail_msg("no 'retry in' in '%s'", msg);
+    return strtod(p + 9, NULL);
+}
+
+/* a burst beyond --burst on one connection is refused (the connection
+ * stays), another connection is served meanwhile, and after the wait the
+ * error gave the first one is served again */
+static void rate_limit(void **st)
+{
+    (void)st;
+    start_daemon((const char *[]){ "--rate", "2", "--burst", "20", NULL });
+    int fd = raw_connect();
+    /* one batch of 30: each request counts; 20 answered, 10 refused */
+    static char batch[30 * 64];
+    size_t at = 0;
+    batch[at++] = '[';
+    for (int k = 0; k < 30; k++)
+        at += (size_t)snprintf(batch + at, sizeof batch - at, "%s{\"jsonrpc\":\"2.0\","
+                               "\"method\":\"job.list\",\"id\":%d}", k ? "," : "", k);
+    batch[at++] = ']';
+    batch[at++] = '\n';
+    rlen = 0;
+    raw_send(fd, batch, at);
+    json_t *j = raw_line(fd, 30);
+    assert_true(json_is_array(j));
+    assert_int_equal(json_array_size(j), 30);
+    int served = 0, limited = 0;
+    double wait = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(j, i, e) {
+        json_t *err = json_object_get(e, "error");
+        if (!err) { served++; continue; }
+        assert_int_equal(json_integer_value(json_object_get(err, "code")), QT_RPC_RATE_LIMITED);
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        if (!strstr(msg, "rate limit") || !strstr(msg, "2 requests/s") || !strstr(msg, "--rate"))
+            fail_msg("rate limit message: %s", msg);
+        if (!limited++) print_message("  refused: %s\n", msg);
+        wait = retry_in(msg);
+    }
+    assert_int_equal(served, 20);
+    assert_int_equal(limited, 10);
+    assert_true(wait > 0 && wait <= 0.5);
+    json_decref(j);
+    /* the next request is refused too, the connection still open */
+    const char *one = "{\"jsonrpc\":\"2.0\",\"method\":\"server.stats\",\"id\":\"again\"}";
+    rlen = 0;
+    raw_send(fd, one, strlen(one));
+    raw_send(fd, "\n", 1);
+    j = raw_line(fd, 30);
+    assert_non_null(j);
+    json_t *je = json_object_get(j, "error");
+    assert_int_equal(json_integer_value(json_object_get(je, "code")), QT_RPC_RATE_LIMITED);
+    wait = retry_in(json_string_value(json_object_get(je, "message")));
+    json_decref(j);
+    double t_refused = mono();
+    /* another client is served meanwhile, and sees the limits */
+    qt_client *c = client();
+    json_t *r = ok(c, "server.info", NULL);
+    assert_true(json_number_value(json_object_get(r, "rate")) == 2.0);
+    assert_int_equal(json_integer_value(json_object_get(r, "burst")), 20);
+    assert_int_equal(json_integer_value(json_object_get(r, "max_evals")), 2);
+    json_decref(r);
+    /* the first is served again after the wait the error gave */
+    double left = wait + 0.05 - (mono() - t_refused);
+    if (left > 0) sleep_ms((int)(left * 1000));
+    rlen = 0;
+    raw_send(fd, one, strlen(one));
+    raw_send(fd, "\n", 1);
+    j = raw_line(fd, 30);
+    assert_non_null(j);
+    if (!json_object_get(j, "result")) fail_msg("not served after the wait");
+    assert_true(json_integer_value(json_object_get(json_object_get(j, "result"),
+                                                   "rate_limited")) >= 11);
+    json_decref(j);
+    close(fd);
+    r = ok(c, "server.stats", NULL);
+    assert_true(json_integer_value(json_object_get(r, "rate_limited")) >= 11);
+    json_decref(r);
+    qt_client_close(c);
+    int code = stop_daemon(daemon_pid, SIGTERM);
+    assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+}
+
+/* eval.run calls running now (server.stats) */
+static int evals_running(qt_client *c)
+{
+    json_t *r = ok(c, "server.stats", NULL);
+    int n = (int)json_integer_value(json_object_get(r, "evals_running"));
+    json_decref(r);
+    return n;
+}
+
+/* wait until n eval.run calls run */
+static void wait_evals(qt_client *c, int n)
+{
+    double t0 = mono();
+    while (evals_running(c) != n) {
+        if (mono() - t0 > 60) { dump_log(); fail_msg("eval.run calls running: never %d", n); }
+        sleep_ms(50);                   /* 20 requests/s: below --rate */
+    }
+}
+
+/* an eval.run long enough to be overtaken (LeNet-5 on 4000 test images:
+ * about a second; the test split loads faster than the validation one) */
+static const char *long_eval =
+    "{\"jsonrpc\":\"2.0\",\"method\":\"eval.run\",\"params\":{\"model\":\"lenet5.qtck\","
+    "\"split\":\"test\",\"limit\":4000},\"id\":1}\n";
+
+/* a short eval.run's params: the MLP on 100 test images */
+static json_t *quick_eval(void)
+{
+    return json_pack("{s:s, s:s, s:i}", "model", "mlp.qtck", "split", "test", "limit", 100);
+}
+
+/* with --max-evals 1: one eval.run runs, another client's is refused as
+ * busy (and a second of the same client's), a new one runs once it
+ * ended; the slot comes back after an error and after a client that left
+ * before its answer */
+static void eval_limits(void **st)
+{
+    (void)st;
+    start_daemon((const char *[]){ "--max-evals", "1", NULL });
+    qt_client *c = client();             /* watches server.stats */
+    qt_client *b = client();
+    int fa = raw_connect();
+    rlen = 0;
+    raw_send(fa, long_eval, strlen(long_eval));
+    wait_evals(c, 1);
+    expect_msg(b, "eval.run", quick_eval(), QT_RPC_BUSY, "busy: 1 eval.run already running",
+               "--max-evals 1");
+    /* the same client: one at a time */
+    const char *second = "{\"jsonrpc\":\"2.0\",\"method\":\"eval.run\",\"params\":{\"model\":"
+                         "\"mlp.qtck\",\"split\":\"test\",\"limit\":100},\"id\":2}";
+    raw_expect(fa, second, QT_RPC_BUSY);
+    json_t *j = raw_line(fa, 120);            /* the first one's answer */
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 1);
+    json_t *res = json_object_get(j, "result");
+    if (!res) { dump_log(); fail_msg("eval.run failed"); }
+    assert_int_equal(json_integer_value(json_object_get(res, "images")), 4000);
+    print_message("  eval.run of 4000 images: %.2f s\n",
+                  json_number_value(json_object_get(res, "seconds")));
+    json_decref(j);
+    close(fa);
+    /* ended: a new one runs */
+    json_t *r = ok(b, "eval.run", quick_eval());
+    assert_int_equal(json_integer_value(json_object_get(r, "images")), 100);
+    json_decref(r);
+    /* an error gives the slot back */
+    expect_error(b, "eval.run", json_pack("{s:s, s:s, s:s}", "model", "mlp.qtck", "split", "test",
+                                          "config", "{\"nosuchnode\": {\"weights\": "
+                                          "\"fixed<8,4>\"}}"), QT_RPC_INVALID_PARAMS);
+    assert_int_equal(evals_running(c), 0);
+    /* so does a client that leaves before its answer */
+    int fc = raw_connect();
+    raw_send(fc, long_eval, strlen(long_eval));
+    wait_evals(c, 1);
+    close(fc);
+    wait_evals(c, 0);
+    r = ok(b, "eval.run", quick_eval());
+    json_decref(r);
+    r = ok(c, "server.stats", NULL);
+    assert_int_equal(json_integer_value(json_object_get(r, "evals_busy")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r, "evals_running")), 0);
+    json_decref(r);
+    qt_client_close(b);
+    qt_client_close(c);
+    still_serving();
+    int code = stop_daemon(daemon_pid, SIGTERM);
+    assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Registered datasets: checked again on resume; classes                     */
+/* ------------------------------------------------------------------------ */
+
+/* Fashion-MNIST's training set, unnormalised (its floats are the bytes) */
+static qt_dataset *raw_train(void)
+{
+    const char *fm = getenv("QT_DATA_DIR");
+    char fi[300], fl[300];
+    qt_norm raw = { 1.0f, 0.0f, 1.0f };
+    qt_dataset *tr;
+    qt_error err;
+    if (!fm || !*fm) fm = "/usr/share/datasets/fashion-mnist";
+    snprintf(fi, sizeof fi, "%s/train-images-idx3-ubyte.gz", fm);
+    snprintf(fl, sizeof fl, "%s/train-labels-idx1-ubyte.gz", fm);
+    if (qt_dataset_load_idx(fi, fl, &raw, &tr, &err)) fail_msg("%s", err.text);
+    return tr;
+}
+
+/* n labels as an IDX file */
+static void write_labels(const char *path, const uint8_t *l, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    be32_out(f, 0x801);
+    be32_out(f, (uint32_t)n);
+    fwrite(l, 1, n, f);
+    fclose(f);
+}
+
+static void set_state(const char *db, int64_t id, qt_job_state s)
+{
+    qt_store *sto;
+    qt_error err;
+    if (qt_store_open(db, 0, &sto, &err)) fail_msg("%s", err.text);
+    if (qt_store_job_set_state(sto, id, s, NULL, &err)) fail_msg("%s", err.text);
+    qt_store_close(sto);
+}
+
+/* a quick job on a registered dataset: two evaluations of the MLP */
+static const char *quick_job =
+    "{\"model\": \"mlp.qtck\", \"space\": [{\"nodes\": \"*\", \"points\": [\"weights\"], "
+    "\"types\": [\"fixed\"], \"widths\": [2, 8]}], \"strategy\": \"uniform\", "
+    "\"val_limit\": 200, \"budget\": {\"evaluations\": 2}}";
+
+/* Three jobs, each on its own registered dataset, were running when the
+ * daemon died; meanwhile one's labels file was removed and another's
+ * images changed. The next start fails those two, naming the file and the
+ * problem, and finishes the third; job.resume checks again (still changed:
+ * failed again; the file back: it runs). */
+static void resume_recheck(void **st)
+{
+    (void)st;
+    char data[256], db[300], p[400];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    snprintf(db, sizeof db, "%s/qtune.db", state);
+    assert_int_equal(mkdir(data, 0700), 0);
+    qt_dataset *tr = raw_train();
+    const char *sets[] = { "ra", "rb", "rc" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s-images", data, sets[i]);
+        write_idx(p, tr, 600, 28, 0);
+        snprintf(p, sizeof p, "%s/%s-labels", data, sets[i]);
+        write_idx(p, tr, 600, 0, 0);
+    }
+    start_daemon((const char *[]){ "--data", data, NULL });
+    qt_client *c = client();
+    int64_t id[3];
+    for (int i = 0; i < 3; i++) {
+        char im[64], lb[64];
+        snprintf(im, sizeof im, "%s-images", sets[i]);
+        snprintf(lb, sizeof lb, "%s-labels", sets[i]);
+        json_t *r = ok(c, "dataset.register", json_pack("{s:s, s:s, s:s, s:i}", "name", sets[i],
+                                                        "images", im, "labels", lb,
+                                                        "val_count", 200));
+        json_decref(r);
+        id[i] = submit_on(c, quick_job, sets[i]);
+    }
+    int computed_b = -1;
+    for (int i = 0; i < 3; i++) {
+        json_t *g = wait_end(c, id[i]);
+        assert_string_equal(json_string_value(json_object_get(g, "state")), "done");
+        if (i == 1) computed_b = (int)json_integer_value(json_object_get(g, "computed"));
+        json_decref(g);
+    }
+    qt_client_close(c);
+    int code = stop_daemon(daemon_pid, SIGTERM);
+    assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+    /* as if the daemon had died while they ran; then ra's labels go, and
+     * rc's images change (the same size and format) */
+    for (int i = 0; i < 3; i++) set_state(db, id[i], QT_JOB_RUNNING);
+    snprintf(p, sizeof p, "%s/ra-labels", data);
+    assert_int_equal(unlink(p), 0);
+    snprintf(p, sizeof p, "%s/rc-images", data);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 16 + 5 * 784 + 400, SEEK_SET), 0);
+    fputc(0x7f, f);
+    fputc(0x80, f);
+    fclose(f);
+
+    start_daemon((const char *[]){ "--data", data, NULL });
+    c = client();
+    json_t *g = wait_end(c, id[1]);
+    assert_string_equal(json_string_value(json_object_get(g, "state")), "done");
+    assert_int_equal(json_integer_value(json_object_get(g, "computed")), computed_b);
+    assert_int_equal(json_integer_value(json_object_get(g, "interrupted")), 1);
+    json_decref(g);
+    const char *want[] = { "ra-labels", NULL, "rc-images" };
+    const char *what[] = { "No such file", NULL, "changed since it was registered" };
+    for (int i = 0; i < 3; i += 2) {
+        g = wait_end(c, id[i]);
+        const char *why = json_string_value(json_object_get(g, "error"));
+        assert_string_equal(json_string_value(json_object_get(g, "state")), "failed");
+        if (!why || !strstr(why, want[i]) || !strstr(why, what[i]) || !strstr(why, sets[i]))
+            fail_msg("job %lld's error: %s", (long long)id[i], why ? why : "(none)");
+        print_message("  job %lld not resumed: %s\n", (long long)id[i], why);
+        json_decref(g);
+    }
+    still_serving();
+    /* job.resume checks again: rc still changed fails again; ra's labels
+     * back, it runs */
+    json_t *r = ok(c, "job.resume", job_params(id[2]));
+    json_decref(r);
+    g = wait_end(c, id[2]);
+    assert_string_equal(json_string_value(json_object_get(g, "state")), "failed");
+    assert_non_null(strstr(json_string_value(json_object_get(g, "error")), "rc-images"));
+    json_decref(g);
+    snprintf(p, sizeof p, "%s/ra-labels", data);
+    write_idx(p, tr, 600, 0, 0);
+    r = ok(c, "job.resume", job_params(id[0]));
+    json_decref(r);
+    g = wait_end(c, id[0]);
+    assert_string_equal(json_string_value(json_object_get(g, "state")), "done");
+    json_decref(g);
+    qt_client_close(c);
+    qt_dataset_free(tr);
+    code = stop_daemon(daemon_pid, SIGTERM);
+    assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "grep -q 'not resumed: dataset .ra.' '%s'", logf_);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A dataset's classes are its labels' (3 for labels 0..2): a 10-output
+ * model fits a 3-class dataset; one narrower than the classes (10 outputs
+ * for 12 classes) is refused by job.submit and eval.run, and by a run
+ * (qtune tune), naming the model, its output and both counts */
+static void dataset_classes(void **st)
+{
+    (void)st;
+    char data[256], p[400];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    assert_int_equal(mkdir(data, 0700), 0);
+    qt_dataset *tr = raw_train();
+    uint8_t l3[600], l12[600];
+    for (int i = 0; i < 600; i++) {
+        l3[i] = (uint8_t)(qt_dataset_labels(tr)[i] % 3);
+        l12[i] = (uint8_t)(i % 12);
+    }
+    snprintf(p, sizeof p, "%s/images", data);
+    write_idx(p, tr, 600, 28, 0);
+    snprintf(p, sizeof p, "%s/three-labels", data);
+    write_labels(p, l3, 600);
+    snprintf(p, sizeof p, "%s/twelve-labels", data);
+    write_labels(p, l12, 600);
+    qt_dataset_free(tr);
+
+    start_daemon((const char *[]){ "--data", data, NULL });
+    qt_client *c = client();
+    json_t *r = ok(c, "dataset.register", json_pack("{s:s, s:s, s:s, s:i}", "name", "three",
+                                                    "images", "images", "labels",
+                                                    "three-labels", "val_count", 200));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "summary"),
+                                                        "classes")), 3);
+    json_decref(r);
+    r = ok(c, "dataset.register", json_pack("{s:s, s:s, s:s, s:i}", "name", "twelve",
+                                            "images", "images", "labels", "twelve-labels",
+                                            "val_count", 200));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "summary"),
+                                                        "classes")), 12);
+    json_decref(r);
+    /* wider than the classes: fine */
+    r = ok(c, "eval.run", json_pack("{s:s, s:s, s:i}", "model", "mlp.qtck", "dataset", "three",
+                                    "limit", 100));
+    assert_int_equal(json_integer_value(json_object_get(r, "images")), 100);
+    json_decref(r);
+    int64_t id = submit_on(c, quick_job, "three");
+    json_t *g = wait_end(c, id);
+    assert_string_equal(json_string_value(json_object_get(g, "state")), "done");
+    json_decref(g);
+    /* narrower: refused naming the model, its output, the dataset, both counts */
+    json_t *job = json_loads(quick_job, 0, NULL);
+    json_object_set_new(job, "dataset", json_string("twelve"));
+    expect_msg(c, "job.submit", json_pack("{s:o}", "job", job), QT_RPC_INVALID_PARAMS,
+               "mlp.qtck: its output 'fc3' has 10 values", "12 classes of dataset 'twelve'");
+    expect_msg(c, "eval.run", json_pack("{s:s, s:s}", "model", "mlp.qtck", "dataset", "twelve"),
+               QT_RPC_INVALID_PARAMS, "mlp.qtck: its output 'fc3' has 10 values",
+               "12 classes of dataset 'twelve'");
+    qt_client_close(c);
+    int code = stop_daemon(daemon_pid, SIGTERM);
+    assert_true(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+    /* a run given such data directly (qtune tune) says the same */
+    char jobf[300], cmd[1024], out[2048] = "";
+    snprintf(jobf, sizeof jobf, "%s/twelve.json", tmp);
+    job = json_loads(quick_job, 0, NULL);
+    json_object_set_new(job, "model", json_string(MODELS "/mlp.qtck"));
+    json_object_set_new(job, "dataset", json_string("twelve"));
+    snprintf(p, sizeof p, "%s/images", data);
+    char lp[400];
+    snprintf(lp, sizeof lp, "%s/twelve-labels", data);
+    json_object_set_new(job, "data", json_pack("{s:s, s:s, s:i}", "train_images", p,
+                                               "train_labels", lp, "val_count", 200));
+    assert_int_equal(json_dump_file(job, jobf, 0), 0);
+    json_decref(job);
+    snprintf(cmd, sizeof cmd, "'%s' tune '%s' 2>&1", QTUNE_BIN, jobf);
+    FILE *pp = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, pp);
+    out[n] = 0;
+    int status = pclose(pp);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    if (!strstr(out, "mlp.qtck: its output 'fc3' has 10 values") ||
+        !strstr(out, "12 classes of dataset 'twelve'"))
+        fail_msg("qtune tune: %s", out);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1581,6 +2002,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(kill9_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(sigterm_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(disk_full_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(eval_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(resume_recheck, setup, teardown),
+        cmocka_unit_test_setup_teardown(dataset_classes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

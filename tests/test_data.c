@@ -1,6 +1,7 @@
 /*
  * test_data.c -- IDX reading (plain and gzip), normalisation, malformed
- * files, subsets, and the Fashion-MNIST splits from the Debian package.
+ * files, subsets, the class count, and the Fashion-MNIST splits from the
+ * Debian package.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,7 +99,7 @@ static void t_load(void **st)
         int s[3];
         qt_dataset_shape(d, s);
         assert_true(s[0] == 1 && s[1] == 2 && s[2] == 3);
-        assert_int_equal(qt_dataset_classes(d), 10);
+        assert_int_equal(qt_dataset_classes(d), 6);        /* labels up to 5 */
         for (int i = 0; i < 30; i++) {
             float want = ((float)(i * 8) * (1.0f / 255.0f) - 0.5f) / 0.25f;
             assert_true(qt_dataset_images(d)[i] == want);
@@ -177,6 +178,52 @@ static void t_subset(void **st)
     qt_dataset_free(a); qt_dataset_free(b); qt_dataset_free(c); qt_dataset_free(d);
 }
 
+/* the classes are the data's: the largest label + 1 (labels 0..2: 3), at
+ * least 2, kept by subsets; Fashion-MNIST's 10 (t_fashion) */
+static void t_classes(void **st)
+{
+    uint8_t img[6 * 4] = { 0 }, lab3[6] = { 0, 1, 2, 2, 1, 0 }, lab0[6] = { 0 };
+    uint8_t lab11[6] = { 0, 11, 3, 3, 3, 3 };
+    uint32_t di[3] = { 6, 2, 2 }, dl[1] = { 6 };
+    char ip[256], lp[256];
+    qt_dataset *d, *s;
+    qt_error err;
+    write_idx("c_img", 3, di, img, sizeof img, 0, 0);
+    write_idx("c_lab3", 1, dl, lab3, 6, 0, 0);
+    write_idx("c_lab0", 1, dl, lab0, 6, 1, 0);
+    write_idx("c_lab11", 1, dl, lab11, 6, 0, 0);
+    path(ip, "c_img");
+    path(lp, "c_lab3");
+    assert_int_equal(qt_dataset_load_idx(ip, lp, NULL, &d, &err), QT_OK);
+    assert_int_equal(qt_dataset_classes(d), 3);
+    /* a subset keeps them, even one without label 2 */
+    assert_int_equal(qt_dataset_subset(d, 0, 0, 2, &s, &err), QT_OK);
+    assert_int_equal(qt_dataset_classes(s), 3);
+    qt_dataset_free(s);
+    qt_dataset_free(d);
+    path(lp, "c_lab0");                 /* every label 0: still 2 classes */
+    assert_int_equal(qt_dataset_load_idx(ip, lp, NULL, &d, &err), QT_OK);
+    assert_int_equal(qt_dataset_classes(d), 2);
+    /* set to a training split's count; never at or below a label */
+    assert_int_equal(qt_dataset_set_classes(d, 7, &err), QT_OK);
+    assert_int_equal(qt_dataset_classes(d), 7);
+    assert_int_equal(qt_dataset_set_classes(d, 1, &err), QT_EINVAL);
+    assert_int_equal(qt_dataset_classes(d), 7);
+    qt_dataset_free(d);
+    path(lp, "c_lab3");
+    assert_int_equal(qt_dataset_load_idx(ip, lp, NULL, &d, &err), QT_OK);
+    assert_int_equal(qt_dataset_set_classes(d, 2, &err), QT_EINVAL);    /* label 2 */
+    assert_non_null(strstr(err.text, "labels up to 2"));
+    assert_int_equal(qt_dataset_classes(d), 3);
+    qt_dataset_free(d);
+    path(lp, "c_lab11");                /* more than Fashion-MNIST's 10 */
+    assert_int_equal(qt_dataset_load_idx(ip, lp, NULL, &d, &err), QT_OK);
+    assert_int_equal(qt_dataset_classes(d), 12);
+    qt_dataset_free(d);
+    const char *names[] = { "c_img", "c_lab3", "c_lab0", "c_lab11" };
+    for (int i = 0; i < 4; i++) { path(ip, names[i]); unlink(ip); }
+}
+
 /* the Debian package's data: sizes, the first test label, normalisation */
 static void t_fashion(void **st)
 {
@@ -189,6 +236,9 @@ static void t_fashion(void **st)
     assert_int_equal(qt_dataset_count(val), 10000);
     assert_int_equal(qt_dataset_count(test), 10000);
     assert_int_equal(qt_dataset_labels(test)[0], 9);       /* t10k's first label: ankle boot */
+    assert_int_equal(qt_dataset_classes(tr), 10);
+    assert_int_equal(qt_dataset_classes(val), 10);
+    assert_int_equal(qt_dataset_classes(test), 10);
     int s[3];
     qt_dataset_shape(test, s);
     assert_true(s[0] == 1 && s[1] == 28 && s[2] == 28);
@@ -215,6 +265,7 @@ int main(void)
         cmocka_unit_test(t_load),
         cmocka_unit_test(t_bad),
         cmocka_unit_test(t_subset),
+        cmocka_unit_test(t_classes),
         cmocka_unit_test(t_fashion),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -217,6 +217,10 @@ static void model_key(qt_search *s)
     hmix(&h, gh, 32);
     uint64_t dh = s->val ? qt_dataset_hash(s->val) : 0;
     hmix(&h, &dh, sizeof dh);
+    /* scores are over the data's classes (Fashion-MNIST's 10: older keys
+     * stay valid; before engine v2's class count every data set had >= 10) */
+    int cls = s->val ? qt_dataset_classes(s->val) : 10;
+    if (cls != 10) hmix(&h, &cls, sizeof cls);
     hmix(&h, &s->spec.seed, sizeof s->spec.seed);
     /* early stops depend on the constraint and the error rate */
     hmix(&h, &s->spec.metric, sizeof s->spec.metric);
@@ -1241,6 +1245,11 @@ int qt_search_measure_test(qt_search *s, const qt_cand *c, qt_result *r, qt_erro
     if (s->efn || !s->own_g)
         return qt__fail(err, QT_ENOTSUP, -1, "a custom search has no test split");
     if ((rc = qt_job_dataset(&s->spec, QT_SPLIT_TEST, &test, err))) return rc;
+    /* scored over as many classes as the validation split (a test file may
+     * lack the top ones) */
+    if (s->val && qt_dataset_classes(test) < qt_dataset_classes(s->val) &&
+        (rc = qt_dataset_set_classes(test, qt_dataset_classes(s->val), err)))
+        goto out;
     if ((rc = check_fit(&s->spec, s->own_g, test, s->spec.data.test_images,
                         s->spec.data.test_labels, err)))
         goto out;
