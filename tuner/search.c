@@ -594,6 +594,29 @@ static void prefix_saved(void *user, qt_graph *g, size_t start, int n, int from)
     if (p->sig) qt__pcache_save(p->s->pc, p->sig, g, start, n, from);
 }
 
+/* an evaluation under cfg takes part in prefix reuse: its signatures,
+ * counted `times` (2: the float model's, every candidate's start), and the
+ * hooks in eo; without a cache or memory, only the MAC count. Release
+ * p->sig after the evaluation. */
+static void prefix_begin(qt_search *s, const qt_qconfig *cfg, int times, prefix_ctx *p,
+                         qt_eval_opts *eo)
+{
+    p->s = s;
+    p->sig = NULL;
+    p->macs = 0;
+    eo->resume = prefix_resume;
+    eo->saved = prefix_saved;
+    eo->prefix_user = p;
+    if (!s->pc || !cfg) return;
+    int nb = qt__pcache_boundaries(s->pc);
+    p->sig = malloc((size_t)(nb ? nb : 1) * sizeof *p->sig);
+    if (p->sig && qt__pcache_sigs(s->pc, cfg, s->spec.seed, p->sig)) {
+        free(p->sig);
+        p->sig = NULL;
+    }
+    if (p->sig) qt__pcache_note(s->pc, p->sig, times);
+}
+
 /* one evaluation through the engine on graph g (a worker's own); training
  * jobs first train a fresh copy of the model under the candidate */
 static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *r)
@@ -612,22 +635,11 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     if (s->spec.relative > 0) { st.lo = -s->spec.relative; st.hi = 1; }
     else { st.lo = -1 + s->spec.absolute; st.hi = 1 + s->spec.absolute; }
     if (s->spec.metric == QT_MET_TOP1 && !s->spec.full_eval) { eo.cb = early_cb; eo.user = &st; }
-    prefix_ctx pctx = { s, NULL, 0 };
-    eo.resume = prefix_resume;
-    eo.saved = prefix_saved;
-    eo.prefix_user = &pctx;
+    prefix_ctx pctx;
     int rc = qt_search_config(s, c, &cfg, &err);
     if (!rc && s->spec.kind == QT_JOB_TRAINING && !(rc = train_copy(s, cfg, NULL, &trained, &err)))
         g = trained;
-    if (!rc && s->pc && !trained) {
-        int nb = qt__pcache_boundaries(s->pc);
-        pctx.sig = malloc((size_t)(nb ? nb : 1) * sizeof *pctx.sig);
-        if (pctx.sig && qt__pcache_sigs(s->pc, cfg, s->spec.seed, pctx.sig)) {
-            free(pctx.sig);
-            pctx.sig = NULL;
-        }
-        if (pctx.sig) qt__pcache_note(s->pc, pctx.sig, 1);
-    }
+    prefix_begin(s, rc || trained ? NULL : cfg, 1, &pctx, &eo);
     if (!rc) rc = qt_evaluate(g, cfg, s->val, &eo, &m, &err);
     r->macs = pctx.macs;
     free(pctx.sig);
@@ -841,19 +853,9 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     eo.correct = s->base_correct;
     /* the float model's prefixes are every candidate's until its first
      * quantized node: keep them */
-    prefix_ctx pctx = { s, NULL, 0 };
-    qt_qconfig *fcfg = NULL;
-    if (s->pc) {
-        int nb = qt__pcache_boundaries(s->pc);
-        pctx.sig = malloc((size_t)(nb ? nb : 1) * sizeof *pctx.sig);
-        fcfg = qt_qconfig_new(s->g);
-        if (pctx.sig && fcfg && !qt__pcache_sigs(s->pc, fcfg, spec->seed, pctx.sig)) {
-            qt__pcache_note(s->pc, pctx.sig, 2);
-            eo.resume = prefix_resume;
-            eo.saved = prefix_saved;
-            eo.prefix_user = &pctx;
-        }
-    }
+    prefix_ctx pctx;
+    qt_qconfig *fcfg = s->pc ? qt_qconfig_new(s->g) : NULL;
+    prefix_begin(s, fcfg, 2, &pctx, &eo);
     rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err);
     free(pctx.sig);
     qt_qconfig_free(fcfg);
