@@ -663,7 +663,7 @@ static const bad bads[] = {
     { "{" M "\"constraint\": 0.99}", QT_EINVAL, "constraint: must be an object" },
     /* strategy */
     { "{" M "\"strategy\": \"bisect\"}", QT_EINVAL,
-      "strategy: 'bisect' is not a strategy (uniform, bisection, greedy, analytical, hybrid)" },
+      "strategy: 'bisect' is not a strategy (uniform, bisection, greedy, analytical, hybrid, grid)" },
     { "{" M "\"strategy\": {\"name\": \"x\", \"k\": 1}}", QT_EINVAL, "strategy.name: 'x' is not a strategy" },
     { "{" M "\"strategy\": {\"steps\": 3}}", QT_EINVAL, "strategy.name: required" },
     { "{" M "\"strategy\": {\"name\": 1}}", QT_EINVAL, "strategy.name: must be a string" },

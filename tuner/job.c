@@ -134,7 +134,7 @@ static const char *const kinds[] = { "inference", "training", NULL };
 /* the strategies a job may name; the registry (qt_strategy_find) will
  * replace this list once it exists */
 static const char *const strategies[] = {
-    "uniform", "bisection", "greedy", "analytical", "hybrid", NULL
+    "uniform", "bisection", "greedy", "analytical", "hybrid", "grid", NULL
 };
 static const char *const cost_names[] = { "weight_bits", "act_bits", "bitops", NULL };
 static const char *const metric_names[] = { "top1", "top5", "loss", NULL };

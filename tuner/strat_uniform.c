@@ -98,9 +98,10 @@ const qt_strategy qt__strat_uniform = {
 
 /* ---- the table of strategies ---- */
 
+extern const qt_strategy qt__strat_grid;             /* strat_grid.c */
 static const qt_strategy *const strategies[] = {
     &qt__strat_uniform, &qt__strat_bisect, &qt__strat_greedy, &qt__strat_analytical,
-    &qt__strat_hybrid, NULL
+    &qt__strat_hybrid, &qt__strat_grid, NULL
 };
 
 const qt_strategy *const *qt_strategies(void) { return strategies; }
