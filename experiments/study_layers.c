@@ -1,0 +1,504 @@
+/*
+ * study_layers.c -- issue #9, study 2: TensorQuant's per-layer table
+ * (the slides' "Fixed-Point Experiments: Layers", Inception V3), through
+ * qtune, on the zoo models trained on Fashion-MNIST.
+ *
+ * For each layer (every conv and dense node: the layers with
+ * multiply-accumulates), the smallest (W, F) that keeps 100 %, 99 % and
+ * 90 % of the float model's top-1 with that layer alone quantized and the
+ * rest in float; then, per level, every layer at its answer together,
+ * measured: the whole model's relative accuracy and compression.
+ *
+ * As in the paper, quantization is intrinsic with nearest rounding: the
+ * layer computes in fixed<W,F> (qtune's EACH mode: its inputs, weights and
+ * bias rounded to the format, every product and partial sum rounded and
+ * saturated: bit-true W-bit hardware), rounding to nearest, ties away
+ * (rna, TensorQuant's "nearest").
+ *
+ *   job 1 per model: the grid strategy in "each" mode over the layers'
+ *     intrinsic points, W in --widths (default 2..16), F the fitted one
+ *     (the finest that holds the layer's measured output range) + d for d
+ *     in -k..k (--k, default 3), F >= 0;
+ *   job 2 per model: the grid in "list" mode, one candidate per distinct
+ *     level (every layer at its answer, a layer with no answer in float).
+ * "Smallest (W, F)": the smallest W at which some F keeps the level; at it
+ * the F with the highest accuracy (ties: the smaller F). Relative accuracy
+ * is top-1 over float top-1 on the same first N images of the validation
+ * split (--val for mlp and lenet5, --val-big for vgg and resnet), every
+ * candidate on all N. Compression: of the weights (a layer's weights and
+ * bias stored at its W bits, everything else 32) and of the bit-operations
+ * (MACs x operand bits, qtune's "bitops" cost), both against fp32.
+ *
+ * The jobs run through a store (--db, default build/studies.db): a re-run
+ * or a run after an interruption answers every evaluation already
+ * measured from it and computes only the rest (studies.h).
+ *
+ *   study_layers [--models mlp,lenet5,vgg,resnet] [--db FILE] [--widths LO,HI]
+ *                [--k K] [--val N] [--val-big N] [--models-dir DIR]
+ *                [--md FILE] [--json FILE] [--svg DIR]
+ *
+ * Outputs: Markdown (stdout or --md) with the command and run time at the
+ * top, JSON (--json), and with --svg one plot per model
+ * (study_layers_MODEL.svg): each layer's relative accuracy (best F) against
+ * W with the others float.
+ */
+#include "studies.h"
+#include "plot.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef QT_SOURCE_DIR
+#define QT_SOURCE_DIR "."
+#endif
+
+#define NM 4
+#define NL 3
+#define MAXL 24
+#define MAXW 16
+#define NF 34
+
+static const char *const MODELS[NM] = { "mlp", "lenet5", "vgg", "resnet" };
+static const double LEVEL[NL] = { 1.00, 0.99, 0.90 };
+static const char *const LNAME[NL] = { "100 %", "99 %", "90 %" };
+
+typedef struct layer {
+    char   name[QT_NAME_MAX];
+    double params, macs;
+    double top1[MAXW + 1][NF];     /* alone at (W, F); NaN: not measured */
+    int    W[NL], F[NL];           /* the answer per level; W 0: none (float) */
+} layer;
+
+typedef struct model {
+    int    on;
+    char   path[1024];
+    layer  L[MAXL];
+    int    nl;
+    double params;                 /* the whole model's */
+    double base;                   /* float top-1 on the images */
+    size_t images;
+    int    evals, computed;
+    /* the whole model per level */
+    double rel[NL], comp_w[NL], comp_bitops[NL], top1[NL];
+    int    cand_of[NL];            /* the list candidate of each level */
+} model;
+
+typedef struct study_l {
+    model M[NM];
+    int   wlo, whi, k;
+} study_l;
+
+/* ---- job 1: each layer alone ---- */
+
+static void collect_each(void *user, qt_search *s)
+{
+    model *m = user;
+    const qt_coord *co;
+    int n = qt_search_coords(s, &co);
+    const qt_graph *g = qt_search_graph(s);
+    m->base = qt_search_baseline(s)->top1;
+    m->images = qt_search_split(s);
+    m->evals = qt_search_evals(s);
+    m->computed = qt_search_computed(s);
+    for (int l = 0; l < m->nl; l++)
+        for (int w = 0; w <= MAXW; w++)
+            for (int f = 0; f < NF; f++) m->L[l].top1[w][f] = NAN;
+    for (int h = 0; h < qt_search_evals(s); h++) {
+        const qt_cand *c;
+        const qt_result *r;
+        qt_search_result(s, h, &c, &r);
+        for (int i = 0; i < n; i++) {
+            const qt_format *f = &c->fmt[i];
+            if (f->type == QT_NONE) continue;
+            const char *name = qt_graph_node_name(g, co[i].node);
+            for (int l = 0; l < m->nl; l++)
+                if (!strcmp(m->L[l].name, name) && f->width <= MAXW && f->bias >= 0 &&
+                    f->bias < NF && !r->fail)
+                    m->L[l].top1[f->width][f->bias] = r->top1;
+            break;
+        }
+    }
+}
+
+/* the best top-1 at W over F (F: the smaller on ties), NaN if none */
+static double best_at(const layer *L, int w, int *F)
+{
+    double b = NAN;
+    *F = -1;
+    for (int f = 0; f < NF; f++)
+        if (!isnan(L->top1[w][f]) && (isnan(b) || L->top1[w][f] > b)) { b = L->top1[w][f]; *F = f; }
+    return b;
+}
+
+static void answers(model *m)
+{
+    for (int l = 0; l < m->nl; l++)
+        for (int v = 0; v < NL; v++) {
+            layer *L = &m->L[l];
+            L->W[v] = 0;
+            L->F[v] = -1;
+            for (int w = 1; w <= MAXW && !L->W[v]; w++) {
+                int F;
+                double b = best_at(L, w, &F);
+                if (!isnan(b) && b >= LEVEL[v] * m->base - 1e-12) { L->W[v] = w; L->F[v] = F; }
+            }
+        }
+}
+
+/* ---- job 2: every layer at its answer, per level ---- */
+
+static void collect_list(void *user, qt_search *s)
+{
+    model *m = user;
+    for (int v = 0; v < NL; v++) {
+        const qt_result *r;
+        qt_search_result(s, m->cand_of[v], NULL, &r);
+        m->top1[v] = r->top1;
+        m->rel[v] = m->base > 0 ? r->top1 / m->base : NAN;
+        m->comp_bitops[v] = r->compression;        /* the job's cost is bitops */
+    }
+}
+
+/* append to buf at *at; -1 when it does not fit */
+__attribute__((format(printf, 4, 5)))
+static int append(char *buf, size_t size, size_t *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *at, size - *at, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= size - *at) return -1;
+    *at += (size_t)k;
+    return 0;
+}
+
+/* the list job's candidates: one per distinct level; cand_of and comp_w set */
+static int list_json(model *m, char *buf, size_t size)
+{
+    char cands[NL][1536];
+    int nc = 0;
+    for (int v = 0; v < NL; v++) {
+        char *c = cands[nc];
+        size_t ca = 0;
+        int first = 1;
+        double bits = 0, tuned = 0;
+        if (append(c, sizeof cands[0], &ca, "{")) return -1;
+        for (int l = 0; l < m->nl; l++) {
+            const layer *L = &m->L[l];
+            if (!L->W[v]) continue;
+            if (append(c, sizeof cands[0], &ca, "%s\"%s intrinsic\":\"fixed<%d,%d,rna>\"",
+                       first ? "" : ",", L->name, L->W[v], L->F[v]))
+                return -1;
+            first = 0;
+            bits += L->params * L->W[v];
+            tuned += L->params;
+        }
+        if (append(c, sizeof cands[0], &ca, "}")) return -1;
+        m->comp_w[v] = 32.0 * m->params / (bits + 32.0 * (m->params - tuned));
+        int same = -1;
+        for (int u = 0; u < nc; u++)
+            if (!strcmp(cands[u], c)) same = u;
+        if (same >= 0) { m->cand_of[v] = same; continue; }
+        m->cand_of[v] = nc++;
+    }
+    size_t at = 0;
+    if (append(buf, size, &at, "[")) return -1;
+    for (int u = 0; u < nc; u++)
+        if (append(buf, size, &at, "%s%s", u ? "," : "", cands[u])) return -1;
+    return append(buf, size, &at, "]");
+}
+
+/* the rules of the space: every conv and dense node's intrinsic point */
+static int rules_json(const model *m, int wlo, int whi, char *buf, size_t size)
+{
+    size_t at = 0;
+    for (int l = 0; l < m->nl; l++) {
+        int k = snprintf(buf + at, size - at, "%s{\"nodes\":\"%s\",\"points\":[\"intrinsic\"],"
+                         "\"types\":[\"fixed\"],\"widths\":[%d,%d],\"rounding\":\"rna\"}",
+                         l ? "," : "", m->L[l].name, wlo, whi);
+        if (k < 0 || (size_t)k >= size - at) return -1;
+        at += (size_t)k;
+    }
+    return 0;
+}
+
+static int load_layers(model *m)
+{
+    qt_graph *g;
+    qt_error err;
+    if (qt_model_load(m->path, &g, &err)) {
+        fprintf(stderr, "study_layers: %s\n", err.text);
+        return -1;
+    }
+    m->nl = 0;
+    m->params = (double)qt_graph_param_count(g);
+    for (int n = 0; n < qt_graph_nodes(g); n++) {
+        qt_op op = qt_graph_node_op(g, n);
+        if (op != QT_OP_CONV && op != QT_OP_DENSE) continue;
+        if (m->nl == MAXL) { fprintf(stderr, "study_layers: too many layers\n"); break; }
+        layer *L = &m->L[m->nl++];
+        snprintf(L->name, sizeof L->name, "%s", qt_graph_node_name(g, n));
+        L->params = 0;
+        for (int k = 0; k < 2; k++) {
+            const qt_tensor *t = qt_graph_param(g, n, k);
+            if (t) L->params += (double)t->size;
+        }
+        L->macs = (double)qt_graph_node_macs(g, n);
+    }
+    qt_graph_free(g);
+    return m->nl ? 0 : -1;
+}
+
+/* ---- outputs ---- */
+
+static void entry(char *buf, size_t size, int W, int F)
+{
+    if (W) snprintf(buf, size, "%d,%d", W, F);
+    else snprintf(buf, size, "float");
+}
+
+static void write_md(FILE *f, const study_l *S, const char *cmd, double wall,
+                     const study_totals *t, const char *load0, const char *load1)
+{
+    fprintf(f, "# Study 2: per-layer word widths (TensorQuant), Fashion-MNIST zoo models\n\n");
+    fprintf(f, "Command: `%s`\n\n", cmd);
+    fprintf(f, "Run: %s, %.0f s wall on %ld cores; %d jobs, %d evaluations (%d computed in "
+            "this run, %d answered from the store); the evaluations took %.0f s when computed.\n\n",
+            study_date(), wall, sysconf(_SC_NPROCESSORS_ONLN), t->jobs, t->evals, t->computed,
+            t->reused, t->eval_seconds);
+    fprintf(f, "Load average (1, 5, 15 min) at the start: %s; at the end: %s (the machine's 2 "
+            "cores are shared: a load above 2 means other work ran beside this, and the times "
+            "are longer for it).\n\n", load0, load1);
+    fprintf(f, "Intrinsic quantization, nearest rounding (ties away), as in the paper's table: "
+            "the layer computes in fixed<W,F> (operands, every product and partial sum rounded "
+            "and saturated), every other layer in float. Entries are the smallest (W, F) whose "
+            "relative top-1 (quantized / float, on the same first N validation images) is at "
+            "least the column's level with that layer alone quantized; W in %d..%d, F the "
+            "fitted one (the finest holding the layer's output range) %+d..%+d, F >= 0; at the "
+            "smallest W, the F with the best accuracy. \"float\": no W up to %d keeps the level. "
+            "The last rows put every layer at its answer together and measure it: the whole "
+            "model's relative top-1, and its compression against fp32 of the weights (each "
+            "layer's weights and bias at W bits, the rest 32) and of the bit-operations "
+            "(MACs x operand bits).\n\n", S->wlo, S->whi, -S->k, S->k, S->whi);
+    for (int i = 0; i < NM; i++) {
+        const model *m = &S->M[i];
+        if (!m->on) continue;
+        fprintf(f, "## %s (float top-1 %.2f %% on %zu validation images; %d evaluations)\n\n",
+                MODELS[i], 100 * m->base, m->images, m->evals);
+        fprintf(f, "| layer | parameters | MACs | %s | %s | %s |\n|---|---|---|---|---|---|\n",
+                LNAME[0], LNAME[1], LNAME[2]);
+        for (int l = 0; l < m->nl; l++) {
+            const layer *L = &m->L[l];
+            char e[NL][16];
+            for (int v = 0; v < NL; v++) entry(e[v], sizeof e[v], L->W[v], L->F[v]);
+            fprintf(f, "| %s | %.0f | %.3g | %s | %s | %s |\n", L->name, L->params, L->macs,
+                    e[0], e[1], e[2]);
+        }
+        fprintf(f, "| **together: relative top-1** | | | %.3f | %.3f | %.3f |\n", m->rel[0],
+                m->rel[1], m->rel[2]);
+        fprintf(f, "| **compression, weights** | | | x%.2f | x%.2f | x%.2f |\n", m->comp_w[0],
+                m->comp_w[1], m->comp_w[2]);
+        fprintf(f, "| **compression, bit-operations** | | | x%.2f | x%.2f | x%.2f |\n\n",
+                m->comp_bitops[0], m->comp_bitops[1], m->comp_bitops[2]);
+    }
+}
+
+static int write_json(const char *path, const study_l *S, const char *cmd, double wall,
+                      const study_totals *t, const char *load0, const char *load1)
+{
+    json_t *models = json_array();
+    for (int i = 0; i < NM; i++) {
+        const model *m = &S->M[i];
+        if (!m->on) continue;
+        json_t *layers = json_array(), *levels = json_array();
+        for (int l = 0; l < m->nl; l++) {
+            const layer *L = &m->L[l];
+            json_t *ans = json_array(), *sweep = json_array();
+            for (int v = 0; v < NL; v++)
+                json_array_append_new(ans, L->W[v] ? json_pack("{s:f,s:i,s:i}", "level",
+                                      LEVEL[v], "W", L->W[v], "F", L->F[v])
+                                      : json_pack("{s:f,s:n}", "level", LEVEL[v], "W"));
+            for (int w = S->wlo; w <= S->whi; w++)
+                for (int fb = 0; fb < NF; fb++)
+                    if (!isnan(L->top1[w][fb]))
+                        json_array_append_new(sweep, json_pack("{s:i,s:i,s:f,s:f}", "W", w,
+                                              "F", fb, "top1", L->top1[w][fb], "relative",
+                                              L->top1[w][fb] / m->base));
+            json_array_append_new(layers, json_pack("{s:s,s:f,s:f,s:o,s:o}", "layer", L->name,
+                                  "parameters", L->params, "macs", L->macs, "answers", ans,
+                                  "sweep", sweep));
+        }
+        for (int v = 0; v < NL; v++)
+            json_array_append_new(levels, json_pack("{s:f,s:f,s:f,s:f,s:f}", "level", LEVEL[v],
+                                  "top1", m->top1[v], "relative", m->rel[v],
+                                  "compression_weights", m->comp_w[v],
+                                  "compression_bitops", m->comp_bitops[v]));
+        json_array_append_new(models, json_pack("{s:s,s:f,s:I,s:i,s:i,s:o,s:o}", "model",
+                              MODELS[i], "float_top1", m->base, "images", (json_int_t)m->images,
+                              "evaluations", m->evals, "computed", m->computed, "layers", layers,
+                              "together", levels));
+    }
+    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:{s:i,s:i,s:i,s:i,s:f},s:s,s:s,s:[i,i],s:i,s:o}",
+        "study", "layers (issue 9, study 2)", "command", cmd, "date", study_date(),
+        "wall_seconds", wall, "totals", "jobs", t->jobs, "evaluations", t->evals, "computed",
+        t->computed, "reused", t->reused, "eval_seconds", t->eval_seconds,
+        "split", "validation (first N images)", "quantization", "intrinsic (EACH), rna",
+        "widths", S->wlo, S->whi, "k", S->k, "models", models);
+    json_object_set_new(o, "loadavg_start", json_string(load0));
+    json_object_set_new(o, "loadavg_end", json_string(load1));
+    int rc = json_dump_file(o, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(o);
+    return rc;
+}
+
+static void write_svgs(const char *dir, const study_l *S)
+{
+    for (int i = 0; i < NM; i++) {
+        const model *m = &S->M[i];
+        if (!m->on) continue;
+        qt_plot_series ser[MAXL];
+        qt_plot_pt pts[MAXL][MAXW + 1];
+        char path[1024], title[160];
+        for (int l = 0; l < m->nl; l++) {
+            int np = 0;
+            for (int w = S->wlo; w <= S->whi; w++) {
+                int F;
+                double b = best_at(&m->L[l], w, &F);
+                pts[l][np++] = (qt_plot_pt){ w, b / m->base, 0, 1 };
+            }
+            ser[l] = (qt_plot_series){ m->L[l].name, pts[l], np, 1 };
+        }
+        qt_plot p;
+        qt_error err;
+        qt_plot_init(&p);
+        int a = snprintf(path, sizeof path, "%s/study_layers_%s.svg", dir, MODELS[i]);
+        int b = snprintf(title, sizeof title, "%s: each layer alone intrinsic (nearest), best F",
+                         MODELS[i]);
+        if (a < 0 || (size_t)a >= sizeof path || b < 0 || (size_t)b >= sizeof title) {
+            fprintf(stderr, "study_layers: output path too long under %s\n", dir);
+            continue;
+        }
+        p.title = title;
+        p.xlabel = "word width W (bits) of that layer";
+        p.ylabel = "relative top-1 (quantized / float)";
+        p.series = ser;
+        p.n_series = m->nl;
+        p.baseline = 1.0;
+        p.baseline_label = "float";
+        p.threshold = 0.99;
+        p.threshold_label = "level";
+        p.y_percent = 1;
+        p.width = 760;
+        if (qt_plot_svg_file(&p, path, &err)) fprintf(stderr, "study_layers: %s\n", err.text);
+    }
+}
+
+static int size_arg(const char *v, size_t *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < 1) return -1;
+    *out = (size_t)n;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    qt_runtime_init(argv);
+    const char *models = "mlp,lenet5,vgg,resnet", *db = QT_SOURCE_DIR "/build/studies.db";
+    const char *md = NULL, *json = NULL, *svg = NULL, *mdir = NULL;
+    size_t val = 2000, val_big = 500;
+    static study_l S;
+    S.wlo = 2;
+    S.whi = 16;
+    S.k = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !v) {
+            fprintf(stderr, "usage: study_layers [--models LIST] [--db FILE] [--widths LO,HI] "
+                    "[--k K] [--val N] [--val-big N] [--models-dir DIR] [--md FILE] "
+                    "[--json FILE] [--svg DIR]\n");
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--models")) models = v;
+        else if (!strcmp(a, "--db")) db = v;
+        else if (!strcmp(a, "--widths"))
+            bad = sscanf(v, "%d,%d", &S.wlo, &S.whi) != 2 || S.wlo < 1 || S.whi > MAXW ||
+                  S.wlo > S.whi;
+        else if (!strcmp(a, "--k")) { S.k = atoi(v); bad = S.k < 0 || S.k > 16; }
+        else if (!strcmp(a, "--val")) bad = size_arg(v, &val);
+        else if (!strcmp(a, "--val-big")) bad = size_arg(v, &val_big);
+        else if (!strcmp(a, "--models-dir")) mdir = v;
+        else if (!strcmp(a, "--md")) md = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--svg")) svg = v;
+        else { fprintf(stderr, "study_layers: unknown option %s\n", a); return 2; }
+        if (bad) { fprintf(stderr, "study_layers: bad value for %s: %s\n", a, v); return 2; }
+        i++;
+    }
+    int any = 0;
+    for (int i = 0; i < NM; i++) any += S.M[i].on = study_listed(models, MODELS[i]);
+    if (!any) { fprintf(stderr, "study_layers: no model selected\n"); return 2; }
+
+    const char *cmd = study_command(argc, argv);
+    double t0 = study_now();
+    char load0[64], load1[64];
+    study_loadavg(load0, sizeof load0);
+    study *st;
+    if (study_open("study_layers", db, &st)) return 1;
+    int rc = 0, nj = 0, total = 2 * any;
+    static char job[65536], rules[8192], list[16384];
+    for (int i = 0; i < NM && !rc; i++) {
+        model *m = &S.M[i];
+        if (!m->on) continue;
+        if (study_checkpoint(mdir, MODELS[i], m->path, sizeof m->path) || load_layers(m)) {
+            rc = QT_ENOENT;
+            break;
+        }
+        size_t n = i >= 2 ? val_big : val;
+        char bias[48], label[96];
+        if (S.k) snprintf(bias, sizeof bias, "{\"search\":%d}", S.k);
+        else snprintf(bias, sizeof bias, "\"fit\"");
+        if (rules_json(m, S.wlo, S.whi, rules, sizeof rules)) { rc = QT_EINVAL; break; }
+        snprintf(job, sizeof job, "{\"model\":\"%s\",\"space\":[%s],\"strategy\":{\"name\":"
+                 "\"grid\",\"mode\":\"each\",\"bias\":%s,\"frac\":[0,30]},\"cost\":\"bitops\","
+                 "\"constraint\":{\"metric\":\"top1\",\"relative\":0.99},\"val_limit\":%zu,"
+                 "\"early_stop\":false,\"seed\":1,\"cache_mb\":512}", m->path, rules, bias, n);
+        snprintf(label, sizeof label, "job %d/%d %s: each layer alone", ++nj, total, MODELS[i]);
+        if ((rc = study_run(st, label, job, collect_each, m))) break;
+        answers(m);
+        if (list_json(m, list, sizeof list)) { rc = QT_EINVAL; break; }
+        snprintf(job, sizeof job, "{\"model\":\"%s\",\"space\":[%s],\"strategy\":{\"name\":"
+                 "\"grid\",\"mode\":\"list\",\"candidates\":%s},\"cost\":\"bitops\","
+                 "\"constraint\":{\"metric\":\"top1\",\"relative\":0.99},\"val_limit\":%zu,"
+                 "\"early_stop\":false,\"seed\":1}", m->path, rules, list, n);
+        snprintf(label, sizeof label, "job %d/%d %s: every layer at its answer", ++nj, total,
+                 MODELS[i]);
+        rc = study_run(st, label, job, collect_list, m);
+    }
+    double wall = study_now() - t0;
+    study_loadavg(load1, sizeof load1);
+    study_totals tot;
+    study_get_totals(st, &tot);
+    study_close(st);
+    if (rc == QT_ECANCEL || study_stopped()) return 130;
+    if (rc) return 1;
+    FILE *f = md ? fopen(md, "w") : stdout;
+    if (!f) { perror(md); return 1; }
+    write_md(f, &S, cmd, wall, &tot, load0, load1);
+    if (md && fclose(f)) { perror(md); return 1; }
+    if (json && write_json(json, &S, cmd, wall, &tot, load0, load1)) {
+        fprintf(stderr, "study_layers: cannot write %s\n", json);
+        return 1;
+    }
+    if (svg) write_svgs(svg, &S);
+    fprintf(stderr, "study_layers: done in %.0f s (%d evaluations, %d computed now)\n", wall,
+            tot.evals, tot.computed);
+    return 0;
+}
