@@ -5,6 +5,7 @@
 #include "studies.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,4 +260,141 @@ out:
     qt_store_job_clear(&info);
     qt_job_clear(&spec);
     return rc;
+}
+
+/* ---- a program's command line, its run and its outputs ---- */
+
+int study_size_arg(const char *val, size_t *out)
+{
+    char *end;
+    long n = strtol(val, &end, 10);
+    if (*end || n < 1) return -1;
+    *out = (size_t)n;
+    return 0;
+}
+
+int study_parse_args(const char *prog, const char *usage, int argc, char **argv,
+                     study_opts *o, study_option_fn fn, void *user)
+{
+    memset(o, 0, sizeof *o);
+    o->models = "mlp,lenet5,vgg,resnet";
+    o->db = QT_SOURCE_DIR "/build/studies.db";
+    o->k = 3;
+    o->val = 2000;
+    o->val_big = 500;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !v) {
+            fprintf(stderr, "%s\n", usage);
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--models")) o->models = v;
+        else if (!strcmp(a, "--db")) o->db = v;
+        else if (!strcmp(a, "--k")) { o->k = atoi(v); bad = o->k < 0 || o->k > 16; }
+        else if (!strcmp(a, "--val")) bad = study_size_arg(v, &o->val);
+        else if (!strcmp(a, "--val-big")) bad = study_size_arg(v, &o->val_big);
+        else if (!strcmp(a, "--models-dir")) o->mdir = v;
+        else if (!strcmp(a, "--md")) o->md = v;
+        else if (!strcmp(a, "--json")) o->json = v;
+        else if (!strcmp(a, "--svg")) o->svg = v;
+        else if (!fn || (bad = fn(user, a, v)) > 0) {
+            fprintf(stderr, "%s: unknown option %s\n", prog, a);
+            return 2;
+        }
+        if (bad) { fprintf(stderr, "%s: bad value for %s: %s\n", prog, a, v); return 2; }
+        i++;
+    }
+    return 0;
+}
+
+int study_begin(const char *prog, const char *db, int argc, char **argv, study_info *in,
+                study **out)
+{
+    memset(in, 0, sizeof *in);
+    in->prog = prog;
+    in->cmd = study_command(argc, argv);
+    in->t0 = study_now();
+    study_loadavg(in->load0, sizeof in->load0);
+    return study_open(prog, db, out);
+}
+
+int study_finish(study *st, int rc, study_info *in, const study_opts *o,
+                 const study_writers *w, const void *S)
+{
+    in->wall = study_now() - in->t0;
+    study_loadavg(in->load1, sizeof in->load1);
+    study_get_totals(st, &in->tot);
+    study_close(st);
+    if (rc == QT_ECANCEL || study_stopped()) return 130;
+    if (rc) return 1;
+    FILE *f = o->md ? fopen(o->md, "w") : stdout;
+    if (!f) { perror(o->md); return 1; }
+    w->md(f, S, in);
+    if (o->md && fclose(f)) { perror(o->md); return 1; }
+    if (o->json && w->json(o->json, S, in)) {
+        fprintf(stderr, "%s: cannot write %s\n", in->prog, o->json);
+        return 1;
+    }
+    if (o->svg) w->svgs(o->svg, S);
+    fprintf(stderr, "%s: done in %.0f s (%d evaluations, %d computed now)\n", in->prog,
+            in->wall, in->tot.evals, in->tot.computed);
+    return 0;
+}
+
+void study_md_head(FILE *f, const char *title, const study_info *in)
+{
+    const study_totals *t = &in->tot;
+    fprintf(f, "%s\n\n", title);
+    fprintf(f, "Command: `%s`\n\n", in->cmd);
+    fprintf(f, "Run: %s, %.0f s wall on %ld cores; %d jobs, %d evaluations (%d computed in "
+            "this run, %d answered from the store); the evaluations took %.0f s when computed.\n\n",
+            study_date(), in->wall, sysconf(_SC_NPROCESSORS_ONLN), t->jobs, t->evals,
+            t->computed, t->reused, t->eval_seconds);
+    fprintf(f, "Load average (1, 5, 15 min) at the start: %s; at the end: %s (the machine's 2 "
+            "cores are shared: a load above 2 means other work ran beside this, and the times "
+            "are longer for it).\n\n", in->load0, in->load1);
+}
+
+int study_json_write(const char *path, const char *name, const study_info *in,
+                     json_t *fields)
+{
+    const study_totals *t = &in->tot;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:{s:i,s:i,s:i,s:i,s:f}}", "study", name,
+        "command", in->cmd, "date", study_date(), "wall_seconds", in->wall, "totals", "jobs",
+        t->jobs, "evaluations", t->evals, "computed", t->computed, "reused", t->reused,
+        "eval_seconds", t->eval_seconds);
+    int rc = -1;
+    if (o && fields && !json_object_update(o, fields)) {
+        json_object_set_new(o, "loadavg_start", json_string(in->load0));
+        json_object_set_new(o, "loadavg_end", json_string(in->load1));
+        rc = json_dump_file(o, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER |
+                            JSON_REAL_PRECISION(6));
+    }
+    json_decref(fields);
+    json_decref(o);
+    return rc;
+}
+
+void study_svg(const char *prog, qt_plot *p, const char *dir, const char *fmt, ...)
+{
+    char name[512], path[1024];
+    qt_error err;
+    va_list ap;
+    va_start(ap, fmt);
+    int a = vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int b = a < 0 || (size_t)a >= sizeof name ? -1
+            : snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (b < 0 || (size_t)b >= sizeof path) {
+        fprintf(stderr, "%s: output path too long under %s\n", prog, dir);
+        return;
+    }
+    p->ylabel = "relative top-1 (quantized / float)";
+    p->baseline = 1.0;
+    p->baseline_label = "float";
+    p->y_percent = 1;
+    p->width = 760;
+    if (qt_plot_svg_file(p, path, &err)) fprintf(stderr, "%s: %s\n", prog, err.text);
 }

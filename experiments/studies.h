@@ -27,7 +27,10 @@
 #define QT_STUDIES_H
 
 #include "api.h"
+#include "plot.h"
 #include "tuner.h"
+
+#include <stdio.h>
 
 typedef struct study study;
 
@@ -72,5 +75,89 @@ const char *study_rel(const char *path);
 const char *study_date(void);
 /* the 1-, 5- and 15-minute load averages, "1.02 0.98 0.71", into buf */
 void        study_loadavg(char *buf, size_t size);
+
+/* ---- a program's command line, its run and its outputs ----
+ *
+ *   study_opts o;
+ *   if ((rc = study_parse_args("study_width", USAGE, argc, argv, &o, own_option, &mine)))
+ *       return rc;
+ *   study_info in;
+ *   if (study_begin("study_width", o.db, argc, argv, &in, &st)) return 1;
+ *   ... rc = study_run(st, ...) for each job ...
+ *   return study_finish(st, rc, &in, &o, &writers, &results);
+ */
+
+/* The options every study program takes, with their defaults. */
+typedef struct study_opts {
+    const char *models;        /* --models: a comma list (all four zoo models) */
+    const char *db;            /* --db (<source>/build/studies.db) */
+    const char *mdir;          /* --models-dir (NULL: study_checkpoint's default) */
+    const char *md;            /* --md (NULL: the Markdown to stdout) */
+    const char *json;          /* --json (NULL: none) */
+    const char *svg;           /* --svg, the plots' directory (NULL: none) */
+    int         k;             /* --k, 0..16 (3) */
+    size_t      val, val_big;  /* --val (2000), --val-big (500): images, >= 1 */
+} study_opts;
+
+/* A program's own options: 0 taken, -1 a bad value, 1 not one of its own. */
+typedef int (*study_option_fn)(void *user, const char *opt, const char *val);
+
+/* Parse argv, options with their values, into o (the defaults first); an
+ * option o has not is given to fn (NULL: none). 0; or the exit status 2
+ * after usage (a line, on --help or an option without a value), an unknown
+ * option or a bad value, on stderr. */
+int  study_parse_args(const char *prog, const char *usage, int argc, char **argv,
+                      study_opts *o, study_option_fn fn, void *user);
+/* a whole number >= 1 into *out: 0, or -1 (for a study_option_fn) */
+int  study_size_arg(const char *val, size_t *out);
+
+/* What a program's outputs tell of its run. */
+typedef struct study_info {
+    const char  *prog;         /* the program, for messages */
+    const char  *cmd;          /* study_command (a static buffer) */
+    double       t0, wall;     /* study_now at the start; seconds */
+    char         load0[64];    /* study_loadavg at the start */
+    char         load1[64];    /* ... and at the end */
+    study_totals tot;          /* at the end */
+} study_info;
+
+/* Start a run: the command line, the time and the load average into in,
+ * then study_open. */
+int  study_begin(const char *prog, const char *db, int argc, char **argv, study_info *in,
+                 study **out);
+
+/* A program's outputs of its results S (its own type, as study_finish is
+ * given it). json: 0 or -1; svgs: errors on stderr. */
+typedef struct study_writers {
+    void (*md)(FILE *f, const void *S, const study_info *in);
+    int  (*json)(const char *path, const void *S, const study_info *in);
+    void (*svgs)(const char *dir, const void *S);
+} study_writers;
+
+/* End a run whose jobs returned rc: the wall time, the load average and
+ * the totals into in, st closed; then, unless a signal stopped the program
+ * or rc is an error, the Markdown to o->md (or stdout), the JSON to
+ * o->json and the plots into o->svg (each when given) and a closing line on
+ * stderr. Returns the program's exit status: 0, 1 (an error, printed) or
+ * 130 (a signal). */
+int  study_finish(study *st, int rc, study_info *in, const study_opts *o,
+                  const study_writers *w, const void *S);
+
+/* The top of a study's Markdown: the title line ("# ..."), the command,
+ * the run (date, wall time, cores, the totals) and the load averages. */
+void study_md_head(FILE *f, const char *title, const study_info *in);
+
+/* Write a study's JSON to path: {"study": name, "command", "date",
+ * "wall_seconds", "totals", the members of fields in their order (stolen),
+ * "loadavg_start", "loadavg_end"}. 0 or -1. */
+int  study_json_write(const char *path, const char *name, const study_info *in,
+                      json_t *fields);
+
+/* Write p, a plot of relative top-1 (p's title, xlabel and series set by
+ * the caller), to the file fmt names in dir, with what the studies' plots
+ * share: the y axis "relative top-1 (quantized / float)" in %, the float
+ * line at 1, 760 px wide. Errors (a path too long, the write) on stderr. */
+__attribute__((format(printf, 4, 5)))
+void study_svg(const char *prog, qt_plot *p, const char *dir, const char *fmt, ...);
 
 #endif

@@ -50,7 +50,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifndef QT_SOURCE_DIR
 #define QT_SOURCE_DIR "."
@@ -261,18 +260,11 @@ static void entry(char *buf, size_t size, int W, int F)
     else snprintf(buf, size, "float");
 }
 
-static void write_md(FILE *f, const study_l *S, const char *cmd, double wall,
-                     const study_totals *t, const char *load0, const char *load1)
+static void write_md(FILE *f, const void *user, const study_info *in)
 {
-    fprintf(f, "# Study 2: per-layer word widths (TensorQuant), Fashion-MNIST zoo models\n\n");
-    fprintf(f, "Command: `%s`\n\n", cmd);
-    fprintf(f, "Run: %s, %.0f s wall on %ld cores; %d jobs, %d evaluations (%d computed in "
-            "this run, %d answered from the store); the evaluations took %.0f s when computed.\n\n",
-            study_date(), wall, sysconf(_SC_NPROCESSORS_ONLN), t->jobs, t->evals, t->computed,
-            t->reused, t->eval_seconds);
-    fprintf(f, "Load average (1, 5, 15 min) at the start: %s; at the end: %s (the machine's 2 "
-            "cores are shared: a load above 2 means other work ran beside this, and the times "
-            "are longer for it).\n\n", load0, load1);
+    const study_l *S = user;
+    study_md_head(f, "# Study 2: per-layer word widths (TensorQuant), Fashion-MNIST zoo models",
+                  in);
     fprintf(f, "Intrinsic quantization, nearest rounding (ties away), as in the paper's table: "
             "the layer computes in fixed<W,F> (operands, every product and partial sum rounded "
             "and saturated), every other layer in float. Entries are the smallest (W, F) whose "
@@ -307,9 +299,9 @@ static void write_md(FILE *f, const study_l *S, const char *cmd, double wall,
     }
 }
 
-static int write_json(const char *path, const study_l *S, const char *cmd, double wall,
-                      const study_totals *t, const char *load0, const char *load1)
+static int write_json(const char *path, const void *user, const study_info *in)
 {
+    const study_l *S = user;
     json_t *models = json_array();
     for (int i = 0; i < NM; i++) {
         const model *m = &S->M[i];
@@ -342,27 +334,22 @@ static int write_json(const char *path, const study_l *S, const char *cmd, doubl
                               "evaluations", m->evals, "computed", m->computed, "layers", layers,
                               "together", levels));
     }
-    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:{s:i,s:i,s:i,s:i,s:f},s:s,s:s,s:[i,i],s:i,s:o}",
-        "study", "layers (issue 9, study 2)", "command", cmd, "date", study_date(),
-        "wall_seconds", wall, "totals", "jobs", t->jobs, "evaluations", t->evals, "computed",
-        t->computed, "reused", t->reused, "eval_seconds", t->eval_seconds,
-        "split", "validation (first N images)", "quantization", "intrinsic (EACH), rna",
-        "widths", S->wlo, S->whi, "k", S->k, "models", models);
-    json_object_set_new(o, "loadavg_start", json_string(load0));
-    json_object_set_new(o, "loadavg_end", json_string(load1));
-    int rc = json_dump_file(o, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    json_decref(o);
-    return rc;
+    return study_json_write(path, "layers (issue 9, study 2)", in,
+                            json_pack("{s:s,s:s,s:[i,i],s:i,s:o}",
+                                      "split", "validation (first N images)",
+                                      "quantization", "intrinsic (EACH), rna",
+                                      "widths", S->wlo, S->whi, "k", S->k, "models", models));
 }
 
-static void write_svgs(const char *dir, const study_l *S)
+static void write_svgs(const char *dir, const void *user)
 {
+    const study_l *S = user;
     for (int i = 0; i < NM; i++) {
         const model *m = &S->M[i];
         if (!m->on) continue;
         qt_plot_series ser[MAXL];
         qt_plot_pt pts[MAXL][MAXW + 1];
-        char path[1024], title[160];
+        char title[160];
         for (int l = 0; l < m->nl; l++) {
             int np = 0;
             for (int w = S->wlo; w <= S->whi; w++) {
@@ -373,95 +360,60 @@ static void write_svgs(const char *dir, const study_l *S)
             ser[l] = (qt_plot_series){ m->L[l].name, pts[l], np, 1 };
         }
         qt_plot p;
-        qt_error err;
         qt_plot_init(&p);
-        int a = snprintf(path, sizeof path, "%s/study_layers_%s.svg", dir, MODELS[i]);
-        int b = snprintf(title, sizeof title, "%s: each layer alone intrinsic (nearest), best F",
-                         MODELS[i]);
-        if (a < 0 || (size_t)a >= sizeof path || b < 0 || (size_t)b >= sizeof title) {
-            fprintf(stderr, "study_layers: output path too long under %s\n", dir);
-            continue;
-        }
+        snprintf(title, sizeof title, "%s: each layer alone intrinsic (nearest), best F",
+                 MODELS[i]);
         p.title = title;
         p.xlabel = "word width W (bits) of that layer";
-        p.ylabel = "relative top-1 (quantized / float)";
         p.series = ser;
         p.n_series = m->nl;
-        p.baseline = 1.0;
-        p.baseline_label = "float";
         p.threshold = 0.99;
         p.threshold_label = "level";
-        p.y_percent = 1;
-        p.width = 760;
-        if (qt_plot_svg_file(&p, path, &err)) fprintf(stderr, "study_layers: %s\n", err.text);
+        study_svg("study_layers", &p, dir, "study_layers_%s.svg", MODELS[i]);
     }
 }
 
-static int size_arg(const char *v, size_t *out)
+/* --widths LO,HI, study_layers' own option (study_option_fn) */
+static int layers_option(void *user, const char *opt, const char *v)
 {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < 1) return -1;
-    *out = (size_t)n;
-    return 0;
+    study_l *S = user;
+    if (strcmp(opt, "--widths")) return 1;
+    int bad = sscanf(v, "%d,%d", &S->wlo, &S->whi) != 2 || S->wlo < 1 || S->whi > MAXW ||
+              S->wlo > S->whi;
+    return bad ? -1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     qt_runtime_init(argv);
-    const char *models = "mlp,lenet5,vgg,resnet", *db = QT_SOURCE_DIR "/build/studies.db";
-    const char *md = NULL, *json = NULL, *svg = NULL, *mdir = NULL;
-    size_t val = 2000, val_big = 500;
+    static const study_writers out = { write_md, write_json, write_svgs };
+    study_opts o;
     static study_l S;
     S.wlo = 2;
     S.whi = 16;
-    S.k = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !v) {
-            fprintf(stderr, "usage: study_layers [--models LIST] [--db FILE] [--widths LO,HI] "
-                    "[--k K] [--val N] [--val-big N] [--models-dir DIR] [--md FILE] "
-                    "[--json FILE] [--svg DIR]\n");
-            return 2;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--models")) models = v;
-        else if (!strcmp(a, "--db")) db = v;
-        else if (!strcmp(a, "--widths"))
-            bad = sscanf(v, "%d,%d", &S.wlo, &S.whi) != 2 || S.wlo < 1 || S.whi > MAXW ||
-                  S.wlo > S.whi;
-        else if (!strcmp(a, "--k")) { S.k = atoi(v); bad = S.k < 0 || S.k > 16; }
-        else if (!strcmp(a, "--val")) bad = size_arg(v, &val);
-        else if (!strcmp(a, "--val-big")) bad = size_arg(v, &val_big);
-        else if (!strcmp(a, "--models-dir")) mdir = v;
-        else if (!strcmp(a, "--md")) md = v;
-        else if (!strcmp(a, "--json")) json = v;
-        else if (!strcmp(a, "--svg")) svg = v;
-        else { fprintf(stderr, "study_layers: unknown option %s\n", a); return 2; }
-        if (bad) { fprintf(stderr, "study_layers: bad value for %s: %s\n", a, v); return 2; }
-        i++;
-    }
+    int rc = study_parse_args("study_layers", "usage: study_layers [--models LIST] [--db FILE] "
+                              "[--widths LO,HI] [--k K] [--val N] [--val-big N] "
+                              "[--models-dir DIR] [--md FILE] [--json FILE] [--svg DIR]",
+                              argc, argv, &o, layers_option, &S);
+    if (rc) return rc;
+    S.k = o.k;
     int any = 0;
-    for (int i = 0; i < NM; i++) any += S.M[i].on = study_listed(models, MODELS[i]);
+    for (int i = 0; i < NM; i++) any += S.M[i].on = study_listed(o.models, MODELS[i]);
     if (!any) { fprintf(stderr, "study_layers: no model selected\n"); return 2; }
 
-    const char *cmd = study_command(argc, argv);
-    double t0 = study_now();
-    char load0[64], load1[64];
-    study_loadavg(load0, sizeof load0);
+    study_info in;
     study *st;
-    if (study_open("study_layers", db, &st)) return 1;
-    int rc = 0, nj = 0, total = 2 * any;
+    if (study_begin("study_layers", o.db, argc, argv, &in, &st)) return 1;
+    int nj = 0, total = 2 * any;
     static char job[65536], rules[8192], list[16384];
     for (int i = 0; i < NM && !rc; i++) {
         model *m = &S.M[i];
         if (!m->on) continue;
-        if (study_checkpoint(mdir, MODELS[i], m->path, sizeof m->path) || load_layers(m)) {
+        if (study_checkpoint(o.mdir, MODELS[i], m->path, sizeof m->path) || load_layers(m)) {
             rc = QT_ENOENT;
             break;
         }
-        size_t n = i >= 2 ? val_big : val;
+        size_t n = i >= 2 ? o.val_big : o.val;
         char bias[48], label[96];
         if (S.k) snprintf(bias, sizeof bias, "{\"search\":%d}", S.k);
         else snprintf(bias, sizeof bias, "\"fit\"");
@@ -482,23 +434,5 @@ int main(int argc, char **argv)
                  MODELS[i]);
         rc = study_run(st, label, job, collect_list, m);
     }
-    double wall = study_now() - t0;
-    study_loadavg(load1, sizeof load1);
-    study_totals tot;
-    study_get_totals(st, &tot);
-    study_close(st);
-    if (rc == QT_ECANCEL || study_stopped()) return 130;
-    if (rc) return 1;
-    FILE *f = md ? fopen(md, "w") : stdout;
-    if (!f) { perror(md); return 1; }
-    write_md(f, &S, cmd, wall, &tot, load0, load1);
-    if (md && fclose(f)) { perror(md); return 1; }
-    if (json && write_json(json, &S, cmd, wall, &tot, load0, load1)) {
-        fprintf(stderr, "study_layers: cannot write %s\n", json);
-        return 1;
-    }
-    if (svg) write_svgs(svg, &S);
-    fprintf(stderr, "study_layers: done in %.0f s (%d evaluations, %d computed now)\n", wall,
-            tot.evals, tot.computed);
-    return 0;
+    return study_finish(st, rc, &in, &o, &out, &S);
 }

@@ -46,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifndef QT_SOURCE_DIR
 #define QT_SOURCE_DIR "."
@@ -131,18 +130,10 @@ static double rel_best(const cell *c, int w, int *F)
     return c->base > 0 ? best / c->base : NAN;
 }
 
-static void write_md(FILE *f, const study_w *S, const char *cmd, double wall,
-                     const study_totals *t, const char *load0, const char *load1)
+static void write_md(FILE *f, const void *user, const study_info *in)
 {
-    fprintf(f, "# Study 1: word-width sweep (TensorQuant), Fashion-MNIST zoo models\n\n");
-    fprintf(f, "Command: `%s`\n\n", cmd);
-    fprintf(f, "Run: %s, %.0f s wall on %ld cores; %d jobs, %d evaluations (%d computed in "
-            "this run, %d answered from the store); the evaluations took %.0f s when computed.\n\n",
-            study_date(), wall, sysconf(_SC_NPROCESSORS_ONLN), t->jobs, t->evals, t->computed,
-            t->reused, t->eval_seconds);
-    fprintf(f, "Load average (1, 5, 15 min) at the start: %s; at the end: %s (the machine's 2 "
-            "cores are shared: a load above 2 means other work ran beside this, and the times "
-            "are longer for it).\n\n", load0, load1);
+    const study_w *S = user;
+    study_md_head(f, "# Study 1: word-width sweep (TensorQuant), Fashion-MNIST zoo models", in);
     fprintf(f, "Entries are (relative accuracy, F) as in TensorQuant's tables: top-1 of the "
             "quantized model over top-1 of the float model on the same first N images of the "
             "validation split (not the test split), with fixed<W,F> (signed, saturating) on "
@@ -185,9 +176,9 @@ static void write_md(FILE *f, const study_w *S, const char *cmd, double wall,
             }
 }
 
-static int write_json(const char *path, const study_w *S, const char *cmd, double wall,
-                      const study_totals *t, const char *load0, const char *load1)
+static int write_json(const char *path, const void *user, const study_info *in)
 {
+    const study_w *S = user;
     json_t *models = json_array();
     for (int m = 0; m < NM; m++) {
         if (!S->on[m]) continue;
@@ -219,26 +210,20 @@ static int write_json(const char *path, const study_w *S, const char *cmd, doubl
     }
     json_t *wl = json_array();
     for (int i = 0; i < S->nw; i++) json_array_append_new(wl, json_integer(S->widths[i]));
-    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:{s:i,s:i,s:i,s:i,s:f},s:s,s:o,s:i,s:o}",
-        "study", "width (issue 9, study 1)", "command", cmd, "date", study_date(),
-        "wall_seconds", wall, "totals", "jobs", t->jobs, "evaluations", t->evals, "computed",
-        t->computed, "reused", t->reused, "eval_seconds", t->eval_seconds,
-        "split", "validation (first N images)", "widths", wl, "k", S->k, "models", models);
-    json_object_set_new(o, "loadavg_start", json_string(load0));
-    json_object_set_new(o, "loadavg_end", json_string(load1));
-    int rc = json_dump_file(o, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    json_decref(o);
-    return rc;
+    return study_json_write(path, "width (issue 9, study 1)", in,
+                            json_pack("{s:s,s:o,s:i,s:o}", "split", "validation (first N images)",
+                                      "widths", wl, "k", S->k, "models", models));
 }
 
-static void write_svgs(const char *dir, const study_w *S)
+static void write_svgs(const char *dir, const void *user)
 {
+    const study_w *S = user;
     for (int m = 0; m < NM; m++) {
         if (!S->on[m]) continue;
         for (int best = 0; best < 2; best++) {
             qt_plot_series ser[NQ * NR];
             qt_plot_pt pts[NQ * NR][MAXW];
-            char names[NQ * NR][40], path[1024], title[160];
+            char names[NQ * NR][40], title[160];
             int ns = 0;
             for (int q = 0; q < NQ; q++)
                 for (int r = 0; r < NR; r++) {
@@ -254,26 +239,15 @@ static void write_svgs(const char *dir, const study_w *S)
                     ns++;
                 }
             qt_plot p;
-            qt_error err;
             qt_plot_init(&p);
-            int a = snprintf(path, sizeof path, "%s/study_width_%s%s.svg", dir, MODELS[m],
-                             best ? "_bestF" : "");
-            int b = snprintf(title, sizeof title, "%s: relative top-1 over word width, %s",
-                             MODELS[m], best ? "best F per W" : "F = W/2");
-            if (a < 0 || (size_t)a >= sizeof path || b < 0 || (size_t)b >= sizeof title) {
-                fprintf(stderr, "study_width: output path too long under %s\n", dir);
-                continue;
-            }
+            snprintf(title, sizeof title, "%s: relative top-1 over word width, %s", MODELS[m],
+                     best ? "best F per W" : "F = W/2");
             p.title = title;
             p.xlabel = "word width W (bits)";
-            p.ylabel = "relative top-1 (quantized / float)";
             p.series = ser;
             p.n_series = ns;
-            p.baseline = 1.0;
-            p.baseline_label = "float";
-            p.y_percent = 1;
-            p.width = 760;
-            if (qt_plot_svg_file(&p, path, &err)) fprintf(stderr, "study_width: %s\n", err.text);
+            study_svg("study_width", &p, dir, "study_width_%s%s.svg", MODELS[m],
+                      best ? "_bestF" : "");
         }
     }
 }
@@ -293,76 +267,59 @@ static int parse_widths(const char *s, int *w, int *n)
     return *n ? 0 : -1;
 }
 
-static int size_arg(const char *v, size_t *out)
+/* study_width's own options (width_option: a study_option_fn) */
+typedef struct width_opts {
+    const char *widths;          /* --widths: a comma list */
+    size_t      intr, intr_big;  /* --intr-val, --intr-val-big */
+} width_opts;
+
+static int width_option(void *user, const char *opt, const char *v)
 {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < 1) return -1;
-    *out = (size_t)n;
+    width_opts *w = user;
+    if (!strcmp(opt, "--widths")) w->widths = v;
+    else if (!strcmp(opt, "--intr-val")) return study_size_arg(v, &w->intr);
+    else if (!strcmp(opt, "--intr-val-big")) return study_size_arg(v, &w->intr_big);
+    else return 1;
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     qt_runtime_init(argv);
-    const char *models = "mlp,lenet5,vgg,resnet", *db = QT_SOURCE_DIR "/build/studies.db";
-    const char *md = NULL, *json = NULL, *svg = NULL, *mdir = NULL, *widths = "2,4,6,8,10,12,14,16";
-    size_t val = 2000, val_big = 500, intr = 2000, intr_big = 160;
+    static const study_writers out = { write_md, write_json, write_svgs };
+    study_opts o;
+    width_opts wo = { "2,4,6,8,10,12,14,16", 2000, 160 };
     static study_w S;
-    S.k = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !v) {
-            fprintf(stderr, "usage: study_width [--models LIST] [--db FILE] [--widths LIST] "
-                    "[--k K] [--val N] [--val-big N] [--intr-val N] [--intr-val-big N] "
-                    "[--models-dir DIR] [--md FILE] [--json FILE] [--svg DIR]\n");
-            return 2;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--models")) models = v;
-        else if (!strcmp(a, "--db")) db = v;
-        else if (!strcmp(a, "--widths")) widths = v;
-        else if (!strcmp(a, "--k")) { S.k = atoi(v); bad = S.k < 0 || S.k > 16; }
-        else if (!strcmp(a, "--val")) bad = size_arg(v, &val);
-        else if (!strcmp(a, "--val-big")) bad = size_arg(v, &val_big);
-        else if (!strcmp(a, "--intr-val")) bad = size_arg(v, &intr);
-        else if (!strcmp(a, "--intr-val-big")) bad = size_arg(v, &intr_big);
-        else if (!strcmp(a, "--models-dir")) mdir = v;
-        else if (!strcmp(a, "--md")) md = v;
-        else if (!strcmp(a, "--json")) json = v;
-        else if (!strcmp(a, "--svg")) svg = v;
-        else { fprintf(stderr, "study_width: unknown option %s\n", a); return 2; }
-        if (bad) { fprintf(stderr, "study_width: bad value for %s: %s\n", a, v); return 2; }
-        i++;
-    }
-    if (parse_widths(widths, S.widths, &S.nw)) {
+    int rc = study_parse_args("study_width", "usage: study_width [--models LIST] [--db FILE] "
+                              "[--widths LIST] [--k K] [--val N] [--val-big N] [--intr-val N] "
+                              "[--intr-val-big N] [--models-dir DIR] [--md FILE] [--json FILE] "
+                              "[--svg DIR]", argc, argv, &o, width_option, &wo);
+    if (rc) return rc;
+    S.k = o.k;
+    if (parse_widths(wo.widths, S.widths, &S.nw)) {
         fprintf(stderr, "study_width: --widths: a comma list of distinct widths 2..16\n");
         return 2;
     }
     int any = 0;
-    for (int m = 0; m < NM; m++) any += S.on[m] = study_listed(models, MODELS[m]);
+    for (int m = 0; m < NM; m++) any += S.on[m] = study_listed(o.models, MODELS[m]);
     if (!any) { fprintf(stderr, "study_width: no model selected\n"); return 2; }
 
-    const char *cmd = study_command(argc, argv);
-    double t0 = study_now();
-    char load0[64], load1[64];
-    study_loadavg(load0, sizeof load0);
+    study_info in;
     study *st;
-    if (study_open("study_width", db, &st)) return 1;
+    if (study_begin("study_width", o.db, argc, argv, &in, &st)) return 1;
     char wl[160];
     size_t at = 0;
     for (int i = 0; i < S.nw; i++)
         at += (size_t)snprintf(wl + at, sizeof wl - at, "%s%d", i ? "," : "", S.widths[i]);
-    int rc = 0, nj = 0, total = 0;
+    int nj = 0, total = 0;
     for (int m = 0; m < NM; m++) total += S.on[m] * NQ * NR;
     for (int m = 0; m < NM && !rc; m++) {
         if (!S.on[m]) continue;
         char path[1024];
-        if (study_checkpoint(mdir, MODELS[m], path, sizeof path)) { rc = QT_ENOENT; break; }
+        if (study_checkpoint(o.mdir, MODELS[m], path, sizeof path)) { rc = QT_ENOENT; break; }
         int big = m >= 2;
-        S.val[m][0] = big ? val_big : val;
-        S.val[m][1] = big ? intr_big : intr;
+        S.val[m][0] = big ? o.val_big : o.val;
+        S.val[m][1] = big ? wo.intr_big : wo.intr;
         for (int q = 0; q < NQ && !rc; q++)
             for (int r = 0; r < NR && !rc; r++) {
                 char job[2048], label[96], bias[64];
@@ -382,23 +339,5 @@ int main(int argc, char **argv)
                 rc = study_run(st, label, job, collect, &S.c[m][q][r]);
             }
     }
-    double wall = study_now() - t0;
-    study_loadavg(load1, sizeof load1);
-    study_totals tot;
-    study_get_totals(st, &tot);
-    study_close(st);
-    if (rc == QT_ECANCEL || study_stopped()) return 130;
-    if (rc) return 1;
-    FILE *f = md ? fopen(md, "w") : stdout;
-    if (!f) { perror(md); return 1; }
-    write_md(f, &S, cmd, wall, &tot, load0, load1);
-    if (md && fclose(f)) { perror(md); return 1; }
-    if (json && write_json(json, &S, cmd, wall, &tot, load0, load1)) {
-        fprintf(stderr, "study_width: cannot write %s\n", json);
-        return 1;
-    }
-    if (svg) write_svgs(svg, &S);
-    fprintf(stderr, "study_width: done in %.0f s (%d evaluations, %d computed now)\n", wall,
-            tot.evals, tot.computed);
-    return 0;
+    return study_finish(st, rc, &in, &o, &out, &S);
 }

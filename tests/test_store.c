@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "tuner_testutil.h"
 
 #include <sqlite3.h>
 
@@ -702,27 +703,8 @@ static void job_states(void **state)
     qt_store_close(st);
 }
 
-/* ---- the cache hooks of real searches (synthetic evaluator) ---- */
-
-typedef struct synth { int need[64]; int calls; } synth;
-
-static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_result *r)
-{
-    synth *y = user;
-    const qt_coord *co;
-    int n = qt_search_coords(s, &co);
-    double acc = 0.9;
-    for (int i = 0; i < n; i++) {
-        int w = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
-        if (w < y->need[i]) acc -= 0.02 * (y->need[i] - w);
-    }
-    r->top1 = acc > 0 ? acc : 0;
-    r->top5 = 1.0;
-    r->loss = 1.0 - r->top1;
-    r->images = 1000;
-    y->calls++;
-    return QT_OK;
-}
+/* ---- the cache hooks of real searches (the synthetic evaluator "need",
+ * tuner_testutil.h) ---- */
 
 typedef struct hist { int n; char key[256][65]; int reused[256]; double cost[256]; } hist;
 
@@ -740,19 +722,16 @@ static int hist_cb(void *user, const qt_store_eval *e)
 }
 
 /* run a job through the store (NULL store: in memory); returns the search */
-static qt_search *run_job(qt_store *st, int64_t job, const char *json, qt_graph *g, synth *y,
+static qt_search *run_job(qt_store *st, int64_t job, const char *json, qt_graph *g, tu_need *y,
                           int *reused, int *stored)
 {
     qt_job_spec sp;
     qt_error err;
     qt_search *s;
     qt_store_cache *sc = NULL;
-    qt_result base;
-    memset(&base, 0, sizeof base);
-    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
     assert_int_equal(qt_job_parse(json, &sp, &err), QT_OK);
     if (st) assert_int_equal(qt_store_cache_new(st, job, &sc, &err), QT_OK);
-    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y,
+    assert_int_equal(qt_search_new_custom(&sp, g, &tu_float, 1.0, tu_need_eval, y,
                                           sc ? qt_store_cache_hooks(sc) : NULL, &s, &err), QT_OK);
     if (sc) qt_store_cache_attach(sc, s);
     assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
@@ -772,7 +751,7 @@ static void cache_hooks(void **state)
     qt_graph *g;
     qt_error err;
     assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
-    synth y = { .need = { 6, 5, 7, 4, 3, 8 } };
+    tu_need y = { .need = { 6, 5, 7, 4, 3, 8 }, .mu = PTHREAD_MUTEX_INITIALIZER };
     const char *ja = "{\"model\":\"mlp\",\"strategy\":\"bisection\",\"space\":[{\"nodes\":\"fc*\","
                      "\"points\":[\"weights\",\"bias\"],\"widths\":[2,12]}]}";
     /* the same search, costed in bit-operations */

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../tuner/internal.h"     /* qt__gains, qt__analytical_bound */
+#include "tuner_testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -202,48 +203,12 @@ static void gains_match_finite_differences(void **st)
 /* The closed form with given gains                                          */
 /* ------------------------------------------------------------------------ */
 
-/* a synthetic evaluator: tensor i needs at least need[i] bits */
-typedef struct synth { int need[16]; int calls; } synth;
-
-static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_result *r)
+/* a custom search of job (the "space" and "strategy" given) against the
+ * synthetic evaluator "need" (tuner_testutil.h: tensor i needs at least
+ * need[i] bits), or its error */
+static int synth_search(const char *job, qt_graph *g, tu_need *y, qt_search **s, qt_error *err)
 {
-    synth *y = user;
-    const qt_coord *co;
-    int n = qt_search_coords(s, &co);
-    double acc = 0.9;
-    for (int i = 0; i < n; i++) {
-        int w = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
-        if (w < y->need[i]) acc -= 0.02 * (y->need[i] - w);
-    }
-    r->top1 = acc > 0 ? acc : 0;
-    r->top5 = 1.0;
-    r->loss = 1.0 - r->top1;
-    r->images = 1000;
-    y->calls++;
-    return QT_OK;
-}
-
-static qt_graph *mlp(void)
-{
-    qt_graph *g;
-    qt_error err;
-    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
-    return g;
-}
-
-/* a custom search of job (the "space" and "strategy" given), or its error */
-static int synth_search(const char *job, qt_graph *g, synth *y, qt_search **s, qt_error *err)
-{
-    qt_job_spec sp;
-    qt_result base;
-    memset(&base, 0, sizeof base);
-    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
-    int rc = qt_job_parse(job, &sp, err);
-    if (rc) fprintf(stderr, "%s\n", err->text);
-    assert_int_equal(rc, QT_OK);
-    rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, s, err);
-    qt_job_clear(&sp);
-    return rc;
+    return tu_search_rc(job, g, tu_need_eval, y, 0, s, err);
 }
 
 #define GAINS "\"gains\":[1,2,8,32,3,100]"
@@ -263,13 +228,12 @@ static void widths_of(const qt_cand *c, int n, int *w)
 static void closed_form(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y;
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     qt_search *s;
     qt_error err;
     const int want[6] = { 7, 7, 9, 9, 8, 10 };
     int w[6];
-    memset(&y, 0, sizeof y);
     assert_int_equal(synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\","
                                   GAINS "},\"space\":[" FC_WB("[2,16]") "]}", g, &y, &s, &err),
                      QT_OK);
@@ -305,7 +269,7 @@ static void closed_form(void **st)
     qt_search_free(s);
 
     /* the first proposal fails (fc2's weights need 10): B_min + 1 passes */
-    memset(&y, 0, sizeof y);
+    tu_need_clear(&y);
     y.need[2] = 10;
     assert_int_equal(synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\","
                                   GAINS "},\"space\":[" FC_WB("[2,16]") "]}", g, &y, &s, &err),
@@ -328,7 +292,7 @@ static void closed_form(void **st)
 
     /* clamping: B_min forced to 4 gives 4 4 6 6 5 7, clamped to fc1 [6,16]
      * and fc3 [2,6] */
-    memset(&y, 0, sizeof y);
+    tu_need_clear(&y);
     assert_int_equal(synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\","
                                   GAINS ",\"b_min\":4},\"space\":[" FC_WB("[2,16]") ","
                                   "{\"nodes\":\"fc1\",\"points\":[\"weights\",\"bias\"],\"widths\":[6,16]},"
@@ -345,7 +309,7 @@ static void closed_form(void **st)
 
     /* never feasible: widened until every tensor is at its wmax (8):
      * 5 5 7 7 6 8, 6 6 8 8 7 8, 7 7 8 8 8 8, 8 8 8 8 8 8, then done */
-    memset(&y, 0, sizeof y);
+    tu_need_clear(&y);
     y.need[0] = 20;
     assert_int_equal(synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\","
                                   GAINS ",\"b_min\":5},\"space\":[" FC_WB("[2,8]") "]}",
@@ -363,7 +327,7 @@ static void closed_form(void **st)
     qt_search_free(s);
 
     /* nothing fits the budget (r = 1: no loss allowed): the widest */
-    memset(&y, 0, sizeof y);
+    tu_need_clear(&y);
     assert_int_equal(synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\","
                                   GAINS "},\"constraint\":{\"relative\":1},\"space\":["
                                   FC_WB("[2,12]") "]}", g, &y, &s, &err), QT_OK);
@@ -382,11 +346,10 @@ static void closed_form(void **st)
 static void types_and_ranges(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y;
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     qt_search *s;
     qt_error err;
-    memset(&y, 0, sizeof y);
     /* coordinates: fc1 weights, relu1 output, fc2 weights, relu2 output */
     assert_int_equal(synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\","
                                   "\"gains\":[1,1,1,4]},\"space\":["
@@ -423,11 +386,10 @@ static void types_and_ranges(void **st)
 static void refusals(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y;
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     qt_search *s = NULL;
     qt_error err;
-    memset(&y, 0, sizeof y);
     struct { const char *job, *msg[2]; } bad[] = {
         { "{\"model\":\"mlp\",\"strategy\":{\"name\":\"analytical\",\"gains\":[1,1,1]},\"space\":"
           "[{\"nodes\":\"fc*\"},{\"nodes\":\"fc2\",\"types\":[\"float\",\"log\"]}]}",

@@ -10,7 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "tuner.h"
+#include "tuner_testutil.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -57,10 +57,7 @@ static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_resul
         if (w < need) acc -= 0.1 * (need - w);
         else acc -= y->sens[i] * ldexp(1.0, need - w);
     }
-    r->top1 = acc > 0 ? acc : 0;
-    r->top5 = 1.0;
-    r->loss = 1.0 - r->top1;
-    r->images = 1000;
+    tu_result(r, acc > 0 ? acc : 0);
     pthread_mutex_lock(&y->mu);
     y->calls++;
     /* qt_search_evals only moves between rounds: one value per round */
@@ -69,40 +66,15 @@ static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_resul
     return QT_OK;
 }
 
-static qt_graph *mlp(void)
-{
-    qt_graph *g;
-    qt_error err;
-    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
-    return g;
-}
-
 static qt_search *synth_search(const char *job, const qt_graph *g, synth *y, int workers)
 {
-    qt_job_spec sp;
-    qt_error err;
-    qt_search *s;
-    qt_result base;
-    memset(&base, 0, sizeof base);
-    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
-    int rc = qt_job_parse(job, &sp, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-    sp.workers = workers;
-    rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-    qt_job_clear(&sp);
-    return s;
+    return tu_search(job, g, synth_eval, y, workers);
 }
 
 static const qt_cand *run_best(qt_search *s, const qt_result **r)
 {
-    qt_error err;
     int feasible = 0;
-    int rc = qt_search_run(s, NULL, NULL, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
+    tu_run(s);
     const qt_cand *best = qt_search_best(s, r, &feasible);
     assert_non_null(best);
     assert_true(feasible);
@@ -141,7 +113,7 @@ static void tensor_name(const qt_search *s, int i, char *buf, size_t size)
 static void independent_tensors(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const int need[6] = { 3, 5, 4, 6, 2, 7 };
     for (int i = 0; i < 6; i++) y.need[i] = need[i];
@@ -188,7 +160,7 @@ static const double inter_sens[6] = { 0.002, 0.006, 0.001, 0.008, 0.003, 0.004 }
 static void interacting_tensors(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     for (int i = 0; i < 6; i++) { y.need[i] = inter_need[i]; y.sens[i] = inter_sens[i]; }
     qt_search *s = synth_search(MLP6("\"bisection\""), g, &y, 1);
@@ -288,7 +260,7 @@ static void interacting_tensors(void **st)
 static void failing_tensor_stays_float(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     y.need[0] = 3; y.need[1] = 20; y.need[2] = 4;
     qt_search *s = synth_search("{\"model\":\"mlp\",\"strategy\":\"bisection\",\"space\":"
@@ -335,7 +307,7 @@ static void failing_tensor_stays_float(void **st)
 static void two_types_pick_the_cheaper(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const int nfix[3] = { 6, 4, 5 }, nflt[3] = { 4, 4, 7 };
     for (int i = 0; i < 3; i++) { y.need[i] = nfix[i]; y.need_float[i] = nflt[i]; }
@@ -363,7 +335,7 @@ static void two_types_pick_the_cheaper(void **st)
 static void bias_search_probes_deltas(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     y.need[0] = 5; y.need[1] = 3; y.need[2] = 4;
     y.bias_good[0] = -1;             /* fc1 weights: 4 bits pass at bias -1 */
@@ -409,7 +381,7 @@ static void bias_search_probes_deltas(void **st)
 static void results_are_reused(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const double sens[3] = { 0.005, 0.006, 0.007 };
     for (int i = 0; i < 3; i++) { y.need[i] = 3; y.sens[i] = sens[i]; }
@@ -455,7 +427,7 @@ static void results_are_reused(void **st)
 static void workers_do_not_change_the_sequence(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y1 = SYNTH_INIT, y3 = SYNTH_INIT;
     for (int i = 0; i < 6; i++) {
         y1.need[i] = y3.need[i] = inter_need[i];
@@ -493,7 +465,7 @@ static void workers_do_not_change_the_sequence(void **st)
 static void bad_options_are_refused(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const char *bad[][2] = {
         { "{\"name\":\"bisection\",\"fast\":true}", "strategy.fast" },
@@ -503,20 +475,15 @@ static void bad_options_are_refused(void **st)
         { "{\"name\":\"bisection\",\"repair\":1}", "strategy.repair" },
         { "{\"name\":\"bisection\",\"estimate\":1}", "strategy.estimate" },
     };
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         char job[512];
-        qt_job_spec sp;
         qt_error err;
-        qt_search *s = NULL;
+        qt_search *s;
         snprintf(job, sizeof job, "{\"model\":\"mlp\",\"strategy\":%s,\"space\":"
                  "[{\"nodes\":\"fc*\"}]}", bad[k][0]);
-        assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
-        assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, NULL, &s, &err),
-                         QT_EINVAL);
+        assert_int_equal(tu_search_rc(job, g, synth_eval, &y, 0, &s, &err), QT_EINVAL);
         assert_null(s);
         assert_non_null(strstr(err.text, bad[k][1]));
-        qt_job_clear(&sp);
     }
     /* good ones */
     qt_search *s = synth_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"bisection\","

@@ -10,7 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "tuner.h"
+#include "tuner_testutil.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -65,22 +65,9 @@ static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_resul
         if (f->width < need) acc -= HARD * (need - f->width);
         if (f->width < 8) acc -= y->slope[i] * (8 - f->width);
     }
-    r->top1 = acc > 0 ? acc : 0;
-    r->top5 = 1.0;
-    r->loss = 1.0 - r->top1;
-    r->images = 1000;
-    pthread_mutex_lock(&y->mu);
-    y->calls++;
-    pthread_mutex_unlock(&y->mu);
+    tu_result(r, acc > 0 ? acc : 0);
+    tu_count(&y->mu, &y->calls);
     return QT_OK;
-}
-
-static qt_graph *mlp(void)
-{
-    qt_graph *g;
-    qt_error err;
-    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
-    return g;
 }
 
 /* a greedy search of the mlp's tensors (rules after "space":) */
@@ -88,23 +75,9 @@ static qt_search *synth_search(const char *space, const char *extra, qt_graph *g
                                int workers)
 {
     char job[1024];
-    qt_job_spec sp;
-    qt_error err;
-    qt_search *s;
-    qt_result base;
-    memset(&base, 0, sizeof base);
-    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
     snprintf(job, sizeof job, "{\"model\":\"mlp\",\"strategy\":\"greedy\",\"space\":%s%s%s}",
              space, extra ? "," : "", extra ? extra : "");
-    int rc = qt_job_parse(job, &sp, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-    sp.workers = workers;
-    rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-    qt_job_clear(&sp);
-    return s;
+    return tu_search(job, g, synth_eval, y, workers);
 }
 
 static const qt_cand *answer(qt_search *s, int *feasible)
@@ -139,7 +112,7 @@ static void separable_reaches_the_optimum(void **st)
 {
     (void)st;
     static const int need[6] = { 3, 5, 7, 4, 6, 2 };   /* fc1 w, b, fc2 w, b, fc3 w, b */
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y;
     synth_init(&y);
     for (int i = 0; i < 6; i++) y.need[i][QT_FIXED] = need[i];
@@ -185,7 +158,7 @@ static void phase1_halves_then_bisects(void **st)
         { 2, 4, { 16, 8, 4, 2 } },                    /* the narrowest passes: no bisection */
         { 12, 5, { 16, 8, 12, 10, 11 } },
     };
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         synth y;
         synth_init(&y);
@@ -248,7 +221,7 @@ static void phase1_halves_then_bisects(void **st)
 static void bias_move_is_taken(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y;
     synth_init(&y);
     y.need[0][QT_FIXED] = 4;
@@ -298,7 +271,7 @@ static void bias_move_is_taken(void **st)
 static void type_change_is_taken(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y;
     synth_init(&y);
     y.need[0][QT_FIXED] = 4; y.need[0][QT_LOG] = 4;
@@ -333,7 +306,7 @@ static void type_change_is_taken(void **st)
 static void ratio_ranks_the_moves(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y;
     synth_init(&y);
     y.need[0][QT_FIXED] = 2; y.slope[0] = 0.01;
@@ -377,7 +350,7 @@ static void type_needs(synth *y)
 static void workers_and_budgets(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y1, y3;
     synth_init(&y1);
     synth_init(&y3);
@@ -419,17 +392,11 @@ static void workers_and_budgets(void **st)
         qt_search_free(a);
     }
     /* max_rounds: two sets of moves, two evaluations (phase 1 has one each) */
-    qt_job_spec js;
-    qt_error err;
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
-    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":{\"name\":\"greedy\","
-                                  "\"max_rounds\":2,\"subset\":500},\"space\":" W_FC "}",
-                                  &js, &err), QT_OK);
-    assert_int_equal(qt_search_new_custom(&js, g, &base, 1, synth_eval, &y1, NULL, &a, &err), QT_OK);
+    a = tu_search("{\"model\":\"mlp\",\"strategy\":{\"name\":\"greedy\",\"max_rounds\":2,"
+                  "\"subset\":500},\"space\":" W_FC "}", g, synth_eval, &y1, 0);
     assert_int_equal(qt_search_run(a, NULL, NULL, NULL), QT_OK);
     assert_int_equal(qt_search_evals(a), 2);
     qt_search_free(a);
-    qt_job_clear(&js);
     qt_graph_free(g);
 }
 
@@ -449,24 +416,19 @@ static void bad_options_are_refused(void **st)
         { "\"estimate\":1", "estimate" },
         { "\"estimate\":0.5", "estimate" },
     };
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y;
     synth_init(&y);
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char job[512];
-        qt_job_spec js;
         qt_error err;
-        qt_search *s = NULL;
+        qt_search *s;
         snprintf(job, sizeof job, "{\"model\":\"mlp\",\"strategy\":{\"name\":\"greedy\",%s},"
                  "\"space\":" W_FC "}", bad[i].opts);
-        assert_int_equal(qt_job_parse(job, &js, &err), QT_OK);
-        assert_int_equal(qt_search_new_custom(&js, g, &base, 1, synth_eval, &y, NULL, &s, &err),
-                         QT_EINVAL);
+        assert_int_equal(tu_search_rc(job, g, synth_eval, &y, 0, &s, &err), QT_EINVAL);
         assert_null(s);
         assert_non_null(strstr(err.text, bad[i].name));
         assert_non_null(strstr(err.text, "strategy."));
-        qt_job_clear(&js);
     }
     qt_graph_free(g);
 }
@@ -546,7 +508,7 @@ static void lenet5_through_the_engine(void **st)
 static void type_change_one_bit_fewer(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y;
     synth_init(&y);
     for (int i = 0; i < 3; i++) y.need[i][QT_FIXED] = 6;
@@ -595,16 +557,9 @@ static int lenient_eval(void *user, const qt_search *s, const qt_cand *c, qt_res
 static qt_search *lenient_search(qt_graph *g, synth *y, int workers, const char *opts)
 {
     char job[512];
-    qt_job_spec sp;
-    qt_error err;
-    qt_search *s;
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
     snprintf(job, sizeof job, "{\"model\":\"mlp\",\"strategy\":{\"name\":\"greedy\"%s},"
              "\"space\":" W_FC "}", opts);
-    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
-    sp.workers = workers;
-    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, lenient_eval, y, NULL, &s, &err), QT_OK);
-    qt_job_clear(&sp);
+    qt_search *s = tu_search(job, g, lenient_eval, y, workers);
     assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
     return s;
 }
@@ -612,7 +567,7 @@ static qt_search *lenient_search(qt_graph *g, synth *y, int workers, const char 
 static void pass1_on_a_subset(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y1, y2;
     synth_init(&y1);
     synth_init(&y2);

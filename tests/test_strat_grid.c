@@ -12,7 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "tuner.h"
+#include "tuner_testutil.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -38,22 +38,9 @@ static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_resul
     double acc = 0.9;
     for (int i = 0; i < n; i++)
         if (c->fmt[i].type != QT_NONE && c->fmt[i].width < 8) acc -= 0.01 * (8 - c->fmt[i].width);
-    r->top1 = acc;
-    r->top5 = 1.0;
-    r->loss = 1.0 - acc;
-    r->images = 1000;
-    pthread_mutex_lock(&y->mu);
-    y->calls++;
-    pthread_mutex_unlock(&y->mu);
+    tu_result(r, acc);
+    tu_count(&y->mu, &y->calls);
     return QT_OK;
-}
-
-static qt_graph *mlp(void)
-{
-    qt_graph *g;
-    qt_error err;
-    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
-    return g;
 }
 
 /* a custom search of the job {model mlp, strategy STRAT, space SPACE} */
@@ -61,31 +48,9 @@ static qt_search *grid_search(const char *strat, const char *space, const qt_gra
                               int workers)
 {
     char job[2048];
-    qt_job_spec sp;
-    qt_error err;
-    qt_search *s = NULL;
-    qt_result base;
-    memset(&base, 0, sizeof base);
-    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
     snprintf(job, sizeof job, "{\"model\":\"mlp\",\"strategy\":%s,\"space\":%s,"
              "\"constraint\":{\"relative\":0.99}}", strat, space);
-    int rc = qt_job_parse(job, &sp, &err);
-    if (rc) fprintf(stderr, "%s: %s\n", job, err.text);
-    assert_int_equal(rc, QT_OK);
-    sp.workers = workers;
-    rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, &err);
-    if (rc) fprintf(stderr, "%s: %s\n", job, err.text);
-    assert_int_equal(rc, QT_OK);
-    qt_job_clear(&sp);
-    return s;
-}
-
-static void run(qt_search *s)
-{
-    qt_error err;
-    int rc = qt_search_run(s, NULL, NULL, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
+    return tu_search(job, g, synth_eval, y, workers);
 }
 
 /* the fitted bias of tensor i at (t, w) */
@@ -113,10 +78,10 @@ static void check_prefix(const qt_cand *c, int k, int n)
 static void uniform_fit(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     qt_search *s = grid_search("\"grid\"", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     const qt_coord *co;
     int n = qt_search_coords(s, &co);
     assert_int_equal(n, 6);
@@ -152,7 +117,7 @@ static void uniform_fit(void **st)
 static void uniform_widths(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const struct { const char *opt; int n, w[8]; } cases[] = {
         { "[4,6]", 3, { 4, 5, 6 } },
@@ -165,7 +130,7 @@ static void uniform_widths(void **st)
         char strat[128];
         snprintf(strat, sizeof strat, "{\"name\":\"grid\",\"widths\":%s}", cases[t].opt);
         qt_search *s = grid_search(strat, FC6, g, &y, 1);
-        run(s);
+        tu_run(s);
         assert_int_equal(qt_search_evals(s), cases[t].n);
         for (int k = 0; k < cases[t].n; k++) {
             const qt_cand *c;
@@ -178,7 +143,7 @@ static void uniform_widths(void **st)
      * tensor clamped to its own (fc1 2..4, the rest 3..8): 2..8, 7 */
     qt_search *s = grid_search("\"grid\"", "[{\"nodes\":\"fc*\",\"widths\":[3,8]},"
                                "{\"nodes\":\"fc1\",\"widths\":[2,4]}]", g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 7);
     for (int k = 0; k < 7; k++) {
         const qt_cand *c;
@@ -197,10 +162,10 @@ static void uniform_widths(void **st)
 static void uniform_bias(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     qt_search *s = grid_search("{\"name\":\"grid\",\"bias\":\"half\"}", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 7);
     for (int k = 0; k < 7; k++) {
         const qt_cand *c;
@@ -216,7 +181,7 @@ static void uniform_bias(void **st)
     qt_search_free(s);
 
     s = grid_search("{\"name\":\"grid\",\"bias\":{\"search\":2}}", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 7 * 5);
     for (int k = 0; k < 35; k++) {
         const qt_cand *c;
@@ -236,7 +201,7 @@ static void uniform_bias(void **st)
 
     s = grid_search("{\"name\":\"grid\",\"bias\":{\"search\":1,\"from\":\"half\"},"
                     "\"widths\":[2,4]}", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 3 * 3);
     for (int k = 0; k < 9; k++) {
         const qt_cand *c;
@@ -249,7 +214,7 @@ static void uniform_bias(void **st)
     /* "frac": F outside [0, 2] is left out (W = 4, F = 3) */
     s = grid_search("{\"name\":\"grid\",\"bias\":{\"search\":1,\"from\":\"half\"},"
                     "\"widths\":[2,4],\"frac\":[0,2]}", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 8);
     for (int k = 0; k < 8; k++) {
         const qt_cand *c;
@@ -267,11 +232,11 @@ static void uniform_bias(void **st)
 static void uniform_types(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const char *space = "[{\"nodes\":\"fc*\",\"types\":[\"float\",\"fixed\"],\"widths\":[2,8]}]";
     qt_search *s = grid_search("\"grid\"", space, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 7 + 5);          /* float: 4..8 bits */
     for (int k = 0; k < 12; k++) {
         const qt_cand *c;
@@ -283,7 +248,7 @@ static void uniform_types(void **st)
     qt_search_free(s);
     s = grid_search("{\"name\":\"grid\",\"types\":[\"float\",\"fixed\"],\"widths\":[4,5]}",
                     space, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 4);
     const qt_type want[4] = { QT_FLOAT, QT_FLOAT, QT_FIXED, QT_FIXED };
     for (int k = 0; k < 4; k++) {
@@ -296,7 +261,7 @@ static void uniform_types(void **st)
     s = grid_search("{\"name\":\"grid\",\"types\":[\"float\"],\"widths\":[8]}",
                     "[{\"nodes\":\"fc*\",\"types\":[\"fixed\",\"float\"]},"
                     "{\"nodes\":\"fc1\",\"types\":[\"fixed\"]}]", g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 1);
     const qt_cand *c;
     qt_search_result(s, 0, &c, NULL);
@@ -312,10 +277,10 @@ static void uniform_types(void **st)
 static void each_mode(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     qt_search *s = grid_search("{\"name\":\"grid\",\"mode\":\"each\"}", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     const qt_coord *co;
     int n = qt_search_coords(s, &co);
     const qt_graph *gg = qt_search_graph(s);
@@ -343,7 +308,7 @@ static void each_mode(void **st)
     s = grid_search("{\"name\":\"grid\",\"mode\":\"each\",\"bias\":{\"search\":1}}",
                     "[{\"nodes\":\"fc*\",\"widths\":[6,8]},{\"nodes\":\"fc1\",\"widths\":[2,4]}]",
                     g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 3 * 3 * 3);
     for (int k = 0; k < 27; k++) {
         const qt_cand *c;
@@ -360,7 +325,7 @@ static void each_mode(void **st)
     /* "half" in each mode, explicit widths */
     s = grid_search("{\"name\":\"grid\",\"mode\":\"each\",\"bias\":\"half\",\"widths\":[8,4,6]}",
                     FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 6 * 3);
     for (int k = 0; k < 18; k++) {
         const qt_cand *c;
@@ -378,14 +343,14 @@ static void each_mode(void **st)
 static void list_mode(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     qt_search *s = grid_search(
         "{\"name\":\"grid\",\"mode\":\"list\",\"candidates\":["
         "{\"fc1 weights\":\"fixed<8,6>\",\"fc3 bias\":\"fixed<4,2>\"},"
         "{\"fc2 weights\":{\"type\":\"fixed\",\"width\":6,\"frac\":5}},"
         "{}]}", FC6, g, &y, 1);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 3);
     const qt_cand *c;
     qt_search_result(s, 0, &c, NULL);
@@ -404,7 +369,7 @@ static void list_mode(void **st)
     /* one tuned point per node: the node's name suffices */
     s = grid_search("{\"name\":\"grid\",\"mode\":\"list\",\"candidates\":[{\"fc2\":\"fixed<5,3>\"}]}",
                     "[{\"nodes\":\"fc*\"}]", g, &y, 1);
-    run(s);
+    tu_run(s);
     qt_search_result(s, 0, &c, NULL);
     assert_int_equal(c->fmt[1].width, 5);
     qt_search_free(s);
@@ -415,12 +380,12 @@ static void list_mode(void **st)
 static void workers_same_sequence(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y1 = SYNTH_INIT, y2 = SYNTH_INIT;
     const char *strat = "{\"name\":\"grid\",\"mode\":\"each\",\"bias\":{\"search\":1}}";
     qt_search *a = grid_search(strat, FC6, g, &y1, 1), *b = grid_search(strat, FC6, g, &y2, 2);
-    run(a);
-    run(b);
+    tu_run(a);
+    tu_run(b);
     assert_int_equal(qt_search_evals(a), 6 * 7 * 3);
     assert_int_equal(qt_search_evals(b), 6 * 7 * 3);
     assert_int_equal(y1.calls, 6 * 7 * 3);
@@ -445,7 +410,7 @@ static void workers_same_sequence(void **st)
 static void bad_options(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     synth y = SYNTH_INIT;
     const char *space_ff = "[{\"nodes\":\"fc*\",\"types\":[\"fixed\",\"float\"]}]";
     const struct { const char *opts, *space, *want; } bad[] = {
@@ -490,21 +455,16 @@ static void bad_options(void **st)
         { "\"mode\":\"list\",\"widths\":[4,8],\"candidates\":[{}]", FC6, "strategy.widths" },
         { "\"mode\":\"list\",\"candidates\":[{}],\"bias\":\"fit\"", FC6, "strategy.bias" },
     };
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         char job[1024];
-        qt_job_spec sp;
         qt_error err;
-        qt_search *s = NULL;
+        qt_search *s;
         snprintf(job, sizeof job, "{\"model\":\"mlp\",\"strategy\":{\"name\":\"grid\",%s},"
                  "\"space\":%s}", bad[k].opts, bad[k].space);
-        assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
-        memset(&err, 0, sizeof err);
-        int rc = qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, NULL, &s, &err);
+        int rc = tu_search_rc(job, g, synth_eval, &y, 0, &s, &err);
         if (rc != QT_EINVAL || !strstr(err.text, bad[k].want))
             fail_msg("%s: rc %d, '%s' (want '%s')", job, rc, err.text, bad[k].want);
         assert_null(s);
-        qt_job_clear(&sp);
     }
     /* "grid" is also a plain strategy name, and a non-object is refused */
     qt_job_spec sp;
@@ -536,7 +496,7 @@ static void each_through_the_engine(void **st)
     const qt_coord *co;
     int n = qt_search_coords(s, &co);
     assert_int_equal(n, 7);
-    run(s);
+    tu_run(s);
     assert_int_equal(qt_search_evals(s), 7 * 2 * 3);
     int quantized_hurt = 0;
     for (int k = 0; k < qt_search_evals(s); k++) {

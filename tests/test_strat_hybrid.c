@@ -8,7 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "tuner.h"
+#include "tuner_testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,22 +34,15 @@ static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_resul
         }
         if (w < need) acc -= 0.05 * (need - w);
     }
-    r->top1 = acc > 0 ? acc : 0;
-    r->top5 = 1;
-    r->loss = 1 - r->top1;
-    r->images = 1000;
+    tu_result(r, acc > 0 ? acc : 0);
     y->calls++;
     return QT_OK;
 }
 
 static qt_search *synth_search(const char *job, qt_graph *g, synth *y, qt_error *err, int *rc)
 {
-    qt_job_spec sp;
-    qt_search *s = NULL;
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
-    assert_int_equal(qt_job_parse(job, &sp, err), QT_OK);
-    *rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, err);
-    qt_job_clear(&sp);
+    qt_search *s;
+    *rc = tu_search_rc(job, g, synth_eval, y, 0, &s, err);
     return s;
 }
 

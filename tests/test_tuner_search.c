@@ -9,75 +9,27 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "tuner.h"
+#include "tuner_testutil.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a synthetic evaluator: tensor i needs at least need[i] bits ---- */
+/* ---- a custom search against the synthetic evaluator "need"
+ * (tuner_testutil.h): tensor i needs at least need[i] bits ---- */
 
-typedef struct synth {
-    int need[64];
-    int calls;
-    pthread_mutex_t mu;
-} synth;
-
-static int synth_eval(void *user, const qt_search *s, const qt_cand *c, qt_result *r)
+static qt_search *synth_search(const char *job, qt_graph *g, tu_need *y, int workers)
 {
-    synth *y = user;
-    const qt_coord *co;
-    int n = qt_search_coords(s, &co);
-    double acc = 0.9;
-    for (int i = 0; i < n; i++) {
-        int w = c->fmt[i].type == QT_NONE ? 32 : c->fmt[i].width;
-        if (w < y->need[i]) acc -= 0.02 * (y->need[i] - w);
-    }
-    r->top1 = acc > 0 ? acc : 0;
-    r->top5 = 1.0;
-    r->loss = 1.0 - r->top1;
-    r->images = 1000;
-    pthread_mutex_lock(&y->mu);
-    y->calls++;
-    pthread_mutex_unlock(&y->mu);
-    return QT_OK;
-}
-
-static qt_graph *mlp(void)
-{
-    qt_graph *g;
-    qt_error err;
-    assert_int_equal(qt_zoo_build("mlp", &g, &err), QT_OK);
-    return g;
-}
-
-static qt_search *synth_search(const char *job, qt_graph *g, synth *y, int workers)
-{
-    qt_job_spec sp;
-    qt_error err;
-    qt_search *s;
-    qt_result base;
-    memset(&base, 0, sizeof base);
-    base.top1 = 0.9; base.top5 = 1.0; base.loss = 0.1; base.images = 1000;
-    int rc = qt_job_parse(job, &sp, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-    sp.workers = workers;
-    rc = qt_search_new_custom(&sp, g, &base, 1.0, synth_eval, y, NULL, &s, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-    qt_job_clear(&sp);
-    return s;
+    return tu_search(job, g, tu_need_eval, y, workers);
 }
 
 /* coordinates: rules in order, later ones override; node then point order */
 static void coords_from_rules(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     qt_search *s = synth_search(
         "{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":["
         "{\"nodes\":\"fc*\",\"points\":[\"weights\",\"bias\"],\"widths\":[2,8]},"
@@ -100,21 +52,17 @@ static void coords_from_rules(void **st)
     qt_search_free(s);
 
     /* a rule that matches nothing is an error naming it */
-    qt_job_spec sp;
     qt_error err;
-    qt_result base = { .top1 = 0.9 };
-    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
-                                  "[{\"nodes\":\"conv*\"}]}", &sp, &err), QT_OK);
-    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, NULL, &s, &err), QT_EINVAL);
+    assert_int_equal(tu_search_rc("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                  "[{\"nodes\":\"conv*\"}]}", g, tu_need_eval, &y, 0, &s, &err),
+                     QT_EINVAL);
     assert_non_null(strstr(err.text, "space[0].nodes"));
     assert_non_null(strstr(err.text, "conv*"));
-    qt_job_clear(&sp);
     /* weights asked of nodes that have none */
-    assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
-                                  "[{\"nodes\":\"relu*\"}]}", &sp, &err), QT_OK);
-    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, NULL, &s, &err), QT_EINVAL);
+    assert_int_equal(tu_search_rc("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
+                                  "[{\"nodes\":\"relu*\"}]}", g, tu_need_eval, &y, 0, &s, &err),
+                     QT_EINVAL);
     assert_non_null(strstr(err.text, "space[0]"));
-    qt_job_clear(&sp);
     qt_graph_free(g);
 }
 
@@ -122,8 +70,8 @@ static void coords_from_rules(void **st)
 static void costs_by_hand(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     qt_search *s = synth_search("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
                                 "[{\"nodes\":\"fc*\",\"points\":[\"weights\"],\"widths\":[4,4]},"
                                 "{\"nodes\":\"relu*\",\"points\":[\"output\"],\"types\":[\"ufixed\"],"
@@ -151,8 +99,8 @@ static void costs_by_hand(void **st)
 static void uniform_finds_the_optimum(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     /* 6 tensors; tensor 3 needs 7 bits: any uniform width below 7 loses 0.02
      * per missing bit there; r = 0.99 of 0.9 allows 0.009 */
     for (int i = 0; i < 6; i++) y.need[i] = 3;
@@ -191,11 +139,11 @@ static void uniform_finds_the_optimum(void **st)
 static void workers_do_not_change_the_outcome(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
+    qt_graph *g = tu_mlp();
     const char *job = "{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
                       "[{\"nodes\":\"fc*\",\"points\":[\"weights\"],\"types\":[\"fixed\",\"float\",\"log\"],"
                       "\"widths\":[3,10]}]}";
-    synth y1 = { .mu = PTHREAD_MUTEX_INITIALIZER }, y3 = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    tu_need y1 = TU_NEED_INIT, y3 = TU_NEED_INIT;
     for (int i = 0; i < 3; i++) y1.need[i] = y3.need[i] = 4 + i;
     qt_search *a = synth_search(job, g, &y1, 1), *b = synth_search(job, g, &y3, 3);
     assert_int_equal(qt_search_run(a, NULL, NULL, NULL), QT_OK);
@@ -247,8 +195,8 @@ static int st_stored(void *user, const char *key, const qt_cand *c, const char *
 static void budget_and_cache(void **st)
 {
     (void)st;
-    qt_graph *g = mlp();
-    synth y = { .mu = PTHREAD_MUTEX_INITIALIZER };
+    qt_graph *g = tu_mlp();
+    tu_need y = TU_NEED_INIT;
     const char *job = "{\"model\":\"mlp\",\"strategy\":\"uniform\",\"budget\":{\"evaluations\":5},"
                       "\"space\":[{\"nodes\":\"fc*\",\"widths\":[2,16]}]}";
     qt_search *s = synth_search(job, g, &y, 1);
@@ -260,14 +208,13 @@ static void budget_and_cache(void **st)
     store *t = calloc(1, sizeof *t);
     qt_job_spec sp;
     qt_error err;
-    qt_result base = { .top1 = 0.9, .top5 = 1, .loss = 0.1, .images = 1000 };
     qt_eval_cache cache = { st_lookup, st_stored, t };
     assert_int_equal(qt_job_parse("{\"model\":\"mlp\",\"strategy\":\"uniform\",\"space\":"
                                   "[{\"nodes\":\"fc*\",\"widths\":[2,16]}]}", &sp, &err), QT_OK);
     for (int run = 0; run < 2; run++) {
         y.calls = 0;
-        assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, &cache, &s, &err),
-                         QT_OK);
+        assert_int_equal(qt_search_new_custom(&sp, g, &tu_float, 1, tu_need_eval, &y, &cache, &s,
+                                              &err), QT_OK);
         assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
         assert_int_equal(qt_search_evals(s), 15);
         if (run == 0) {
@@ -292,7 +239,8 @@ static void budget_and_cache(void **st)
         qt_eval_cache c2 = { st_lookup, st_stored, t2 };
         t2->refuse_after = 3;
         y.calls = 0;
-        assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, &c2, &s, &err), QT_OK);
+        assert_int_equal(qt_search_new_custom(&sp, g, &tu_float, 1, tu_need_eval, &y, &c2, &s, &err),
+                         QT_OK);
         assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_EFULL);
         assert_non_null(strstr(err.text, "could not keep"));
         assert_int_equal(y.calls, 4);          /* nothing computed after the refusal */
@@ -303,7 +251,8 @@ static void budget_and_cache(void **st)
      * bound says nothing about another */
     sp.relative = 0.95;
     int before = t->hits;
-    assert_int_equal(qt_search_new_custom(&sp, g, &base, 1, synth_eval, &y, &cache, &s, &err), QT_OK);
+    assert_int_equal(qt_search_new_custom(&sp, g, &tu_float, 1, tu_need_eval, &y, &cache, &s, &err),
+                     QT_OK);
     assert_int_equal(qt_search_run(s, NULL, NULL, NULL), QT_OK);
     assert_int_equal(t->hits, before);
     qt_search_free(s);

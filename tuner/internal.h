@@ -99,6 +99,12 @@ void qt__pcache_counts(qt__pcache *pc, uint64_t *hits, uint64_t *lookups, size_t
 /* the k-th type set in a type mask (its last when it has fewer), or -1
  * (search.c) */
 int  qt__kth_type(uint32_t mask, int k);
+/* snprintf for the strategies' reasons and notes, which may be cut short
+ * (long node names) (search.c) */
+__attribute__((format(printf, 3, 4)))
+void qt__say(char *buf, size_t size, const char *fmt, ...);
+/* coordinate i's tensor, "fc1 weights", into buf; returns buf (search.c) */
+const char *qt__tensor_name(const qt_search *s, int i, char *buf, size_t size);
 /* cost of a candidate: fills r->weight_bits, act_bits, bitops, cost and
  * compression (cost.c) */
 void qt__cost(const qt_search *s, const qt_cand *c, qt_result *r);

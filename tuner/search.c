@@ -44,6 +44,7 @@
 #include <fnmatch.h>
 #include <math.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +293,21 @@ int qt__kth_type(uint32_t mask, int k)
             last = t;
         }
     return last;
+}
+
+void qt__say(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}
+
+const char *qt__tensor_name(const qt_search *s, int i, char *buf, size_t size)
+{
+    qt__say(buf, size, "%s %s", qt_graph_node_name(s->g, s->coords[i].node),
+            qt_qpoint_name(s->coords[i].point));
+    return buf;
 }
 
 static const char *round_name(qt_round r)

@@ -62,7 +62,6 @@
 #include "internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,26 +151,6 @@ static double thr_score(const qt_search *s)
 }
 
 static int passed(const qt_result *r) { return r->feasible && r->fail == QT_FAIL_NONE; }
-
-/* write a reason (or a note) */
-__attribute__((format(printf, 3, 4)))
-static void say(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-}
-
-/* "conv2 weights" */
-static const char *tensor_name(const qt_search *s, int coord, char *buf, size_t size)
-{
-    const qt_coord *c;
-    qt_search_coords(s, &c);
-    snprintf(buf, size, "%s %s", qt_graph_node_name(qt_search_graph(s), c[coord].node),
-             qt_qpoint_name(c[coord].point));
-    return buf;
-}
 
 /* the format of coord at (t, w, delta); delta 0 when w cannot take delta */
 static int format_at(const qt_search *s, int coord, qt_type t, int w, int delta, qt_format *f)
@@ -362,10 +341,10 @@ static int propose_tensors(bis *b, qt_search *s, qt_cand *cand)
                  * budget, the probe is taken as failed unevaluated */
                 double d = qt__drop_estimate(b->M, s, cand);
                 if (d > SKIP * b->budget) {
-                    say(b->ruled, sizeof b->ruled, "; the estimate ruled out %s %s %d bits "
-                        "(predicted drop %.2f %% > %.1f x budget)",
-                        tensor_name(s, t->coord, name, sizeof name), qt_type_name(t->type), w,
-                        100 * d, SKIP);
+                    qt__say(b->ruled, sizeof b->ruled, "; the estimate ruled out %s %s %d bits "
+                            "(predicted drop %.2f %% > %.1f x budget)",
+                            qt__tensor_name(s, t->coord, name, sizeof name),
+                            qt_type_name(t->type), w, 100 * d, SKIP);
                     b->n_ruled++;
                     t->L = w + 1;
                     t->failed = w;
@@ -391,9 +370,9 @@ static int propose_tensors(bis *b, qt_search *s, qt_cand *cand)
             else if (pw) snprintf(known_, sizeof known_, "%d passed", pw);
             else if (t->failed) snprintf(known_, sizeof known_, "%d failed", t->failed);
             else snprintf(known_, sizeof known_, "first probe of %d..%d", t->lo, t->hi);
-            say(cand->reason, sizeof cand->reason, "bisection: %s alone, %s %d bits (%s%s)%s",
-                tensor_name(s, t->coord, name, sizeof name), qt_type_name(t->type), w,
-                known_, w == t->hi ? ", the widest" : "", b->ruled);
+            qt__say(cand->reason, sizeof cand->reason, "bisection: %s alone, %s %d bits (%s%s)%s",
+                    qt__tensor_name(s, t->coord, name, sizeof name), qt_type_name(t->type), w,
+                    known_, w == t->hi ? ", the widest" : "", b->ruled);
             b->ruled[0] = 0;
             return QT_PROPOSE;
         }
@@ -406,10 +385,10 @@ static int propose_tensors(bis *b, qt_search *s, qt_cand *cand)
                 t->slot++;
                 t->pending++;
                 cand->fmt[t->coord] = f;
-                say(cand->reason, sizeof cand->reason,
-                    "bisection: %s alone, %s %d bits, bias %+d (%d passed at the fitted bias%s)",
-                    tensor_name(s, t->coord, name, sizeof name), qt_type_name(t->type), w, d,
-                    t->R, w < t->R ? ", this width failed" : "");
+                qt__say(cand->reason, sizeof cand->reason,
+                        "bisection: %s alone, %s %d bits, bias %+d (%d passed at the fitted "
+                        "bias%s)", qt__tensor_name(s, t->coord, name, sizeof name),
+                        qt_type_name(t->type), w, d, t->R, w < t->R ? ", this width failed" : "");
                 return QT_PROPOSE;
             }
             if (!t->pending) t->stage = T_DONE;
@@ -513,14 +492,14 @@ static void float_note(const bis *b, const qt_search *s, char *buf, size_t size)
     qt_search_coords(s, &c);
     buf[0] = 0;
     if (b->n_float == 1 && b->float_untunable)
-        say(buf, size, "; %s stays float (none of its types can be proposed)",
-            tensor_name(s, b->float_coord, name, sizeof name));
+        qt__say(buf, size, "; %s stays float (none of its types can be proposed)",
+                qt__tensor_name(s, b->float_coord, name, sizeof name));
     else if (b->n_float == 1)
-        say(buf, size, "; %s stays float (fails alone even at %d bits)",
-            tensor_name(s, b->float_coord, name, sizeof name), c[b->float_coord].wmax);
+        qt__say(buf, size, "; %s stays float (fails alone even at %d bits)",
+                qt__tensor_name(s, b->float_coord, name, sizeof name), c[b->float_coord].wmax);
     else if (b->n_float > 1)
-        say(buf, size, "; %d tensors stay float (they fail alone even at their widest)",
-            b->n_float);
+        qt__say(buf, size, "; %d tensors stay float (they fail alone even at their widest)",
+                b->n_float);
 }
 
 /* the repair's next step on b->a[].cw: 1, or 0 when nothing is left to try.
@@ -603,36 +582,36 @@ static int bis_propose(void *state, qt_search *s, qt_cand *cand)
         if (b->phase == PH_FULL) {
             combo(b, s, cand, b->m, 0);
             float_note(b, s, note, sizeof note);
-            say(cand->reason, sizeof cand->reason,
-                "bisection: all %d tensors at their own widths%s", b->m, note);
+            qt__say(cand->reason, sizeof cand->reason,
+                    "bisection: all %d tensors at their own widths%s", b->m, note);
         } else if (b->phase == PH_PREFIX) {
             int mid = (b->lo + b->hi) / 2;
             char lo[32], hi[32];
             combo(b, s, cand, mid, 0);
-            if (b->lo) say(lo, sizeof lo, "the first %d passed", b->lo);
-            else say(lo, sizeof lo, "float passes");
-            if (b->hi < b->m) say(hi, sizeof hi, "the first %d failed", b->hi);
-            else say(hi, sizeof hi, "all %d failed", b->m);
-            say(cand->reason, sizeof cand->reason,
-                "bisection: the %d least sensitive tensors at their own widths (%s, %s)",
-                mid, lo, hi);
+            if (b->lo) qt__say(lo, sizeof lo, "the first %d passed", b->lo);
+            else qt__say(lo, sizeof lo, "float passes");
+            if (b->hi < b->m) qt__say(hi, sizeof hi, "the first %d failed", b->hi);
+            else qt__say(hi, sizeof hi, "all %d failed", b->m);
+            qt__say(cand->reason, sizeof cand->reason,
+                    "bisection: the %d least sensitive tensors at their own widths (%s, %s)",
+                    mid, lo, hi);
         } else {                                  /* PH_REPAIR */
             if (!repair_step(b)) { b->phase = PH_DONE; continue; }
             const answer *a = &b->a[b->last];
             combo(b, s, cand, b->m, 1);
-            tensor_name(s, a->coord, name, sizeof name);
+            qt__tensor_name(s, a->coord, name, sizeof name);
             if (a->cw && b->repair == RP_GAIN)
-                say(cand->reason, sizeof cand->reason,
-                    "bisection repair: %s widened to %d bits (largest predicted gain per "
-                    "bit: alone it lost %.3g at %d bits)", name, a->cw, a->loss, a->w);
+                qt__say(cand->reason, sizeof cand->reason,
+                        "bisection repair: %s widened to %d bits (largest predicted gain per "
+                        "bit: alone it lost %.3g at %d bits)", name, a->cw, a->loss, a->w);
             else if (a->cw)
-                say(cand->reason, sizeof cand->reason,
-                    "bisection repair: %s widened to %d bits (%s)", name, a->cw,
-                    b->repair == RP_CYCLE ? "next round the cycle from the most sensitive"
+                qt__say(cand->reason, sizeof cand->reason,
+                        "bisection repair: %s widened to %d bits (%s)", name, a->cw,
+                        b->repair == RP_CYCLE ? "next round the cycle from the most sensitive"
                                           : "the most sensitive below its widest");
             else
-                say(cand->reason, sizeof cand->reason,
-                    "bisection repair: %s back to float (every tensor at its widest)", name);
+                qt__say(cand->reason, sizeof cand->reason,
+                        "bisection repair: %s back to float (every tensor at its widest)", name);
         }
         const qt_result *r = known(s, cand);
         if (r) { observe_combo(b, passed(r)); continue; }

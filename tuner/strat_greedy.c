@@ -82,7 +82,6 @@
 #include "internal.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,16 +169,6 @@ typedef struct greedy {
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* snprintf for messages that may be cut short (long node names) */
-static void say(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *buf, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
-
 static int clampi(int x, int lo, int hi) { return x < lo ? lo : x > hi ? hi : x; }
 
 static int has_bias(int t)
@@ -212,15 +201,6 @@ static const char *cost_unit(const qt_search *s)
     case QT_COST_BITOPS: return "bit-ops";
     default: return "of cost";
     }
-}
-
-/* "fc3 weights" */
-static void tensor_name(const qt_search *s, int i, char *buf, size_t n)
-{
-    const qt_coord *c;
-    qt_search_coords(s, &c);
-    say(buf, n, "%s %s", qt_graph_node_name(qt_search_graph(s), c[i].node),
-             qt_qpoint_name(c[i].point));
 }
 
 static double cost_of(const qt_search *s, qt_format *f)
@@ -403,7 +383,7 @@ static void build_phase1(greedy *g, const qt_search *s)
     g->img = img;
     if (!m) return;
     rank_name(s, g->k, rn, sizeof rn);
-    say(m->reason, sizeof m->reason, "greedy phase 1: all tensors %s %d bits (%s)",
+    qt__say(m->reason, sizeof m->reason, "greedy phase 1: all tensors %s %d bits (%s)",
              rn, g->wtry, g->note);
 }
 
@@ -418,32 +398,32 @@ static void build_phase2(greedy *g, const qt_search *s)
     for (int i = 0; i < g->n && !g->oom; i++) {
         move *m = NULL;
         double saved = 0;
-        tensor_name(s, i, tn, sizeof tn);
+        qt__tensor_name(s, i, tn, sizeof tn);
         if (g->step == ST_BIAS) {
             if (c[i].bias != QT_BIAS_SEARCH || !has_bias(g->t[i]) || g->d[i] + 1 > c[i].bias_k)
                 continue;
             if ((m = single(g, s, MV_BIAS_UP, i, g->t[i], g->w[i], g->d[i] + 1, 0, NULL)))
-                say(m->reason, sizeof m->reason, "greedy phase %d: %s bias +1 (%s %d bits, "
+                qt__say(m->reason, sizeof m->reason, "greedy phase %d: %s bias +1 (%s %d bits, "
                          "fitted%+d -> fitted%+d: finer step); now %s", ph, tn,
                          qt_type_name((qt_type)g->t[i]), g->w[i], g->d[i], g->d[i] + 1, acc);
         } else if (g->step == ST_BITS) {
             if (g->w[i] - 1 < c[i].wmin) continue;
             if ((m = single(g, s, MV_BIT_DOWN, i, g->t[i], g->w[i] - 1, g->d[i], 1, &saved)))
-                say(m->reason, sizeof m->reason, "greedy phase %d: %s one bit fewer "
+                qt__say(m->reason, sizeof m->reason, "greedy phase %d: %s one bit fewer "
                          "(%d -> %d), saves %.3g %s; now %s", ph, tn, g->w[i], g->w[i] - 1,
                          saved, cost_unit(s), acc);
         } else {
             for (int t = 0; t < TYPES_MAX && !g->oom; t++) {
                 if (!(c[i].types >> t & 1u) || t == g->t[i]) continue;
                 if ((m = single(g, s, MV_TYPE, i, t, g->w[i], 0, 0, NULL)))
-                    say(m->reason, sizeof m->reason, "greedy phase %d: %s %s -> %s at %d "
+                    qt__say(m->reason, sizeof m->reason, "greedy phase %d: %s %s -> %s at %d "
                              "bits, bias fitted; now %s", ph, tn, qt_type_name((qt_type)g->t[i]),
                              qt_type_name((qt_type)t), g->w[i], acc);
                 /* the new type one bit narrower: a type that represents the
                  * tensor better may pay for the bit (only when it saves) */
                 if (g->w[i] - 1 < c[i].wmin || g->oom) continue;
                 if ((m = single(g, s, MV_TYPE, i, t, g->w[i] - 1, 0, 1, &saved)))
-                    say(m->reason, sizeof m->reason, "greedy phase %d: %s %s %d -> %s %d "
+                    qt__say(m->reason, sizeof m->reason, "greedy phase %d: %s %s %d -> %s %d "
                              "bits (one bit fewer), bias fitted, saves %.3g %s; now %s", ph, tn,
                              qt_type_name((qt_type)g->t[i]), g->w[i], qt_type_name((qt_type)t),
                              g->w[i] - 1, saved, cost_unit(s), acc);
@@ -457,7 +437,7 @@ static void build_check(greedy *g, const qt_search *s)
     begin_set(g);
     memcpy(g->tmp, cur_fmt(g), (size_t)g->n * sizeof *g->tmp);
     move *m = add_move(g, MV_CHECK, -1, 0, 0, 0, g->tmp);
-    if (m) say(m->reason, sizeof m->reason, "greedy pass 2: the configuration phase 2 "
+    if (m) qt__say(m->reason, sizeof m->reason, "greedy pass 2: the configuration phase 2 "
                     "ended with, on the whole split (%zu images)", g->split);
     (void)s;
 }
@@ -474,16 +454,16 @@ static void build_recover(greedy *g, const qt_search *s)
     for (int i = 0; i < g->n && !g->oom; i++) {         /* bias -1: no cost */
         if (c[i].bias != QT_BIAS_SEARCH || !has_bias(g->t[i]) || g->d[i] - 1 < -c[i].bias_k)
             continue;
-        tensor_name(s, i, tn, sizeof tn);
+        qt__tensor_name(s, i, tn, sizeof tn);
         move *m = single(g, s, MV_BIAS_DOWN, i, g->t[i], g->w[i], g->d[i] - 1, 0, NULL);
-        if (m) say(m->reason, sizeof m->reason, "greedy phase 3: %s bias -1 (wider range) "
+        if (m) qt__say(m->reason, sizeof m->reason, "greedy phase 3: %s bias -1 (wider range) "
                         "to recover from %s (needs %s)", tn, acc, need);
     }
     for (int i = 0; i < g->n && !g->oom; i++) {
         if (g->w[i] + 1 > c[i].wmax) continue;
-        tensor_name(s, i, tn, sizeof tn);
+        qt__tensor_name(s, i, tn, sizeof tn);
         move *m = single(g, s, MV_BIT_UP, i, g->t[i], g->w[i] + 1, g->d[i], 0, NULL);
-        if (m) say(m->reason, sizeof m->reason, "greedy phase 3: %s one more bit (%d -> %d) "
+        if (m) qt__say(m->reason, sizeof m->reason, "greedy phase 3: %s one more bit (%d -> %d) "
                         "to recover from %s (needs %s)", tn, g->w[i], g->w[i] + 1, acc, need);
     }
 }
@@ -515,9 +495,9 @@ static void next_rank(greedy *g, const qt_search *s)
         if (start < g->ak[g->k]) continue;
         g->lo = 0;
         g->wtry = start;
-        if (k0 < 0) say(g->note, sizeof g->note, "the widest");
-        else if (g->any) say(g->note, sizeof g->note, "next type at the reduced width");
-        else say(g->note, sizeof g->note, "%s failed at its widest", prev);
+        if (k0 < 0) qt__say(g->note, sizeof g->note, "the widest");
+        else if (g->any) qt__say(g->note, sizeof g->note, "next type at the reduced width");
+        else qt__say(g->note, sizeof g->note, "%s failed at its widest", prev);
         return;
     }
     if (!g->any) { g->phase = PH_DONE; return; }      /* the search answers the closest */
@@ -534,7 +514,7 @@ static void bisect(greedy *g, const qt_search *s)
     int top = g->hi < g->bk[g->k] + 1 ? g->hi : g->bk[g->k] + 1;
     if (top - g->lo > 1) {
         g->wtry = (g->lo + top) / 2;
-        say(g->note, sizeof g->note, "binary search: %d failed, %d passed", g->lo, g->hi);
+        qt__say(g->note, sizeof g->note, "binary search: %d failed, %d passed", g->lo, g->hi);
     } else {
         g->reduced = g->lo;
         next_rank(g, s);
@@ -559,7 +539,7 @@ static void decide_phase1(greedy *g, const qt_search *s)
             next_rank(g, s);
             return;
         }
-        say(g->note, sizeof g->note, "%d passed: halving", g->wtry);
+        qt__say(g->note, sizeof g->note, "%d passed: halving", g->wtry);
         g->wtry = g->wtry / 2 > g->ak[g->k] ? g->wtry / 2 : g->ak[g->k];
         return;
     }

@@ -54,7 +54,6 @@
  */
 #include "internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,15 +82,6 @@ typedef struct gopts {
     int bias_from, k;              /* B_FIT or B_HALF; deltas -k..k */
     int frac_lo, frac_hi;          /* fixed point: F in lo..hi */
 } gopts;
-
-__attribute__((format(printf, 3, 4)))
-static void say(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-}
 
 static void grid_free(void *state)
 {
@@ -139,15 +129,6 @@ static int add(grid *g, const qt_format *fmt, const char *reason)
     return QT_OK;
 }
 
-/* "fc1 weights" */
-static void tensor_name(const qt_search *s, int i, char *buf, size_t size)
-{
-    const qt_coord *c;
-    qt_search_coords(s, &c);
-    say(buf, size, "%s %s", qt_graph_node_name(qt_search_graph(s), c[i].node),
-        qt_qpoint_name(c[i].point));
-}
-
 /* the format of tensor i at (t, w) with the bias of option o and delta d;
  * QT_EINVAL when it cannot be */
 static int build(const qt_search *s, int i, qt_type t, int w, const gopts *o, int d,
@@ -173,16 +154,16 @@ static void bias_text(const gopts *o, qt_type t, int d, const qt_format *f, int 
 {
     int fixed = t == QT_FIXED || t == QT_UFIXED;
     if (o->bias_from == B_HALF) {
-        if (d) say(buf, size, "F=%d (W/2%+d)", f->bias, d);
-        else say(buf, size, "F=%d (W/2)", f->bias);
+        if (d) qt__say(buf, size, "F=%d (W/2%+d)", f->bias, d);
+        else qt__say(buf, size, "F=%d (W/2)", f->bias);
     } else if (fixed && one_tensor) {
-        if (d) say(buf, size, "F=%d (fitted%+d)", f->bias, d);
-        else say(buf, size, "F=%d (fitted)", f->bias);
+        if (d) qt__say(buf, size, "F=%d (fitted%+d)", f->bias, d);
+        else qt__say(buf, size, "F=%d (fitted)", f->bias);
     } else if (t == QT_CLUSTER) {
-        say(buf, size, "codebook fitted");
+        qt__say(buf, size, "codebook fitted");
     } else {
-        if (d) say(buf, size, "%s fitted%+d", fixed ? "F" : "bias", d);
-        else say(buf, size, "%s fitted", fixed ? "F" : "bias");
+        if (d) qt__say(buf, size, "%s fitted%+d", fixed ? "F" : "bias", d);
+        else qt__say(buf, size, "%s fitted", fixed ? "F" : "bias");
     }
 }
 
@@ -371,7 +352,7 @@ static int parse_list(qt_search *s, const json_t *v, grid *g, qt_error *err)
                 break;
             }
             fmt[i] = f;
-            tensor_name(s, i, part, sizeof part);
+            qt__tensor_name(s, i, part, sizeof part);
             qt_format_print(&f, txt, sizeof txt);
             if (at < sizeof reason) {
                 int m = snprintf(reason + at, sizeof reason - at, "%s%s %s", at ? ", " : "",
@@ -381,7 +362,7 @@ static int parse_list(qt_search *s, const json_t *v, grid *g, qt_error *err)
         }
         if (rc) break;
         if (at >= sizeof reason) memcpy(reason + sizeof reason - 4, "...", 4);
-        if (!at) say(reason, sizeof reason, "every tensor float");
+        if (!at) qt__say(reason, sizeof reason, "every tensor float");
         int before = g->count;
         if (add(g, fmt, reason)) rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
         else if (g->count == before)
@@ -427,11 +408,11 @@ static int make_uniform(qt_search *s, const gopts *o, grid *g)
                 char reason[160], bt[48];
                 bias_text(o, t, d, &fmt[first], 0, bt, sizeof bt);
                 if (users == n)
-                    say(reason, sizeof reason, "%s %d bits, %s, all %d tensors", qt_type_name(t),
-                        w, bt, n);
+                    qt__say(reason, sizeof reason, "%s %d bits, %s, all %d tensors",
+                            qt_type_name(t), w, bt, n);
                 else
-                    say(reason, sizeof reason, "%s %d bits, %s, %d of %d tensors (the others "
-                        "float)", qt_type_name(t), w, bt, users, n);
+                    qt__say(reason, sizeof reason, "%s %d bits, %s, %d of %d tensors (the others "
+                            "float)", qt_type_name(t), w, bt, users, n);
                 if (add(g, fmt, reason)) { free(fmt); return QT_ENOMEM; }
             }
         }
@@ -458,9 +439,9 @@ static int make_each(qt_search *s, const gopts *o, grid *g)
                     if (build(s, i, t, w, o, d, &fmt[i]) != QT_OK) continue;
                     char reason[160], bt[48], name[96];
                     bias_text(o, t, d, &fmt[i], 1, bt, sizeof bt);
-                    tensor_name(s, i, name, sizeof name);
-                    say(reason, sizeof reason, "%s alone, %s %d bits %s", name, qt_type_name(t),
-                        w, bt);
+                    qt__tensor_name(s, i, name, sizeof name);
+                    qt__say(reason, sizeof reason, "%s alone, %s %d bits %s", name, qt_type_name(t),
+                            w, bt);
                     if (add(g, fmt, reason)) { free(fmt); return QT_ENOMEM; }
                 }
             }
@@ -547,7 +528,7 @@ static int grid_init(qt_search *s, const json_t *opts, void **state, qt_error *e
     for (int i = 0; i < g->count; i++) {
         char r[160];
         memcpy(r, g->reason[i], sizeof r);
-        say(g->reason[i], sizeof g->reason[i], "grid %d/%d: %s", i + 1, g->count, r);
+        qt__say(g->reason[i], sizeof g->reason[i], "grid %d/%d: %s", i + 1, g->count, r);
     }
     *state = g;
     return QT_OK;

@@ -302,14 +302,6 @@ static int propose_bmin(hyb *h, qt_search *s, qt_cand *c, int b, const char *why
     return QT_PROPOSE;
 }
 
-static void tensor_name(const qt_search *s, int i, char *buf, size_t size)
-{
-    const qt_coord *co;
-    qt_search_coords(s, &co);
-    snprintf(buf, size, "%s %s", qt_graph_node_name(qt_search_graph(s), co[i].node),
-             qt_qpoint_name(co[i].point));
-}
-
 /* this round's moves from best: one bit fewer in each allowed type */
 static void build_round(hyb *h, qt_search *s, qt_cand *c)
 {
@@ -334,7 +326,7 @@ static void build_round(hyb *h, qt_search *s, qt_cand *c)
             if (h->tabu[((size_t)i * 32 + (size_t)t) * 33 + (size_t)w]) { h->n_tabu++; continue; }
             qt_cand_copy(s, c, h->best);
             if (qt_search_format(s, i, (qt_type)t, w, 0, &c->fmt[i]) != QT_OK) continue;
-            tensor_name(s, i, tn, sizeof tn);
+            qt__tensor_name(s, i, tn, sizeof tn);
             if (t == h->bt[i]) snprintf(what, sizeof what, "%s at %d bits", tn, w);
             else snprintf(what, sizeof what, "%s as %s<%d>", tn, qt_type_name((qt_type)t), w);
             (void)what;           /* refine moves are not ruled out: see the top */
@@ -434,7 +426,7 @@ static int start_repair(hyb *h, qt_search *s)
             memset(&cr, 0, sizeof cr);
             qt__cost(s, c, &cr);
             if (!(cr.cost < top)) continue;
-            tensor_name(s, i, tn, sizeof tn);
+            qt__tensor_name(s, i, tn, sizeof tn);
             snprintf(c->reason, sizeof c->reason, "hybrid repair: %s one more bit (%s %d -> %d) "
                      "on a near miss (%.2f %% at %.2fx; the answer is %.2fx)", tn,
                      qt_type_name((qt_type)f->type), f->width, f->width + 1, 100 * r->top1,
@@ -542,7 +534,7 @@ static int hyb_propose(void *state, qt_search *s, qt_cand *c)
             char tn[64];
             qt_cand_copy(s, c, h->best);
             qt_search_format(s, m->i, (qt_type)m->t, m->w, 0, &c->fmt[m->i]);
-            tensor_name(s, m->i, tn, sizeof tn);
+            qt__tensor_name(s, m->i, tn, sizeof tn);
             if (h->plateau)
                 snprintf(c->reason, sizeof c->reason, "hybrid plateau: %s %s -> %s at %d bits "
                          "(same cost, no bit could go: more accuracy may let one)", tn, qt_type_name((qt_type)h->bt[m->i]),
