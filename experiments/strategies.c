@@ -208,6 +208,7 @@ static void write_svgs(const char *dir, const run *R, int n)
 
 int main(int argc, char **argv)
 {
+    qt_runtime_init(argv);   /* OMP_WAIT_POLICY=passive unless the user set one */
     const char *models = "mlp,lenet5,vgg,resnet", *spaces = "fixed,mixed";
     const char *strats = "uniform,bisection,greedy,analytical,hybrid";
     const char *json = NULL, *md = NULL, *svg = NULL;
