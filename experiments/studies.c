@@ -46,6 +46,17 @@ double study_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int study_append(char *buf, size_t size, size_t *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *at, size - *at, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= size - *at) return -1;
+    *at += (size_t)k;
+    return 0;
+}
+
 int study_listed(const char *list, const char *name)
 {
     size_t n = strlen(name);
@@ -289,17 +300,21 @@ int study_parse_args(const char *prog, const char *usage, int argc, char **argv,
             fprintf(stderr, "%s\n", usage);
             return 2;
         }
-        int bad = 0;
-        if (!strcmp(a, "--models")) o->models = v;
-        else if (!strcmp(a, "--db")) o->db = v;
-        else if (!strcmp(a, "--k")) { o->k = atoi(v); bad = o->k < 0 || o->k > 16; }
-        else if (!strcmp(a, "--val")) bad = study_size_arg(v, &o->val);
-        else if (!strcmp(a, "--val-big")) bad = study_size_arg(v, &o->val_big);
-        else if (!strcmp(a, "--models-dir")) o->mdir = v;
-        else if (!strcmp(a, "--md")) o->md = v;
-        else if (!strcmp(a, "--json")) o->json = v;
-        else if (!strcmp(a, "--svg")) o->svg = v;
-        else if (!fn || (bad = fn(user, a, v)) > 0) {
+        /* fn: 0 taken, -1 a bad value, 1 not its own, 2 unknown */
+        int own = fn ? fn(user, a, v) : 1, bad = own < 0, unknown = own > 1;
+        if (own == 1) {
+            if (!strcmp(a, "--models")) o->models = v;
+            else if (!strcmp(a, "--db")) o->db = v;
+            else if (!strcmp(a, "--k")) { o->k = atoi(v); bad = o->k < 0 || o->k > 16; }
+            else if (!strcmp(a, "--val")) bad = study_size_arg(v, &o->val);
+            else if (!strcmp(a, "--val-big")) bad = study_size_arg(v, &o->val_big);
+            else if (!strcmp(a, "--models-dir")) o->mdir = v;
+            else if (!strcmp(a, "--md")) o->md = v;
+            else if (!strcmp(a, "--json")) o->json = v;
+            else if (!strcmp(a, "--svg")) o->svg = v;
+            else unknown = 1;
+        }
+        if (unknown) {
             fprintf(stderr, "%s: unknown option %s\n", prog, a);
             return 2;
         }
@@ -397,4 +412,35 @@ void study_svg(const char *prog, qt_plot *p, const char *dir, const char *fmt, .
     p->y_percent = 1;
     p->width = 760;
     if (qt_plot_svg_file(p, path, &err)) fprintf(stderr, "%s: %s\n", prog, err.text);
+}
+
+int study_layers_of(const char *prog, const char *path, int max, double *params,
+                    study_layer_fn fn, void *user)
+{
+    qt_graph *g;
+    qt_error err;
+    if (qt_model_load(path, &g, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.text);
+        return -1;
+    }
+    int nl = 0, rc = 0;
+    *params = (double)qt_graph_param_count(g);
+    for (int n = 0; n < qt_graph_nodes(g) && !rc; n++) {
+        qt_op op = qt_graph_node_op(g, n);
+        const qt_tensor *w = qt_graph_param(g, n, 0), *b = qt_graph_param(g, n, 1);
+        if ((op != QT_OP_CONV && op != QT_OP_DENSE) || !w) continue;
+        if (nl++ == max) {
+            fprintf(stderr, "%s: %s has more than %d conv and dense layers\n", prog, path, max);
+            rc = -1;
+            break;
+        }
+        fn(user, qt_graph_node_name(g, n), (double)w->size,
+           (double)w->size + (b ? (double)b->size : 0.0), (double)qt_graph_node_macs(g, n));
+    }
+    qt_graph_free(g);
+    if (!rc && !nl) {
+        fprintf(stderr, "%s: %s has no conv or dense layer\n", prog, path);
+        rc = -1;
+    }
+    return rc;
 }

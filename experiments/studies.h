@@ -1,8 +1,8 @@
 /*
  * studies.h -- the driver shared by issue #9's study programs
- * (study_width, study_layers): jobs run through a qtune store, so that a
- * re-run, or a run after an interruption, answers every evaluation already
- * measured from the store and computes only the rest.
+ * (study_width, study_layers, study_auto): jobs run through a qtune store,
+ * so that a re-run, or a run after an interruption, answers every
+ * evaluation already measured from the store and computes only the rest.
  *
  *   study *st;
  *   study_open("study_width", "build/studies.db", &st);
@@ -63,6 +63,19 @@ int  study_stopped(void);
 
 /* Helpers for the programs. */
 double      study_now(void);                    /* monotonic seconds */
+/* printf to buf at *at, *at moved past it: 0; -1 when it does not fit */
+__attribute__((format(printf, 4, 5)))
+int         study_append(char *buf, size_t size, size_t *at, const char *fmt, ...);
+/* The conv and dense layers of the model at path, in graph order: fn gets
+ * each one's name, its weight tensor's values, its parameters (weights and
+ * bias) and its multiply-accumulates per image; *params gets the whole
+ * model's parameters. At most max layers (more is an error). 0, or -1 with
+ * the message on stderr, prefixed by prog (a model without such a layer is
+ * an error too). */
+typedef void (*study_layer_fn)(void *user, const char *name, double weights, double params,
+                               double macs);
+int         study_layers_of(const char *prog, const char *path, int max, double *params,
+                            study_layer_fn fn, void *user);
 int         study_listed(const char *list, const char *name);   /* comma list */
 /* the command line as one string (static buffer) */
 const char *study_command(int argc, char **argv);
@@ -94,17 +107,20 @@ typedef struct study_opts {
     const char *mdir;          /* --models-dir (NULL: study_checkpoint's default) */
     const char *md;            /* --md (NULL: the Markdown to stdout) */
     const char *json;          /* --json (NULL: none) */
-    const char *svg;           /* --svg, the plots' directory (NULL: none) */
+    const char *svg;           /* --svg, the plots' directory (study_auto: its plot's
+                                * file; NULL: none) */
     int         k;             /* --k, 0..16 (3) */
     size_t      val, val_big;  /* --val (2000), --val-big (500): images, >= 1 */
 } study_opts;
 
-/* A program's own options: 0 taken, -1 a bad value, 1 not one of its own. */
+/* A program's own options: 0 taken, -1 a bad value, 1 not one of its own
+ * (then one of study_opts' or unknown), 2 unknown (one of study_opts' the
+ * program does not take: study_auto has no --k). */
 typedef int (*study_option_fn)(void *user, const char *opt, const char *val);
 
-/* Parse argv, options with their values, into o (the defaults first); an
- * option o has not is given to fn (NULL: none). 0; or the exit status 2
- * after usage (a line, on --help or an option without a value), an unknown
+/* Parse argv, options with their values, into o (the defaults first); each
+ * option is given to fn first (NULL: none). 0; or the exit status 2 after
+ * usage (a line, on --help or an option without a value), an unknown
  * option or a bad value, on stderr. */
 int  study_parse_args(const char *prog, const char *usage, int argc, char **argv,
                       study_opts *o, study_option_fn fn, void *user);

@@ -46,7 +46,6 @@
 #include "plot.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,19 +161,6 @@ static void collect_list(void *user, qt_search *s)
     }
 }
 
-/* append to buf at *at; -1 when it does not fit */
-__attribute__((format(printf, 4, 5)))
-static int append(char *buf, size_t size, size_t *at, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(buf + *at, size - *at, fmt, ap);
-    va_end(ap);
-    if (k < 0 || (size_t)k >= size - *at) return -1;
-    *at += (size_t)k;
-    return 0;
-}
-
 /* the list job's candidates: one per distinct level; cand_of and comp_w set */
 static int list_json(model *m, char *buf, size_t size)
 {
@@ -185,18 +171,18 @@ static int list_json(model *m, char *buf, size_t size)
         size_t ca = 0;
         int first = 1;
         double bits = 0, tuned = 0;
-        if (append(c, sizeof cands[0], &ca, "{")) return -1;
+        if (study_append(c, sizeof cands[0], &ca, "{")) return -1;
         for (int l = 0; l < m->nl; l++) {
             const layer *L = &m->L[l];
             if (!L->W[v]) continue;
-            if (append(c, sizeof cands[0], &ca, "%s\"%s intrinsic\":\"fixed<%d,%d,rna>\"",
-                       first ? "" : ",", L->name, L->W[v], L->F[v]))
+            if (study_append(c, sizeof cands[0], &ca, "%s\"%s intrinsic\":\"fixed<%d,%d,rna>\"",
+                             first ? "" : ",", L->name, L->W[v], L->F[v]))
                 return -1;
             first = 0;
             bits += L->params * L->W[v];
             tuned += L->params;
         }
-        if (append(c, sizeof cands[0], &ca, "}")) return -1;
+        if (study_append(c, sizeof cands[0], &ca, "}")) return -1;
         m->comp_w[v] = 32.0 * m->params / (bits + 32.0 * (m->params - tuned));
         int same = -1;
         for (int u = 0; u < nc; u++)
@@ -205,10 +191,10 @@ static int list_json(model *m, char *buf, size_t size)
         m->cand_of[v] = nc++;
     }
     size_t at = 0;
-    if (append(buf, size, &at, "[")) return -1;
+    if (study_append(buf, size, &at, "[")) return -1;
     for (int u = 0; u < nc; u++)
-        if (append(buf, size, &at, "%s%s", u ? "," : "", cands[u])) return -1;
-    return append(buf, size, &at, "]");
+        if (study_append(buf, size, &at, "%s%s", u ? "," : "", cands[u])) return -1;
+    return study_append(buf, size, &at, "]");
 }
 
 /* the rules of the space: every conv and dense node's intrinsic point */
@@ -225,31 +211,20 @@ static int rules_json(const model *m, int wlo, int whi, char *buf, size_t size)
     return 0;
 }
 
+static void add_layer(void *user, const char *name, double weights, double params,
+                      double macs)
+{
+    model *m = user;
+    layer *L = &m->L[m->nl++];
+    snprintf(L->name, sizeof L->name, "%s", name);
+    L->params = params;
+    L->macs = macs;
+}
+
 static int load_layers(model *m)
 {
-    qt_graph *g;
-    qt_error err;
-    if (qt_model_load(m->path, &g, &err)) {
-        fprintf(stderr, "study_layers: %s\n", err.text);
-        return -1;
-    }
     m->nl = 0;
-    m->params = (double)qt_graph_param_count(g);
-    for (int n = 0; n < qt_graph_nodes(g); n++) {
-        qt_op op = qt_graph_node_op(g, n);
-        if (op != QT_OP_CONV && op != QT_OP_DENSE) continue;
-        if (m->nl == MAXL) { fprintf(stderr, "study_layers: too many layers\n"); break; }
-        layer *L = &m->L[m->nl++];
-        snprintf(L->name, sizeof L->name, "%s", qt_graph_node_name(g, n));
-        L->params = 0;
-        for (int k = 0; k < 2; k++) {
-            const qt_tensor *t = qt_graph_param(g, n, k);
-            if (t) L->params += (double)t->size;
-        }
-        L->macs = (double)qt_graph_node_macs(g, n);
-    }
-    qt_graph_free(g);
-    return m->nl ? 0 : -1;
+    return study_layers_of("study_layers", m->path, MAXL, &m->params, add_layer, m);
 }
 
 /* ---- outputs ---- */
