@@ -58,6 +58,11 @@ typedef struct run {
     double seconds, bits_w, bits_a, compression, val, val_float, test, test_float;
     double macs, macs_full;
     double *trace;           /* cheapest feasible compression after each evaluation */
+    int    nt;               /* the answer per tensor: */
+    char   (*tensor)[QT_NAME_MAX];   /* node names */
+    char   (*fmt)[48];       /* its format (qt_format_print), "-" without an answer */
+    int    *width;           /* its width in bits (0: none) */
+    char   *config;          /* canonical JSON of the answer (NULL: none) */
 } run;
 
 static int do_run(const char *model, const char *space, const char *strategy, int val, run *o)
@@ -101,8 +106,23 @@ static int do_run(const char *model, const char *space, const char *strategy, in
         if (x->feasible && !x->fail && !x->subset && x->cost < cheapest) cheapest = x->cost;
         o->trace[i] = isfinite(cheapest) ? b->cost / cheapest : NAN;
     }
+    const qt_coord *co;
+    int nt = qt_search_coords(s, &co);
+    o->tensor = calloc((size_t)(nt ? nt : 1), sizeof *o->tensor);
+    o->fmt = calloc((size_t)(nt ? nt : 1), sizeof *o->fmt);
+    o->width = calloc((size_t)(nt ? nt : 1), sizeof *o->width);
+    if (o->tensor && o->fmt && o->width) {
+        o->nt = nt;
+        for (int k = 0; k < nt; k++) {
+            snprintf(o->tensor[k], sizeof o->tensor[k], "%s", qt_graph_node_name(g, co[k].node));
+            snprintf(o->fmt[k], sizeof o->fmt[k], "-");
+            if (best && qt_format_print(&best->fmt[k], o->fmt[k], sizeof o->fmt[k]) >= 0)
+                o->width[k] = best->fmt[k].width;
+        }
+    }
     if (best) {
         qt_result tq, tf;
+        o->config = qt_search_config_json(s, best);
         o->bits_w = r->weight_bits / params;
         o->bits_a = b->act_bits > 0 ? 32.0 * r->act_bits / b->act_bits : 32.0;
         o->compression = r->compression;
@@ -125,6 +145,63 @@ static int do_run(const char *model, const char *space, const char *strategy, in
     return QT_OK;
 }
 
+/* the cheapest feasible answer of a searching strategy (bisection, greedy,
+ * hybrid) among R[i..j): the searched optimum analytical is compared with */
+static const run *searched_best(const run *R, int i, int j)
+{
+    const run *b = NULL;
+    for (int k = i; k < j; k++)
+        if (R[k].feasible && R[k].nt && strcmp(R[k].strategy, "uniform") &&
+            strcmp(R[k].strategy, "analytical") && (!b || R[k].compression > b->compression))
+            b = &R[k];
+    return b;
+}
+
+/* per (model, space): every strategy's answer per tensor, and analytical's
+ * width against the searched optimum's */
+static void write_md_tensors(FILE *f, const run *R, int n)
+{
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && !strcmp(R[j].model, R[i].model) &&
+                        !strcmp(R[j].space, R[i].space); j++) {}
+        const run *an = NULL, *sb = searched_best(R, i, j);
+        int nt = 0;
+        for (int k = i; k < j; k++) {
+            if (!strcmp(R[k].strategy, "analytical") && R[k].nt) an = &R[k];
+            if (R[k].nt > nt) nt = R[k].nt;
+        }
+        if (!nt) continue;
+        fprintf(f, "\n### %s, %s space: the answers per tensor\n\n| tensor |", R[i].model,
+                R[i].space);
+        for (int k = i; k < j; k++) fprintf(f, " %s |", R[k].strategy);
+        if (an && sb) fprintf(f, " analytical - %s (bits) |", sb->strategy);
+        fprintf(f, "\n|---|");
+        for (int k = i; k < j; k++) fprintf(f, "---|");
+        if (an && sb) fprintf(f, "---:|");
+        fprintf(f, "\n");
+        int within = 0, rows = 0;
+        for (int t = 0; t < nt; t++) {
+            const run *nm = NULL;
+            for (int k = i; k < j && !nm; k++) if (t < R[k].nt) nm = &R[k];
+            fprintf(f, "| %s |", nm->tensor[t]);
+            for (int k = i; k < j; k++) fprintf(f, " %s |", t < R[k].nt ? R[k].fmt[t] : "");
+            if (an && sb && t < an->nt && t < sb->nt && an->width[t] && sb->width[t]) {
+                int d = an->width[t] - sb->width[t];
+                fprintf(f, " %+d |", d);
+                within += abs(d) <= 1;
+                rows++;
+            } else if (an && sb) {
+                fprintf(f, " |");
+            }
+            fprintf(f, "\n");
+        }
+        if (an && sb)
+            fprintf(f, "\nAnalytical (one evaluation) within one bit of %s's answer (the "
+                    "cheapest searched, %.2fx against analytical's %.2fx) on %d of %d tensors.\n",
+                    sb->strategy, sb->compression, an->compression, within, rows);
+    }
+}
+
 static void write_md(FILE *f, const run *R, int n, int val)
 {
     fprintf(f, "| model | space | strategy | evals (computed) | wall s | bits/weight | "
@@ -141,6 +218,7 @@ static void write_md(FILE *f, const run *R, int n, int val)
     fprintf(f, "\nr = 0.99 (top-1) on the first %d validation images; weights of every node "
             "tuned, 2..8 bits; fixed: fixed point; mixed: fixed, float or cluster per tensor.\n",
             val);
+    write_md_tensors(f, R, n);
 }
 
 static int write_json(const char *path, const run *R, int n, int val)
@@ -151,14 +229,19 @@ static int write_json(const char *path, const run *R, int n, int val)
         json_t *t = json_array();
         for (int k = 0; k < r->evals; k++)
             json_array_append_new(t, isfinite(r->trace[k]) ? json_real(r->trace[k]) : json_null());
+        json_t *pt = json_object();
+        for (int k = 0; k < r->nt; k++)
+            json_object_set_new(pt, r->tensor[k], json_string(r->fmt[k]));
+        json_t *cfg = r->config ? json_loads(r->config, 0, NULL) : NULL;
         json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:i,s:i,s:b,s:f,s:f,s:f,s:f,s:f,s:f,"
-                                           "s:f,s:f,s:f,s:f,s:o}",
+                                           "s:f,s:f,s:f,s:f,s:o,s:o,s:o}",
             "model", r->model, "space", r->space, "strategy", r->strategy, "evaluations", r->evals,
             "computed", r->computed, "feasible", r->feasible, "seconds", r->seconds,
             "bits_per_weight", r->bits_w, "bits_per_activation", r->bits_a,
             "compression", r->compression, "val_top1", r->val, "val_top1_float", r->val_float,
             "test_top1", r->test, "test_top1_float", r->test_float, "macs", r->macs,
-            "macs_full", r->macs_full, "trace_compression", t));
+            "macs_full", r->macs_full, "trace_compression", t, "answer", pt,
+            "config", cfg ? cfg : json_null()));
     }
     json_t *o = json_pack("{s:s,s:i,s:f,s:o}", "command", "strategies", "val_limit", val,
                           "relative", 0.99, "runs", a);
@@ -250,6 +333,12 @@ int main(int argc, char **argv)
     if (json && write_json(json, R, n, val)) { fprintf(stderr, "strategies: cannot write %s\n", json); rc = 1; }
     if (svg) write_svgs(svg, R, n);
 out:
-    for (int i = 0; i < n; i++) free(R[i].trace);
+    for (int i = 0; i < n; i++) {
+        free(R[i].trace);
+        free(R[i].tensor);
+        free(R[i].fmt);
+        free(R[i].width);
+        free(R[i].config);
+    }
     return rc ? 1 : 0;
 }
