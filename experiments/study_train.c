@@ -11,9 +11,10 @@
  *   study_train sakr       study 5 (Sakr & Shanbhag, ICLR'19): the analytical
  *                          per-tensor precisions of weights, outputs,
  *                          output gradients, weight gradients and
- *                          accumulators of LeNet-5 (a training job, strategy
- *                          analytical), then training in fp32, under them and
- *                          under a uniform assignment of the same cost.
+ *                          accumulators of LeNet-5 or the zoo's ResNet
+ *                          (--model; a training job, strategy analytical),
+ *                          then training in fp32, under them and under a
+ *                          uniform assignment of the same cost.
  *   study_train grads      study 6 (TensorQuant slides' appendix): a (W, F)
  *                          sweep of one fixed-point format for every
  *                          gradient (grad_output and grad_weights), nearest
@@ -67,6 +68,7 @@ typedef struct opts {
     int    goff_a, goff_w;   /* sparsity: output / weight gradients' F = fitted + goff */
     char   quant[128];       /* sparsity: the points quantized */
     char   plan[16];         /* sakr: the analytical plan */
+    char   model[16];        /* sakr: the zoo model (lenet5 or resnet) */
     int    ablate[5], n_ablate;  /* sakr: uniform with one kind analytical (pt_index) */
     char   cache[1024], out[1024];
     char   cmd[2048];        /* the command line, for the Markdown */
@@ -91,7 +93,9 @@ static void usage(FILE *f)
 "           --quant LIST (points quantized; default weights,output,grad_output,grad_weights)\n"
 "           --goff-a N, --goff-w N (output / weight gradients' F: fitted to the float\n"
 "           run's largest |g|, plus N; defaults 0 and 4)\n"
-"sakr:      --job-epochs N (float training the rules read; default: --epochs)\n"
+"sakr:      --model lenet5|resnet (default lenet5; outputs study_sakr.* for lenet5,\n"
+"           study_sakr_MODEL.* for another)\n"
+"           --job-epochs N (float training the rules read; default: --epochs)\n"
 "           --job-train N (its images; default: --train)\n"
 "           --ablate LIST|none (extra runs: uniform with these points' formats\n"
 "           taken from the analytical plan; default grad_weights,grad_output)\n"
@@ -154,6 +158,7 @@ static int parse_opts(int argc, char **argv, opts *o)
     o->seed = 1;
     o->job_epochs = -1;
     snprintf(o->plan, sizeof o->plan, "offsets");
+    snprintf(o->model, sizeof o->model, "lenet5");
     o->ablate[0] = 3;          /* grad_weights */
     o->ablate[1] = 2;          /* grad_output */
     o->n_ablate = 2;
@@ -199,6 +204,9 @@ static int parse_opts(int argc, char **argv, opts *o)
         } else if (!strcmp(a, "--job-epochs") && sk) {
             if (parse_long(v, 1, 1000, &n)) return bad("--job-epochs: '%s' is not 1..1000", v);
             o->job_epochs = (int)n;
+        } else if (!strcmp(a, "--model") && sk) {
+            if (strcmp(v, "lenet5") && strcmp(v, "resnet")) return bad("--model: '%s' is not lenet5 or resnet", v);
+            snprintf(o->model, sizeof o->model, "%s", v);
         } else if (!strcmp(a, "--plan") && sk) {
             if (strcmp(v, "offsets") && strcmp(v, "allocate")) return bad("--plan: '%s' is not offsets or allocate", v);
             snprintf(o->plan, sizeof o->plan, "%s", v);
@@ -896,19 +904,29 @@ static int study_sakr(const opts *o)
     char *ja = NULL, *ju = NULL;
     json_t *out = NULL;
     sbuf md = { 0 };
+    /* the model: lenet5 keeps its original outputs (study_sakr.*), another
+     * writes study_sakr_<model>.*; the training runs' cache keys hold the
+     * model (train_run) */
+    int lenet = !strcmp(o->model, "lenet5");
+    const char *mname = lenet ? "LeNet-5" : "ResNet";
+    char base_name[64];
+    snprintf(base_name, sizeof base_name, lenet ? "study_sakr" : "study_sakr_%s", o->model);
     /* the job: every tensor's five points (those that apply), fixed or
      * ufixed, 2..32 bits; one float training of job_epochs on job_train
-     * images gives the gradient statistics */
+     * images gives the gradient statistics. Nodes: lenet5's conv*, fc*,
+     * pool*, relu* and flatten; for the ResNet every node but the input
+     * (convs, batchnorms (weights = gamma), relus, residual adds, gap, fc) */
     snprintf(job, sizeof job,
-             "{\"model\":\"lenet5\",\"kind\":\"training\",\"epochs\":%d,\"lr\":%.17g,"
+             "{\"model\":\"%s\",\"kind\":\"training\",\"epochs\":%d,\"lr\":%.17g,"
              "\"train_limit\":%zu,\"val_limit\":%zu,\"seed\":%llu,"
              "\"constraint\":{\"metric\":\"top1\",\"relative\":0.99},"
              "\"strategy\":{\"name\":\"analytical\",\"plan\":\"%s\"},\"cost\":%s,"
              "\"space\":[{\"nodes\":\"input\",\"points\":[\"output\"],\"types\":[\"fixed\",\"ufixed\"],"
-             "\"widths\":[2,32]},{\"nodes\":\"[cfpr]*\",\"points\":[\"weights\",\"output\",\"grad_output\","
+             "\"widths\":[2,32]},{\"nodes\":\"%s\",\"points\":[\"weights\",\"output\",\"grad_output\","
              "\"grad_weights\",\"accumulator\"],\"types\":[\"fixed\",\"ufixed\"],\"widths\":[2,32]}]}",
-             o->job_epochs, o->lr, o->job_train, o->val, (unsigned long long)o->seed, o->plan,
-             strcmp(o->plan, "offsets") ? "{\"weight_bits\":1,\"act_bits\":1}" : "\"weight_bits\"");
+             o->model, o->job_epochs, o->lr, o->job_train, o->val, (unsigned long long)o->seed, o->plan,
+             strcmp(o->plan, "offsets") ? "{\"weight_bits\":1,\"act_bits\":1}" : "\"weight_bits\"",
+             lenet ? "[cfpr]*" : "[!i]*");
     fprintf(stderr, "sakr: the analytical job (a float training of %d epochs on %zu images, "
             "then the noise gains)\n", o->job_epochs, o->job_train ? o->job_train : qt_dataset_count(g_train));
     double tj = now();
@@ -970,9 +988,13 @@ static int study_sakr(const opts *o)
     if (!ja || !ju) { fprintf(stderr, "study_train: out of memory\n"); goto out; }
     const qt_result *base = qt_search_baseline(s);
 
-    json_t *rf = train_run(o, "sakr fp32", "lenet5", NULL, 0);
-    json_t *ra = rf ? train_run(o, "sakr analytical", "lenet5", ja, 0) : NULL;
-    json_t *ru = ra ? train_run(o, "sakr uniform", "lenet5", ju, 0) : NULL;
+    char lab[3][64];
+    snprintf(lab[0], sizeof lab[0], "sakr%s%s fp32", lenet ? "" : " ", lenet ? "" : o->model);
+    snprintf(lab[1], sizeof lab[1], "sakr%s%s analytical", lenet ? "" : " ", lenet ? "" : o->model);
+    snprintf(lab[2], sizeof lab[2], "sakr%s%s uniform", lenet ? "" : " ", lenet ? "" : o->model);
+    json_t *rf = train_run(o, lab[0], o->model, NULL, 0);
+    json_t *ra = rf ? train_run(o, lab[1], o->model, ja, 0) : NULL;
+    json_t *ru = ra ? train_run(o, lab[2], o->model, ju, 0) : NULL;
     if (!ru) goto out;
     /* ablations: uniform, but one kind's formats from the analytical plan */
     json_t *rx[5] = { 0 };
@@ -988,8 +1010,8 @@ static int study_sakr(const opts *o)
         qt_cand_free(cx);
         snprintf(xname[a], sizeof xname[a], "uniform, %s analytical", qt_qpoint_name(sakr_pts[k]));
         char label[96];
-        snprintf(label, sizeof label, "sakr %s", xname[a]);
-        rx[a] = jx ? train_run(o, label, "lenet5", jx, 0) : NULL;
+        snprintf(label, sizeof label, "sakr%s%s %s", lenet ? "" : " ", lenet ? "" : o->model, xname[a]);
+        rx[a] = jx ? train_run(o, label, o->model, jx, 0) : NULL;
         free(jx);
         if (!rx[a]) goto out;
     }
@@ -998,7 +1020,7 @@ static int study_sakr(const opts *o)
     size_t ntr = o->train ? o->train : qt_dataset_count(g_train);
     sb_printf(&md, "# Study 5: per-tensor fixed-point training (Sakr & Shanbhag, ICLR'19)\n\n");
     sb_printf(&md, "    %s\n\n", o->cmd);
-    sb_printf(&md, "LeNet-5 on Fashion-MNIST. The precisions come from a training job with "
+    sb_printf(&md, "%s on Fashion-MNIST. The precisions come from a training job with "
               "strategy `analytical` (every node's weights, output, grad_output, grad_weights "
               "and accumulator that apply; types fixed/ufixed, 2..32 bits; constraint top-1 "
               ">= 0.99 x float on the first %zu validation images): its float training of %d "
@@ -1007,12 +1029,45 @@ static int study_sakr(const opts *o)
               "forward widths come from the noise gains (plan `%s`%s), the backward ones from "
               "Sakr's closed forms (sakr_format in tuner/strat_analytical.c). The strategy's "
               "proposal is used as is (its verifying training run is skipped). Set-up: %.0f s.\n\n",
-              o->val, o->job_epochs, o->lr, o->job_train ? o->job_train : qt_dataset_count(g_train),
+              mname, o->val, o->job_epochs, o->lr, o->job_train ? o->job_train : qt_dataset_count(g_train),
               100 * base->top1, o->plan,
               strcmp(o->plan, "offsets") ? ": per-tensor allocation under cost weight_bits + act_bits"
                                          : ": Sakr's EFQN, B_X = B_min + round(log2 sqrt(E'_X / E'_min)), "
                                            "B_min the smallest whose bound fits the budget",
               job_secs);
+    if (!lenet) {
+        /* what the ResNet's job tunes, and what stays float */
+        int nconv = 0, nbn = 0, nfc = 0;
+        for (int n = 0; n < qt_graph_nodes(g); n++) {
+            qt_op op = qt_graph_node_op(g, n);
+            nconv += op == QT_OP_CONV;
+            nbn += op == QT_OP_BATCHNORM;
+            nfc += op == QT_OP_DENSE;
+        }
+        sb_printf(&md, "The model is the zoo's small ResNet for 28x28 images: a 3x3 conv stem (16 "
+                  "channels) with batchnorm and ReLU, three basic residual blocks of 16, 32 and 64 "
+                  "channels (conv-bn-relu-conv-bn, a 1x1 conv + batchnorm projection on the "
+                  "shortcut of the two downsampling blocks, the residual add, ReLU), global "
+                  "average pooling and one fc layer: %d convs, %d batchnorms, %d fc, %.0f "
+                  "weights (batchnorm gammas included). The job's space is every node but the "
+                  "input (whose output is tuned too): every node's output and output gradient "
+                  "(convs, batchnorms, ReLUs, residual adds, gap, fc), and for the convs, the fc "
+                  "and the batchnorms (their `weights` point is gamma) the weights, weight "
+                  "gradients and accumulator. The strategy takes batchnorm nodes as they are: "
+                  "gamma gets a noise gain like any weight tensor (forward, EFQN) and the "
+                  "gradient and accumulator rules like a conv's; an output gradient's step is "
+                  "set by the first weighted node behind it, which for a batchnorm's output, the "
+                  "ReLU after it, a residual add (through its first input, the block's bn2) and "
+                  "gap is a batchnorm. The engine applies a node's grad_weights and accumulator "
+                  "formats to its bias too (the fc's bias, each batchnorm's beta; the convs have "
+                  "no bias). Float: the biases and betas as the forward pass reads them (no bias "
+                  "point is tuned; after each update they lie on the accumulator's grid), the "
+                  "batchnorms' batch statistics, running mean and variance and their "
+                  "normalisation arithmetic, the arithmetic inside every op (no intrinsic "
+                  "point), SGD's momentum buffer, the loss. Sakr & Shanbhag keep batchnorm's "
+                  "gamma and beta in float (updated in float, clipped to [-1, 1]); here gamma "
+                  "is quantized like a weight tensor.\n\n", nconv, nbn, nfc, nn[0]);
+    }
     sb_printf(&md, "Proposal: %s\n\n", ca->reason);
     sb_printf(&md, "## Analytical precisions (W/F: width/fractional bits; u = ufixed)\n\n| node |");
     for (int k = 0; k < 5; k++) sb_printf(&md, " %s |", sakr_col[k]);
@@ -1072,13 +1127,13 @@ static int study_sakr(const opts *o)
 
     sb_printf(&md, "## Training: fp32, analytical, uniform\n\n%d epochs of SGD (lr %g, momentum "
               "0.9, batch 64, constant rate) on the first %zu training images from the zoo's "
-              "seeded LeNet-5; validation top-1 on the first %zu validation images after every "
+              "seeded %s; validation top-1 on the first %zu validation images after every "
               "epoch, test top-1 on %zu test images at the end. The quantized runs evaluate "
               "under their forward formats. \"uniform, X analytical\": the uniform assignment "
               "with X's formats (width and F) taken from the analytical plan, to see which kind "
               "makes the difference.\n\n| run | val top-1 per epoch | final test top-1 | "
               "train loss (last epoch) | seconds |\n|---|---|---:|---:|---:|\n",
-              o->epochs, o->lr, ntr, o->val, o->test ? o->test : qt_dataset_count(g_test));
+              o->epochs, o->lr, ntr, mname, o->val, o->test ? o->test : qt_dataset_count(g_test));
     const json_t *runs[8] = { rf, ra, ru };
     const char *rn[8] = { "fp32", "analytical", "uniform (same cost)" };
     int nr = 3;
@@ -1100,18 +1155,20 @@ static int study_sakr(const opts *o)
                       json_number_value(json_object_get(runs[r], "train_loss")));
         sb_printf(&md, " %.0f |\n", run_seconds(runs[r]));
     }
-    sb_printf(&md, "\n![convergence](study_sakr.svg)\n\nThis invocation: %.0f s (the runs' own "
-              "times are in the table; cached runs are not retrained).\n", now() - t0);
+    sb_printf(&md, "\n![convergence](%s.svg)\n\nThis invocation: %.0f s (the runs' own "
+              "times are in the table; cached runs are not retrained).\n", base_name, now() - t0);
     qt_plot pl;
     char path[1200];
     qt_plot_init(&pl);
-    pl.title = "LeNet-5: fp32 vs analytical vs uniform fixed-point training";
+    char title[96];
+    snprintf(title, sizeof title, "%s: fp32 vs analytical vs uniform fixed-point training", mname);
+    pl.title = title;
     pl.xlabel = "epoch";
     pl.ylabel = "validation top-1";
     pl.y_percent = 1;
     pl.series = ser;
     pl.n_series = nr;
-    snprintf(path, sizeof path, "%s/study_sakr.svg", o->out);
+    snprintf(path, sizeof path, "%s/%s.svg", o->out, base_name);
     if (qt_plot_svg_file(&pl, path, &err)) { fprintf(stderr, "study_train: %s\n", err.text); goto out; }
     out = json_pack("{s:s, s:s, s:s, s:f, s:f, s:s, s:o, s:o, s:o, s:s, s:s, s:O, s:O, s:O}",
                     "study", "sakr", "command", o->cmd, "job", job, "job_seconds", job_secs,
@@ -1120,16 +1177,17 @@ static int study_sakr(const opts *o)
                     "totals", json_pack("{s:f, s:f}", "analytical_bits", tot_a, "uniform_bits", tot_u),
                     "config_analytical", ja, "config_uniform", ju,
                     "fp32", rf, "analytical", ra, "uniform", ru);
+    if (!lenet) json_object_set_new(out, "model", json_string(o->model));
     json_t *jx = json_object();
     for (int a = 0; a < o->n_ablate; a++) json_object_set(jx, xname[a], rx[a]);
     json_object_set_new(out, "ablations", jx);
-    snprintf(path, sizeof path, "%s/study_sakr.md", o->out);
+    snprintf(path, sizeof path, "%s/%s.md", o->out, base_name);
     double secs = job_secs;
     for (int r = 0; r < nr; r++) secs += run_seconds(runs[r]);
     char *text = with_runtime(md.p, secs);
     rc = text ? write_file(path, text) : 1;
     free(text);
-    snprintf(path, sizeof path, "%s/study_sakr.json", o->out);
+    snprintf(path, sizeof path, "%s/%s.json", o->out, base_name);
     rc |= write_json(path, out);
 out:
     free(cnt);
