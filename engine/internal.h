@@ -189,6 +189,7 @@ typedef struct qt_ifix {
     int     round;        /* qt_round */
     int32_t lo, hi;       /* the integer range */
     float   scale, iscale;/* 2^F, 2^-F */
+    int     narrow;       /* the 16-bit kernels apply (qt__ifix_dot16) */
 } qt_ifix;
 
 /* 1 (and *k filled) if EACH in f can run as integers (see intr_fixed.c) */
@@ -198,6 +199,10 @@ int  qt__ifix_of(const qt_format *f, qt_ifix *k);
  * runs the reference loops) */
 int  qt__ifix_operands(const qt_format *f, const qt_ifix *k, const float *x, int32_t *q,
                        size_t n, float *tmp);
+/* the same without scratch, in parallel over stack chunks (call it outside
+ * parallel regions) */
+int  qt__ifix_operands_par(const qt_format *f, const qt_ifix *k, const float *x, int32_t *q,
+                           size_t n);
 /* acc[j], j < n: through taps k < K in order, acc = sat(acc +
  * sat(rnd(w[k*ws] * col[k*ld + j]))); stochastic rounding draws lane j's
  * word for tap k at idx0 + j*lstride + 2k with key */
@@ -207,6 +212,27 @@ void qt__ifix_dot(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, si
 /* y[j*ys] = sat(acc[j] + *bias) as a float (bias may be NULL) */
 void qt__ifix_finish(const qt_ifix *k, const int32_t *acc, size_t n, const int32_t *bias,
                      float *y, size_t ys);
+/* the same three with 16-bit operands and sums, when k->narrow (a
+ * deterministic mode: no random words); the same bits */
+int  qt__ifix_operands16_par(const qt_format *f, const qt_ifix *k, const float *x, int16_t *q,
+                             size_t n);
+void qt__ifix_dot16(const qt_ifix *k, int16_t *acc, size_t n, const int16_t *w, size_t ws,
+                    size_t K, const int16_t *col, size_t ld);
+void qt__ifix_finish16(const qt_ifix *k, const int16_t *acc, size_t n, const int16_t *bias,
+                       float *y, size_t ys);
+/* element-wise ops on operand integers, y[j] as a float:
+ *   QT_IFIX_ADD  sat(a[j] + b[j])      QT_IFIX_SUB  sat(a[j] - b[j])
+ *   QT_IFIX_MUL  sat(rnd(a[j] * b[j])), stochastic word idx0 + j with key
+ * (qt_add(f, a, b), qt_add(f, a, -b), qt_mul(f, a, b) on operands in f:
+ * a sum of two values in the format is exact, so only saturates) */
+enum { QT_IFIX_ADD = 0, QT_IFIX_SUB = 1, QT_IFIX_MUL = 2 };
+void qt__ifix_elem(const qt_ifix *k, int op, const int32_t *a, const int32_t *b, size_t n,
+                   float *y, qt_rkey key, uint64_t idx0);
+/* acc through q[j], j < n in order: acc = sat(acc + q[j]) (a chain of
+ * qt_add on operands: exact sums, whatever their random words) */
+int32_t qt__ifix_sum(const qt_ifix *k, int32_t acc, const int32_t *q, size_t n);
+/* elements per stack chunk of the element-wise integer paths */
+#define QT_IFIX_CHUNK 512
 /* tests: 1 makes every op run its reference intrinsic loops */
 extern int qt__intr_force_ref;
 

@@ -24,15 +24,28 @@
  * infinities were saturated by the operand rounding). Otherwise the op
  * runs its reference loops.
  *
+ * The same integers serve the element-wise ops: batchnorm's qt_add(qt_mul(
+ * Q(x), inv), rest) is a one-tap dot product plus a bias; add and sub of two
+ * operands are exact sums that only saturate, mul one rounded product
+ * (qt__ifix_elem); avgpool's and gap's chains of qt_add are saturating sums
+ * (qt__ifix_sum).
+ *
  * The lanes of the kernels below are independent output elements (output
  * positions of one channel for conv, rows for dense), so they vectorise;
  * the order within one element is the documented one. Built three times
- * (QT_CLONES) with identical results: integer arithmetic only.
+ * (QT_CLONES) with identical results: integer arithmetic only. When every
+ * product with its rounding offset and every sum of two values of the
+ * range fit 16 bits (fixed up to W = 8, ufixed up to W = 7, F <= 13) and
+ * the rounding is deterministic, conv and dense run 16-bit lanes instead
+ * (qt__ifix_dot16: twice the lanes per vector, the same bits).
  */
 #include "internal.h"
 #include "simd.h"
 
 #include <stdlib.h>
+
+/* floats per stack chunk of qt__ifix_operands_par */
+#define IFIX_PCHUNK 4096
 
 int qt__intr_force_ref = 0;
 
@@ -58,6 +71,9 @@ int qt__ifix_of(const qt_format *f, qt_ifix *k)
     k->round = f->round;
     k->lo = (int32_t)lo;
     k->hi = (int32_t)hi;
+    /* 16-bit lanes: products, rounding offsets and two-term sums fit */
+    k->narrow = f->round != QT_SR && f->bias <= 14 && m * m + ((int64_t)1 << f->bias) <= 32767
+                && 2 * m <= 32767;
     k->scale = (float)ldexp(1.0, f->bias);
     k->iscale = (float)ldexp(1.0, -f->bias);
     return 1;
@@ -83,24 +99,43 @@ int qt__ifix_operands(const qt_format *f, const qt_ifix *k, const float *x, int3
     return nan ? QT_ERANGE : QT_OK;
 }
 
-/* the product v = w*x at 2F fractional bits rounded to F bits, by mode:
- * floor(v / 2^F) = v >> F (arithmetic), the remainder v & mask (mask =
- * 2^F - 1) in [0, 2^F), half = 2^(F-1) (1 when F = 0: never reached by
- * a remainder of 0); rand is the word (SR only). Written as sums of
- * comparisons, the form GCC vectorises. */
-static inline int32_t rnd_shift(int32_t v, int F, int32_t mask, int32_t half, int mode,
-                                uint32_t rand)
+/* the product v = w*x at 2F fractional bits rounded to F bits, by mode
+ * (|v| <= 2^30, so nothing below overflows): floor(v / 2^F) = v >> F
+ * (arithmetic), the remainder v & mask (mask = 2^F - 1) in [0, 2^F), and
+ * with the constants of rk_of (all 0 when F = 0: v is exact)
+ *   RNE  (v + 2^(F-1) - 1 + (bit F of v)) >> F: up iff rem > half, or
+ *        rem == half and floor odd
+ *   RNA  (v + 2^(F-1) - (v < 0)) >> F: up iff rem >= half (v >= 0),
+ *        rem > half (v < 0: a tie rounds away from zero, down)
+ *   RD   v >> F
+ *   RZ   (v + (v < 0 ? mask : 0)) >> F: up iff v < 0 and rem != 0
+ *   SR   up iff (rand>>8) * 2^-24 < rem * 2^-F, in integers
+ * straight-line integer code that GCC vectorises. */
+typedef struct rk { int F; int32_t mask, hne, hna, odd, neg; } rk;
+
+static inline rk rk_of(int F)
 {
-    int32_t fl = v >> F, rem = v & mask;
+    rk r;
+    r.F = F;
+    r.mask = (int32_t)(((uint32_t)1 << F) - 1);
+    r.hna = F ? (int32_t)1 << (F - 1) : 0;
+    r.hne = F ? r.hna - 1 : 0;
+    r.odd = F ? 1 : 0;
+    r.neg = -r.odd;
+    return r;
+}
+
+static inline int32_t rnd_shift(int32_t v, rk r, int mode, uint32_t rand)
+{
     switch (mode) {
-    case QT_RNE: return fl + (rem > half) + ((rem == half) & fl & 1);
-    case QT_RNA: return fl + (rem > half) + ((rem == half) & (v >= 0));
-    case QT_RD:  return fl;
-    case QT_RZ:  return fl + ((v < 0) & (rem != 0));
+    case QT_RNE: return (v + r.hne + ((v >> r.F) & r.odd)) >> r.F;
+    case QT_RNA: return (v + r.hna + ((v >> 31) & r.neg)) >> r.F;
+    case QT_RD:  return v >> r.F;
+    case QT_RZ:  return (v + ((v >> 31) & r.mask)) >> r.F;
     default: {
-        /* up iff (rand>>8) * 2^-24 < rem * 2^-F, in integers */
+        int32_t fl = v >> r.F, rem = v & r.mask;
         uint32_t u = rand >> 8;
-        int up = F <= 24 ? u < ((uint32_t)rem << (24 - F)) : (u << (F - 24)) < (uint32_t)rem;
+        int up = r.F <= 24 ? u < ((uint32_t)rem << (24 - r.F)) : (u << (r.F - 24)) < (uint32_t)rem;
         return fl + up;
     }
     }
@@ -121,13 +156,12 @@ static inline int32_t sat(int32_t v, int32_t lo, int32_t hi)
                                size_t K, const int32_t *restrict col,        \
                                size_t ld, int F, int32_t lo, int32_t hi)     \
     {                                                                        \
-        const int32_t mask = (int32_t)(((uint32_t)1 << F) - 1);              \
-        const int32_t half = F ? (int32_t)1 << (F - 1) : 1;                  \
+        const rk r = rk_of(F);                                               \
         for (size_t k = 0; k < K; k++) {                                     \
             const int32_t wk = w[k * ws];                                    \
             const int32_t *restrict c = col + k * ld;                        \
             for (size_t j = 0; j < n; j++) {                                 \
-                int32_t p = sat(rnd_shift(wk * c[j], F, mask, half, MODE, 0), lo, hi); \
+                int32_t p = sat(rnd_shift(wk * c[j], r, MODE, 0), lo, hi);   \
                 acc[j] = sat(acc[j] + p, lo, hi);                            \
             }                                                                \
         }                                                                    \
@@ -145,15 +179,14 @@ QT_CLONES static void lanes_sr(int32_t *restrict acc, size_t n, const int32_t *r
                                int F, int32_t lo, int32_t hi, qt_rkey key, uint64_t idx0,
                                uint64_t lstride)
 {
-    const int32_t mask = (int32_t)(((uint32_t)1 << F) - 1);
-    const int32_t half = F ? (int32_t)1 << (F - 1) : 1;
+    const rk rc = rk_of(F);
     for (size_t k = 0; k < K; k++) {
         const int32_t wk = w[k * ws];
         const int32_t *restrict c = col + k * ld;
         const uint64_t base = idx0 + 2 * (uint64_t)k;
         for (size_t j = 0; j < n; j++) {
             uint32_t r = qt_rand32_k(key, base + (uint64_t)j * lstride);
-            int32_t p = sat(rnd_shift(wk * c[j], F, mask, half, QT_SR, r), lo, hi);
+            int32_t p = sat(rnd_shift(wk * c[j], rc, QT_SR, r), lo, hi);
             acc[j] = sat(acc[j] + p, lo, hi);
         }
     }
@@ -173,6 +206,70 @@ void qt__ifix_dot(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, si
     }
 }
 
+/* the 16-bit lanes (k->narrow: a deterministic mode, every product and its
+ * rounding offset and every sum of two values of the range fit int16):
+ * the same arithmetic as IFIX_LANES with each step cast to int16 (exact by
+ * the bounds), which GCC vectorises with twice the lanes */
+static inline int16_t rnd16(int16_t v, rk r, int mode)
+{
+    switch (mode) {
+    case QT_RNE: return (int16_t)((int16_t)(v + r.hne + ((v >> r.F) & r.odd)) >> r.F);
+    case QT_RNA: return (int16_t)((int16_t)(v + r.hna + ((v >> 15) & r.neg)) >> r.F);
+    case QT_RD:  return (int16_t)(v >> r.F);
+    default:     return (int16_t)((int16_t)(v + ((v >> 15) & r.mask)) >> r.F);
+    }
+}
+
+static inline int16_t sat16(int16_t v, int16_t lo, int16_t hi)
+{
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+#define IFIX_LANES16(NAME, MODE)                                             \
+    QT_CLONES_BW static void NAME(int16_t *restrict acc, size_t n,              \
+                               const int16_t *restrict w, size_t ws,         \
+                               size_t K, const int16_t *restrict col,        \
+                               size_t ld, int F, int16_t lo, int16_t hi)     \
+    {                                                                        \
+        const rk r = rk_of(F & 15);   /* F <= 14: a 16-bit shift count */    \
+        for (size_t k = 0; k < K; k++) {                                     \
+            const int16_t wk = w[k * ws];                                    \
+            const int16_t *restrict c = col + k * ld;                        \
+            for (size_t j = 0; j < n; j++) {                                 \
+                int16_t p = sat16(rnd16((int16_t)(wk * c[j]), r, MODE), lo, hi); \
+                acc[j] = sat16((int16_t)(acc[j] + p), lo, hi);               \
+            }                                                                \
+        }                                                                    \
+    }
+
+IFIX_LANES16(lanes16_rne, QT_RNE)
+IFIX_LANES16(lanes16_rna, QT_RNA)
+IFIX_LANES16(lanes16_rd, QT_RD)
+IFIX_LANES16(lanes16_rz, QT_RZ)
+
+void qt__ifix_dot16(const qt_ifix *k, int16_t *acc, size_t n, const int16_t *w, size_t ws,
+                    size_t K, const int16_t *col, size_t ld)
+{
+    const int16_t lo = (int16_t)k->lo, hi = (int16_t)k->hi;
+    switch (k->round) {
+    case QT_RNE: lanes16_rne(acc, n, w, ws, K, col, ld, k->F, lo, hi); break;
+    case QT_RNA: lanes16_rna(acc, n, w, ws, K, col, ld, k->F, lo, hi); break;
+    case QT_RD:  lanes16_rd(acc, n, w, ws, K, col, ld, k->F, lo, hi); break;
+    default:     lanes16_rz(acc, n, w, ws, K, col, ld, k->F, lo, hi);
+    }
+}
+
+void qt__ifix_finish16(const qt_ifix *k, const int16_t *acc, size_t n, const int16_t *bias,
+                       float *y, size_t ys)
+{
+    const float isc = k->iscale;
+    for (size_t j = 0; j < n; j++) {
+        int32_t a = bias ? sat(acc[j] + *bias, k->lo, k->hi) : acc[j];
+        y[j * ys] = (float)a * isc + 0.0f;
+    }
+}
+
 void qt__ifix_finish(const qt_ifix *k, const int32_t *acc, size_t n, const int32_t *bias,
                      float *y, size_t ys)
 {
@@ -181,4 +278,96 @@ void qt__ifix_finish(const qt_ifix *k, const int32_t *acc, size_t n, const int32
         int32_t a = bias ? sat(acc[j] + *bias, k->lo, k->hi) : acc[j];
         y[j * ys] = (float)a * isc + 0.0f;
     }
+}
+
+/* element-wise EACH (ops_shape.c): the sum and difference of two operands
+ * are exact, so they only saturate; the product is rounded as a dot
+ * product's (rnd_shift), its word at idx0 + j */
+#define IFIX_ELEM(NAME, MODE)                                                \
+    QT_CLONES static void NAME(const int32_t *restrict a,                    \
+                               const int32_t *restrict b, size_t n,          \
+                               float *restrict y, int F, int32_t lo,         \
+                               int32_t hi, float isc)                        \
+    {                                                                        \
+        const rk r = rk_of(F);                                               \
+        for (size_t j = 0; j < n; j++) {                                     \
+            int32_t p = sat(rnd_shift(a[j] * b[j], r, MODE, 0), lo, hi);     \
+            y[j] = (float)p * isc + 0.0f;                                    \
+        }                                                                    \
+    }
+
+IFIX_ELEM(mul_rne, QT_RNE)
+IFIX_ELEM(mul_rna, QT_RNA)
+IFIX_ELEM(mul_rd, QT_RD)
+IFIX_ELEM(mul_rz, QT_RZ)
+
+static void mul_sr(const int32_t *a, const int32_t *b, size_t n, float *y, const qt_ifix *k,
+                   qt_rkey key, uint64_t idx0)
+{
+    const rk rc = rk_of(k->F);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t r = qt_rand32_k(key, idx0 + j);
+        int32_t p = sat(rnd_shift(a[j] * b[j], rc, QT_SR, r), k->lo, k->hi);
+        y[j] = (float)p * k->iscale + 0.0f;
+    }
+}
+
+QT_CLONES static void add_sat(const int32_t *restrict a, const int32_t *restrict b,
+                              int32_t sb, size_t n, float *restrict y, int32_t lo,
+                              int32_t hi, float isc)
+{
+    for (size_t j = 0; j < n; j++)
+        y[j] = (float)sat(a[j] + sb * b[j], lo, hi) * isc + 0.0f;
+}
+
+void qt__ifix_elem(const qt_ifix *k, int op, const int32_t *a, const int32_t *b, size_t n,
+                   float *y, qt_rkey key, uint64_t idx0)
+{
+    if (op != QT_IFIX_MUL) {
+        add_sat(a, b, op == QT_IFIX_SUB ? -1 : 1, n, y, k->lo, k->hi, k->iscale);
+        return;
+    }
+    switch (k->round) {
+    case QT_RNE: mul_rne(a, b, n, y, k->F, k->lo, k->hi, k->iscale); break;
+    case QT_RNA: mul_rna(a, b, n, y, k->F, k->lo, k->hi, k->iscale); break;
+    case QT_RD:  mul_rd(a, b, n, y, k->F, k->lo, k->hi, k->iscale); break;
+    case QT_RZ:  mul_rz(a, b, n, y, k->F, k->lo, k->hi, k->iscale); break;
+    default:     mul_sr(a, b, n, y, k, key, idx0);
+    }
+}
+
+int32_t qt__ifix_sum(const qt_ifix *k, int32_t acc, const int32_t *q, size_t n)
+{
+    for (size_t j = 0; j < n; j++) acc = sat(acc + q[j], k->lo, k->hi);
+    return acc;
+}
+
+int qt__ifix_operands_par(const qt_format *f, const qt_ifix *k, const float *x, int32_t *q,
+                          size_t n)
+{
+    const size_t nc = (n + IFIX_PCHUNK - 1) / IFIX_PCHUNK;
+    int nan = 0;
+    #pragma omp parallel for schedule(static) reduction(|:nan) if (nc > 1)
+    for (size_t c = 0; c < nc; c++) {
+        float tmp[IFIX_PCHUNK];
+        size_t i0 = c * IFIX_PCHUNK, m = n - i0 < IFIX_PCHUNK ? n - i0 : IFIX_PCHUNK;
+        nan |= qt__ifix_operands(f, k, x + i0, q + i0, m, tmp) != QT_OK;
+    }
+    return nan ? QT_ERANGE : QT_OK;
+}
+
+int qt__ifix_operands16_par(const qt_format *f, const qt_ifix *k, const float *x, int16_t *q,
+                            size_t n)
+{
+    const size_t nc = (n + IFIX_PCHUNK - 1) / IFIX_PCHUNK;
+    int nan = 0;
+    #pragma omp parallel for schedule(static) reduction(|:nan) if (nc > 1)
+    for (size_t c = 0; c < nc; c++) {
+        float tmp[IFIX_PCHUNK];
+        int32_t q32[IFIX_PCHUNK];
+        size_t i0 = c * IFIX_PCHUNK, m = n - i0 < IFIX_PCHUNK ? n - i0 : IFIX_PCHUNK;
+        nan |= qt__ifix_operands(f, k, x + i0, q32, m, tmp) != QT_OK;
+        for (size_t i = 0; i < m; i++) q[i0 + i] = (int16_t)q32[i];   /* in [lo, hi] */
+    }
+    return nan ? QT_ERANGE : QT_OK;
 }

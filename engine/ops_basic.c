@@ -224,6 +224,27 @@ int qt__op_reshape(qt_opctx *c, int action)
  * QT_ERANGE (nothing written) when the format or the operands need the
  * reference loops, QT_ENOMEM */
 #define IFIX_TILE 256
+#define IFIX_TB   32    /* the transpose's block */
+
+/* the operands k-major, xt[k*rows + s] = xq[s*K + k], in blocks of
+ * IFIX_TB x IFIX_TB; for int32 and int16 operands */
+#define IFIX_TRANSPOSE(NAME, T)                                                         \
+static void NAME(T *restrict xt, const T *restrict xq, size_t rows, size_t K)           \
+{                                                                                       \
+    size_t sb = (rows + IFIX_TB - 1) / IFIX_TB, kb = (K + IFIX_TB - 1) / IFIX_TB;       \
+    _Pragma("omp parallel for schedule(static) if (rows * K > 65536)")                  \
+    for (size_t t = 0; t < sb * kb; t++) {                                              \
+        size_t s0 = t / kb * IFIX_TB, k0 = t % kb * IFIX_TB;                            \
+        size_t s1 = s0 + IFIX_TB < rows ? s0 + IFIX_TB : rows;                          \
+        size_t k1 = k0 + IFIX_TB < K ? k0 + IFIX_TB : K;                                \
+        for (size_t j = k0; j < k1; j++)                                                \
+            for (size_t s = s0; s < s1; s++) xt[j * rows + s] = xq[s * K + j];          \
+    }                                                                                   \
+}
+
+IFIX_TRANSPOSE(transpose32, int32_t)
+IFIX_TRANSPOSE(transpose16, int16_t)
+#undef IFIX_TRANSPOSE
 
 static int intrinsic_dot_int(qt_opctx *c, const float *X, size_t rows, size_t K,
                              size_t O, const float *w, size_t ws_o, size_t ws_k,
@@ -232,33 +253,41 @@ static int intrinsic_dot_int(qt_opctx *c, const float *X, size_t rows, size_t K,
     const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
     qt_ifix k;
     if (!qt__ifix_of(f, &k)) return QT_ERANGE;
-    size_t nx = rows * K, nw = O * K, ntmp = nx > nw ? nx : nw;
-    float *tmp = malloc((ntmp > O ? ntmp : O) * sizeof *tmp);
-    int32_t *xq = malloc((2 * nx + nw + O) * sizeof *xq);
-    int rc = tmp && xq ? QT_OK : QT_ENOMEM;
-    int32_t *xt = xq + nx, *wq = xt + nx, *bq = wq + nw;
-    if (!rc) rc = qt__ifix_operands(f, &k, X, xq, nx, tmp);
-    if (!rc) {
-        /* the weights contiguous per output: wq[o*K + k] */
-        float *wc = malloc(nw * sizeof *wc);
-        if (!wc) rc = QT_ENOMEM;
-        else {
-            for (size_t o = 0; o < O; o++)
-                for (size_t j = 0; j < K; j++) wc[o * K + j] = w[o * ws_o + j * ws_k];
-            rc = qt__ifix_operands(f, &k, wc, wq, nw, tmp);
-            free(wc);
-        }
-    }
-    if (!rc && b) rc = qt__ifix_operands(f, &k, b, bq, O, tmp);
-    if (rc) {
-        free(tmp); free(xq);
-        return rc;
-    }
-    /* operands k-major: xt[k*rows + s] */
-    for (size_t s = 0; s < rows; s++)
-        for (size_t j = 0; j < K; j++) xt[j * rows + s] = xq[s * K + j];
-    qt_rkey key = qt_rand_key(c->q->seed, c->q->stream ^ QT_QP_INTRINSIC);
+    /* scratch in the node's save (dense and matmul keep nothing there):
+     * the operands x [rows, K], then k-major [K, rows], the weights as
+     * stored (w[o*ws_o + k*ws_k] is one of the two layouts of [O, K]) and
+     * the bias, as int32 (int16 when k.narrow) */
+    size_t nx = rows * K, nw = O * K, batch = (size_t)c->g->batch;
+    if (qt__scratch(c, &c->n->save, (2 * nx + nw + O + batch - 1) / batch)) return QT_ENOMEM;
     size_t tiles = (rows + IFIX_TILE - 1) / IFIX_TILE;
+    if (k.narrow) {
+        /* 16-bit operands and sums (deterministic rounding: no words) */
+        int16_t *xq = (int16_t *)(void *)c->n->save.data, *xt = xq + nx, *wq = xt + nx;
+        int16_t *bq = wq + nw;
+        int rc = qt__ifix_operands16_par(f, &k, X, xq, nx);
+        if (!rc) rc = qt__ifix_operands16_par(f, &k, w, wq, nw);
+        if (!rc && b) rc = qt__ifix_operands16_par(f, &k, b, bq, O);
+        if (rc) return rc;
+        transpose16(xt, xq, rows, K);
+        #pragma omp parallel for schedule(dynamic, 1) if (rows * O * K > 16384)
+        for (size_t t = 0; t < O * tiles; t++) {
+            size_t o = t / tiles, s0 = (t % tiles) * IFIX_TILE;
+            size_t n = rows - s0 < IFIX_TILE ? rows - s0 : IFIX_TILE;
+            int16_t acc[IFIX_TILE];
+            memset(acc, 0, n * sizeof *acc);
+            qt__ifix_dot16(&k, acc, n, wq + o * ws_o, ws_k, K, xt + s0, rows);
+            qt__ifix_finish16(&k, acc, n, b ? bq + o : NULL, Y + s0 * O + o, O);
+        }
+        return QT_OK;
+    }
+    int32_t *xq = (int32_t *)(void *)c->n->save.data, *xt = xq + nx, *wq = xt + nx;
+    int32_t *bq = wq + nw;
+    int rc = qt__ifix_operands_par(f, &k, X, xq, nx);
+    if (!rc) rc = qt__ifix_operands_par(f, &k, w, wq, nw);
+    if (!rc && b) rc = qt__ifix_operands_par(f, &k, b, bq, O);
+    if (rc) return rc;
+    transpose32(xt, xq, rows, K);
+    qt_rkey key = qt_rand_key(c->q->seed, c->q->stream ^ QT_QP_INTRINSIC);
     uint64_t step = 2 * (uint64_t)K + 2;
     #pragma omp parallel for schedule(dynamic, 1) if (rows * O * K > 16384)
     for (size_t t = 0; t < O * tiles; t++) {
@@ -266,11 +295,10 @@ static int intrinsic_dot_int(qt_opctx *c, const float *X, size_t rows, size_t K,
         size_t n = rows - s0 < IFIX_TILE ? rows - s0 : IFIX_TILE;
         int32_t acc[IFIX_TILE];
         memset(acc, 0, n * sizeof *acc);
-        qt__ifix_dot(&k, acc, n, wq + o * K, 1, K, xt + s0, rows, key,
+        qt__ifix_dot(&k, acc, n, wq + o * ws_o, ws_k, K, xt + s0, rows, key,
                      ((row0 + s0) * O + o) * step, (uint64_t)O * step);
         qt__ifix_finish(&k, acc, n, b ? bq + o : NULL, Y + s0 * O + o, O);
     }
-    free(tmp); free(xq);
     return QT_OK;
 }
 

@@ -73,7 +73,8 @@
  * see engine.h and forward_intrinsic below. EACH on fixed point (up to 16
  * bits, saturating) runs as integers instead (forward_intrinsic_int,
  * intr_fixed.c), with the same bits; the loops stay as the fallback and as
- * the tests' oracle.
+ * the tests' oracle. Its operands and column tiles live in save, like the
+ * float paths' scratch.
  */
 #include "internal.h"
 
@@ -693,6 +694,70 @@ static int backward_direct(qt_opctx *c, const geom *G)
     return QT_OK;
 }
 
+/* the tile of m output positions from p0 of one folded sample's operands
+ * x into col (row r at col + r*pt): an output row at a time, the taps
+ * inside the input copied and the rest zeros; for int32 and int16 operands */
+#define GATHER_TILE(NAME, T)                                                                \
+static void NAME(const geom *G, const T *x, size_t p0, size_t m, size_t pt, T *col)         \
+{                                                                                           \
+    const size_t hw = (size_t)G->H * G->W;                                                  \
+    const long W = G->W, sw = G->sw;                                                        \
+    const int ox0 = (int)(p0 % (size_t)G->Wo);                                              \
+    const int oy0 = (int)(p0 / (size_t)G->Wo % (size_t)G->Ho);                              \
+    const int oz0 = (int)(p0 / ((size_t)G->Wo * G->Ho));                                    \
+    /* row r = ((ci*kd + kz)*kh + ky)*kw + kx, counted up */                                \
+    int kx = 0, ky = 0, kz = 0;                                                             \
+    const T *xc = x;                                                                        \
+    for (size_t r = 0; r < G->rows; r++) {                                                  \
+        T *cr = col + r * pt;                                                               \
+        int ox = ox0, oy = oy0, oz = oz0;                                                   \
+        const long dx = (long)kx * G->dw - G->pl;                                           \
+        for (size_t j = 0; j < m;) {                                                        \
+            size_t seg = (size_t)(G->Wo - ox) < m - j ? (size_t)(G->Wo - ox) : m - j;       \
+            int iz = oz * G->sd - G->pf + kz * G->dd, iy = oy * G->sh - G->pt + ky * G->dh; \
+            T *dst = cr + j;                                                                \
+            if (iz < 0 || iz >= G->D || iy < 0 || iy >= G->H) {                             \
+                memset(dst, 0, seg * sizeof *dst);                                          \
+            } else {                                                                        \
+                const T *xr = xc + (size_t)iz * hw + (size_t)iy * (size_t)W;                \
+                /* lane t reads ix0 + t*sw: inside the row for ta <= t < tb */              \
+                long ix0 = (long)ox * sw + dx;                                              \
+                size_t ta, tb;                                                              \
+                if (sw == 1) {                                                              \
+                    ta = ix0 >= 0 ? 0 : (size_t)-ix0;                                       \
+                    tb = ix0 >= W ? 0 : (size_t)(W - ix0);                                  \
+                } else {                                                                    \
+                    ta = ix0 >= 0 ? 0 : (size_t)((-ix0 + sw - 1) / sw);                     \
+                    tb = ix0 >= W ? 0 : (size_t)((W - ix0 + sw - 1) / sw);                  \
+                }                                                                           \
+                ta = ta < seg ? ta : seg;                                                   \
+                tb = tb < seg ? tb : seg;                                                   \
+                tb = tb < ta ? ta : tb;                                                     \
+                for (size_t t = 0; t < ta; t++) dst[t] = 0;                                 \
+                if (sw == 1)                                                                \
+                    memcpy(dst + ta, xr + ix0 + (long)ta, (tb - ta) * sizeof *dst);         \
+                else                                                                        \
+                    for (size_t t = ta; t < tb; t++) dst[t] = xr[ix0 + (long)t * sw];       \
+                for (size_t t = tb; t < seg; t++) dst[t] = 0;                               \
+            }                                                                               \
+            j += seg;                                                                       \
+            ox = 0;                                                                         \
+            if (++oy == G->Ho) { oy = 0; oz++; }                                            \
+        }                                                                                   \
+        if (++kx == G->kw) {                                                                \
+            kx = 0;                                                                         \
+            if (++ky == G->kh) {                                                            \
+                ky = 0;                                                                     \
+                if (++kz == G->kd) { kz = 0; xc += G->plane; }                              \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+}
+
+GATHER_TILE(gather_tile, int32_t)
+GATHER_TILE(gather_tile16, int16_t)
+#undef GATHER_TILE
+
 /* intrinsic forward, EACH or FINAL (engine.h): one output element at a time
  * in the documented order; EACH's operands (input, weights, bias) rounded to
  * f by qt__operand (no random word); with sf = sample_base*L + s the folded
@@ -706,9 +771,10 @@ static int backward_direct(qt_opctx *c, const geom *G)
  * loops of forward_intrinsic: per (folded sample, tile of output
  * positions), the tile's taps are gathered once (col[r][j], r = ci*kk +
  * tap, zeros in the padding: see intr_fixed.c) and every output channel
- * runs through them with the tile's positions as lanes. QT_ERANGE
- * (nothing written) when the format or the operands need the reference
- * loops. */
+ * runs through them with the tile's positions as lanes (16-bit lanes when
+ * the format allows: then a tile may span samples). QT_ERANGE (nothing
+ * written) when the format or the operands need the reference loops. */
+
 static int forward_intrinsic_int(qt_opctx *c, const geom *G)
 {
     qt_node *n = c->n, *in = qt__in(c, 0);
@@ -716,59 +782,71 @@ static int forward_intrinsic_int(qt_opctx *c, const geom *G)
     qt_ifix k;
     if (!qt__ifix_of(f, &k)) return QT_ERANGE;
     size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
-    size_t nx = N * G->in_per, nw = O * K, rows = G->rows;
+    size_t nw = O * K, rows = G->rows;
     const float *B = n->p[QT_P_B].size ? c->b : NULL;
     size_t pt = 32768 / rows;
     pt = pt < 16 ? 16 : pt > 256 ? 256 : pt & ~(size_t)15;
     if (pt > P) pt = P;
     size_t tiles = (P + pt - 1) / pt;
     int nth = omp_get_max_threads();
-    size_t ntmp = nx > nw ? nx : nw;
-    float *tmp = malloc((ntmp > O ? ntmp : O) * sizeof *tmp);
-    int32_t *xq = malloc((nx + nw + O + (size_t)nth * rows * pt) * sizeof *xq);
-    int *pos = malloc(3 * P * sizeof *pos);
-    int rc = tmp && xq && pos ? QT_OK : oom(c);
-    int32_t *wq = xq + nx, *bq = wq + nw, *cols = bq + O;
-    if (!rc) rc = qt__ifix_operands(f, &k, in->out.data, xq, nx, tmp);
-    if (!rc) rc = qt__ifix_operands(f, &k, c->w, wq, nw, tmp);
-    if (!rc && B) rc = qt__ifix_operands(f, &k, B, bq, O, tmp);
-    free(tmp);
-    if (rc) {
-        free(xq); free(pos);
-        return rc == QT_ERANGE ? rc : oom(c);
-    }
-    /* the input coordinates of each output position's tap (0, 0, 0) */
-    for (size_t p = 0; p < P; p++) {
-        size_t ox = p % (size_t)G->Wo, oy = p / (size_t)G->Wo % (size_t)G->Ho;
-        size_t oz = p / ((size_t)G->Wo * G->Ho);
-        pos[3 * p] = (int)oz * G->sd - G->pf;
-        pos[3 * p + 1] = (int)oy * G->sh - G->pt;
-        pos[3 * p + 2] = (int)ox * G->sw - G->pl;
-    }
+    if (nth < 1) nth = 1;
+    /* scratch in save (the float paths' too, only ever scratch): the
+     * operands of the batch, the weights, the bias and a column tile per
+     * thread, as int32 (or int16) */
+    const size_t batch = (size_t)c->g->batch, fixed = nw + O + (size_t)nth * rows * pt;
+    if (qt__scratch(c, &n->save, G->L * G->in_per + (fixed + batch - 1) / batch))
+        return oom(c);
     float *Y = n->out.data;
-    const size_t plane = G->plane, hw = (size_t)G->H * G->W, kk = G->kk;
     const uint64_t base = c->g->sample_base * (uint64_t)G->L, step = 2 * (uint64_t)K + 2;
+    if (k.narrow) {
+        /* 16-bit operands and sums (deterministic rounding: no words) */
+        int16_t *xq = (int16_t *)(void *)n->save.data, *wq = xq + N * G->in_per, *bq = wq + nw;
+        int16_t *cols = bq + O;
+        int rc = qt__ifix_operands16_par(f, &k, in->out.data, xq, N * G->in_per);
+        if (!rc) rc = qt__ifix_operands16_par(f, &k, c->w, wq, nw);
+        if (!rc && B) rc = qt__ifix_operands16_par(f, &k, B, bq, O);
+        if (rc) return rc;
+        /* with no words to index, a tile's lanes may run on into the next
+         * samples: lane j is position g0 + j of the batch's N*P; twice the
+         * lanes of a 32-bit tile in the same bytes */
+        const size_t NP = N * P, pt2 = 2 * pt < NP ? 2 * pt : NP, tiles2 = (NP + pt2 - 1) / pt2;
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+        for (size_t t = 0; t < tiles2; t++) {
+            size_t g0 = t * pt2, m = NP - g0 < pt2 ? NP - g0 : pt2;
+            int16_t *col = cols + (size_t)omp_get_thread_num() * rows * pt2;
+            for (size_t j = 0; j < m;) {
+                size_t s = (g0 + j) / P, p0 = (g0 + j) % P, seg = P - p0 < m - j ? P - p0 : m - j;
+                gather_tile16(G, xq + s * G->in_per, p0, seg, pt2, col + j);
+                j += seg;
+            }
+            int16_t acc[512];
+            for (size_t co = 0; co < O; co++) {
+                size_t g = co / (size_t)G->Og;
+                memset(acc, 0, m * sizeof *acc);
+                qt__ifix_dot16(&k, acc, m, wq + co * K, 1, K, col + g * K * pt2, pt2);
+                for (size_t j = 0; j < m;) {
+                    size_t s = (g0 + j) / P, p0 = (g0 + j) % P;
+                    size_t seg = P - p0 < m - j ? P - p0 : m - j;
+                    qt__ifix_finish16(&k, acc + j, seg, B ? bq + co : NULL,
+                                      Y + (s * O + co) * P + p0, 1);
+                    j += seg;
+                }
+            }
+        }
+        return QT_OK;
+    }
+    int32_t *xq = (int32_t *)(void *)n->save.data, *wq = xq + N * G->in_per, *bq = wq + nw;
+    int32_t *cols = bq + O;
+    int rc = qt__ifix_operands_par(f, &k, in->out.data, xq, N * G->in_per);
+    if (!rc) rc = qt__ifix_operands_par(f, &k, c->w, wq, nw);
+    if (!rc && B) rc = qt__ifix_operands_par(f, &k, B, bq, O);
+    if (rc) return rc;
     qt_rkey key = qt_rand_key(c->q->seed, c->q->stream ^ QT_QP_INTRINSIC);
-    #pragma omp parallel for schedule(dynamic, 1)
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (size_t t = 0; t < N * tiles; t++) {
         size_t s = t / tiles, p0 = (t % tiles) * pt, m = P - p0 < pt ? P - p0 : pt;
         int32_t *col = cols + (size_t)omp_get_thread_num() * rows * pt;
-        const int32_t *x = xq + s * G->in_per;
-        for (size_t r = 0; r < rows; r++) {
-            size_t ci = r / kk, tp = r % kk;
-            int kx = (int)(tp % (size_t)G->kw), ky = (int)(tp / (size_t)G->kw % (size_t)G->kh);
-            int kz = (int)(tp / ((size_t)G->kw * G->kh));
-            int dz = kz * G->dd, dy = ky * G->dh, dx = kx * G->dw;
-            const int32_t *xc = x + ci * plane;
-            int32_t *cr = col + r * pt;
-            for (size_t j = 0; j < m; j++) {
-                const int *ps = pos + 3 * (p0 + j);
-                int iz = ps[0] + dz, iy = ps[1] + dy, ix = ps[2] + dx;
-                int in_ = (iz >= 0) & (iz < G->D) & (iy >= 0) & (iy < G->H) & (ix >= 0) &
-                          (ix < G->W);
-                cr[j] = in_ ? xc[(size_t)iz * hw + (size_t)iy * G->W + (size_t)ix] : 0;
-            }
-        }
+        gather_tile(G, xq + s * G->in_per, p0, m, pt, col);
         int32_t acc[256];
         for (size_t co = 0; co < O; co++) {
             size_t g = co / (size_t)G->Og;
@@ -778,7 +856,6 @@ static int forward_intrinsic_int(qt_opctx *c, const geom *G)
             qt__ifix_finish(&k, acc, m, B ? bq + co : NULL, Y + (s * O + co) * P + p0, 1);
         }
     }
-    free(xq); free(pos);
     return QT_OK;
 }
 

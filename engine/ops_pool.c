@@ -133,6 +133,12 @@
  *     FINAL: (TensorQuant's qbatch_normalization)
  *            y = qt_quantize1(f, qt_quantize1(f, x*inv, r1) + rest, r2);
  *     EACH:  y = qt_add(f, qt_mul(f, Q(x), inv, r1), rest, r2).
+ *   EACH on fixed point (intr_fixed.c's formats) runs as integers with the
+ *   same bits: avgpool/gap's chains of qt_add are saturating integer sums
+ *   (the division and its rounding stay qt_quantize1's), batchnorm's
+ *   element is the one-tap dot product of Q(x) and inv plus rest; a plane
+ *   (pools) or stack chunk (batchnorm) holding a NaN operand, and a
+ *   channel whose constants are NaN, run the reference loops.
  *
  * Errors: attributes that make no sense (see above; an axis outside the
  * input, a gap/gmp mode other than 0/1) are shape errors naming the node
@@ -629,6 +635,46 @@ static void avg_intr(const pgeom *p, pax *const ax[3], int count_pad, const qt_n
         }
     }
 }
+
+/* avg_intr's EACH as integers (intr_fixed.c), the same bits: the plane's
+ * operands as integers into xq (ip of them), each window's chain of
+ * qt_add the saturating integer sum, then the same division and
+ * qt_quantize1 as the reference; QT_ERANGE (nothing written to y) when an
+ * operand is NaN */
+static int avg_intr_int(const pgeom *p, pax *const ax[3], int count_pad, const qt_nodeq *q,
+                        const qt_ifix *k, uint64_t plane0, const float *x, int32_t *xq,
+                        float *y)
+{
+    const qt_format *f = q->fmt[QT_QP_INTRINSIC];
+    const size_t W = (size_t)p->in[2], HW = (size_t)p->in[1] * W;
+    const int Do = p->out[0], Ho = p->out[1], Wo = p->out[2];
+    const uint64_t KK = p->kk;
+    float tmp[QT_IFIX_CHUNK];
+    for (size_t i0 = 0; i0 < p->ip; i0 += QT_IFIX_CHUNK) {
+        size_t m = p->ip - i0 < QT_IFIX_CHUNK ? p->ip - i0 : QT_IFIX_CHUNK;
+        if (qt__ifix_operands(f, k, x + i0, xq + i0, m, tmp) != QT_OK) return QT_ERANGE;
+    }
+    size_t o = 0;
+    for (int oz = 0; oz < Do; oz++) {
+        AXIS(0, oz, za, zb, dz);
+        for (int oy = 0; oy < Ho; oy++) {
+            AXIS(1, oy, ya, yb, dy);
+            for (int ox = 0; ox < Wo; ox++, o++) {
+                AXIS(2, ox, xa, xb, dx);
+                const int div = dz * dy * dx;
+                const uint64_t idx = (plane0 * p->op + o) * (KK + 1);
+                int32_t acc = 0;
+                for (int iz = za; iz < zb; iz++)
+                    for (int iy = ya; iy < yb; iy++)
+                        acc = qt__ifix_sum(k, acc, xq + (size_t)iz * HW + (size_t)iy * W + xa,
+                                           xb > xa ? (size_t)(xb - xa) : 0);
+                float a = (float)acc * k->iscale + 0.0f;
+                y[o] = qt_quantize1(f, (float)((double)a / div), qt__intr_rand(q, idx + KK));
+            }
+        }
+    }
+    return QT_OK;
+}
 #undef AXIS
 
 static int avg_common(qt_opctx *c, int action, int count_pad)
@@ -661,9 +707,19 @@ static int avg_common(qt_opctx *c, int action, int count_pad)
         const float *X = in->out.data;
         float *Y = n->out.data;
         const uint64_t plane0 = c->g->sample_base * (uint64_t)p.planes;
+        qt_ifix k = { 0 };
+        int32_t *XQ = NULL;
+        if (c->q->mode == QT_INTR_EACH && qt__ifix_of(c->q->fmt[QT_QP_INTRINSIC], &k)) {
+            /* the input's operands as integers, in scratch kept for the
+             * planned batch */
+            if (qt__scratch(c, &n->save, in->per)) { free(buf); return oom(c); }
+            XQ = (int32_t *)(void *)n->save.data;
+        }
         #pragma omp parallel for schedule(static) if (work > PAR_MIN)
         for (size_t pl = 0; pl < planes; pl++)
-            avg_intr(&p, ax, count_pad, c->q, plane0 + pl, X + pl * ip, Y + pl * op);
+            if (!XQ || avg_intr_int(&p, ax, count_pad, c->q, &k, plane0 + pl, X + pl * ip,
+                                    XQ + pl * ip, Y + pl * op) != QT_OK)
+                avg_intr(&p, ax, count_pad, c->q, plane0 + pl, X + pl * ip, Y + pl * op);
     }
     free(buf);
     return QT_OK;
@@ -707,6 +763,44 @@ static void bn_consts(const qt_format *f, float mean, float var, float eps, floa
     float mi = qt__operand(f, qt__operand(f, mean) * i);
     *inv = i;
     *rest = qt__operand(f, qt__operand(f, beta) - mi);
+}
+
+/* the intrinsic elements [0, n) of a plane from element e0 on (see the top
+ * of the file), the reference loops */
+static void bn_intr_ref(const qt_format *f, const qt_nodeq *q, int each, const float *x,
+                        float *y, size_t n, float inv, float rest, uint64_t e0)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t e = e0 + i;
+        uint32_t r1 = qt__intr_rand(q, 2 * e), r2 = qt__intr_rand(q, 2 * e + 1);
+        if (each)
+            y[i] = qt_add(f, qt_mul(f, qt__operand(f, x[i]), inv, r1), rest, r2);
+        else
+            y[i] = qt_quantize1(f, qt_quantize1(f, x[i] * inv, r1) + rest, r2);
+    }
+}
+
+/* EACH on fixed point as integers (intr_fixed.c), the same bits as
+ * bn_intr_ref: inv and rest are values of f (not NaN), so qt_mul(Q(x),
+ * inv) is the one-tap dot product sat(rnd(Q(x)*inv)) with element e's
+ * word 2e, and adding rest is exact (only saturates); a chunk holding a
+ * NaN operand runs the reference */
+static void bn_each_int(const qt_ifix *k, const qt_format *f, const qt_nodeq *q, qt_rkey key,
+                        const float *x, float *y, size_t n, float inv, float rest, uint64_t e0)
+{
+    const int32_t qi = (int32_t)(inv * k->scale), qr = (int32_t)(rest * k->scale);
+    int32_t qx[QT_IFIX_CHUNK], acc[QT_IFIX_CHUNK];
+    float tmp[QT_IFIX_CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += QT_IFIX_CHUNK) {
+        size_t m = n - i0 < QT_IFIX_CHUNK ? n - i0 : QT_IFIX_CHUNK;
+        if (qt__ifix_operands(f, k, x + i0, qx, m, tmp) != QT_OK) {
+            bn_intr_ref(f, q, 1, x + i0, y + i0, m, inv, rest, e0 + i0);
+            continue;
+        }
+        memset(acc, 0, m * sizeof *acc);
+        qt__ifix_dot(k, acc, m, &qi, 1, 1, qx, m, key, 2 * (e0 + i0), 2);
+        qt__ifix_finish(k, acc, m, &qr, y + i0, 1);
+    }
 }
 
 int qt__op_batchnorm(qt_opctx *c, int action)
@@ -790,6 +884,10 @@ int qt__op_batchnorm(qt_opctx *c, int action)
         int each = f && c->q->mode == QT_INTR_EACH;
         uint64_t base = c->g->sample_base * (uint64_t)per;
         const float *gam = c->w, *bet = c->b;
+        qt_ifix ik;
+        int ifix = each && qt__ifix_of(f, &ik);
+        qt_rkey key = ifix ? qt_rand_key(c->q->seed, c->q->stream ^ QT_QP_INTRINSIC)
+                           : (qt_rkey){ 0, 0 };
         float *Y = n->out.data;
         #pragma omp parallel for schedule(static) if (work > PAR_MIN)
         for (size_t pl = 0; pl < planes; pl++) {
@@ -806,14 +904,10 @@ int qt__op_batchnorm(qt_opctx *c, int action)
             bn_consts(f, (float)s[BN_MEAN], (float)s[BN_VAR], (float)eps, gam[ch], bet[ch],
                       &inv, &rest);
             uint64_t e0 = base + pl * HW;
-            for (size_t i = 0; i < HW; i++) {
-                uint64_t e = e0 + i;
-                uint32_t r1 = qt__intr_rand(c->q, 2 * e), r2 = qt__intr_rand(c->q, 2 * e + 1);
-                if (each)
-                    y[i] = qt_add(f, qt_mul(f, qt__operand(f, x[i]), inv, r1), rest, r2);
-                else
-                    y[i] = qt_quantize1(f, qt_quantize1(f, x[i] * inv, r1) + rest, r2);
-            }
+            if (each && ifix && inv == inv && rest == rest)
+                bn_each_int(&ik, f, c->q, key, x, y, HW, inv, rest, e0);
+            else
+                bn_intr_ref(f, c->q, each, x, y, HW, inv, rest, e0);
         }
         return QT_OK;
     }

@@ -16,6 +16,9 @@
  *        is computed in float32 (IEEE: x/0 is inf or NaN) and then rounded
  *        once to f, so it may be rounded twice (float32, then f);
  *   prelu  x < 0 ? qt_mul(f, slope, x) : x (slope and x operands).
+ * add, sub and mul on fixed point (intr_fixed.c's formats) run as integers
+ * with the same bits, in stack chunks (a chunk with a NaN operand runs the
+ * reference).
  *
  * Broadcasting: per-sample dims aligned from the right, a missing dim
  * counts as 1, and each pair must be equal or contain a 1. The batch is
@@ -176,6 +179,46 @@ static inline float bin_each(const qt_format *f, int op, float x, float y, uint3
     }
 }
 
+/* EACH on a run of n output elements, words from idx0 on: y[j] from
+ * a[j*la] and b[j*lb]; as integers (intr_fixed.c) when k is set and op is
+ * not div, in stack chunks (a chunk with a NaN operand runs bin_each),
+ * the same bits as bin_each */
+static void bin_each_run(const qt_format *f, const qt_ifix *k, const qt_nodeq *q, int op,
+                         const float *a, ptrdiff_t la, const float *b, ptrdiff_t lb, size_t n,
+                         float *y, uint64_t idx0)
+{
+    if (!k || op == BIN_DIV) {
+        for (size_t j = 0; j < n; j++)
+            y[j] = bin_each(f, op, a[(ptrdiff_t)j * la], b[(ptrdiff_t)j * lb],
+                            qt__intr_rand(q, idx0 + j));
+        return;
+    }
+    static const int iop[3] = { [BIN_ADD] = QT_IFIX_ADD, [BIN_SUB] = QT_IFIX_SUB,
+                                [BIN_MUL] = QT_IFIX_MUL };
+    qt_rkey key = qt_rand_key(q->seed, q->stream ^ QT_QP_INTRINSIC);
+    float fa[QT_IFIX_CHUNK], fb[QT_IFIX_CHUNK], tmp[QT_IFIX_CHUNK];
+    int32_t qa[QT_IFIX_CHUNK], qb[QT_IFIX_CHUNK];
+    for (size_t j0 = 0; j0 < n; j0 += QT_IFIX_CHUNK) {
+        size_t m = n - j0 < QT_IFIX_CHUNK ? n - j0 : QT_IFIX_CHUNK;
+        const float *pa = a + (ptrdiff_t)j0 * la, *pb = b + (ptrdiff_t)j0 * lb;
+        if (la != 1) {
+            for (size_t j = 0; j < m; j++) fa[j] = pa[(ptrdiff_t)j * la];
+            pa = fa;
+        }
+        if (lb != 1) {
+            for (size_t j = 0; j < m; j++) fb[j] = pb[(ptrdiff_t)j * lb];
+            pb = fb;
+        }
+        if (qt__ifix_operands(f, k, pa, qa, m, tmp) == QT_OK &&
+            qt__ifix_operands(f, k, pb, qb, m, tmp) == QT_OK) {
+            qt__ifix_elem(k, iop[op], qa, qb, m, y + j0, key, idx0 + j0);
+        } else {
+            for (size_t j = 0; j < m; j++)
+                y[j0 + j] = bin_each(f, op, pa[j], pb[j], qt__intr_rand(q, idx0 + j0 + j));
+        }
+    }
+}
+
 /* d/da and d/db of the op times the incoming gradient d */
 static inline void bin_grad(int op, float x, float y, float d, float *ga, float *gb)
 {
@@ -201,6 +244,8 @@ static int binary(qt_opctx *c, int action, int op)
     const qt_format *f = c->q ? c->q->fmt[QT_QP_INTRINSIC] : NULL;
     int each = f && c->q->mode == QT_INTR_EACH;
     uint64_t base = c->g->sample_base * per;
+    qt_ifix ik;
+    const qt_ifix *k = each && qt__ifix_of(f, &ik) ? &ik : NULL;
     walk w;
     if (!same) {
         ptrdiff_t sa[QT_MAX_RANK], sb[QT_MAX_RANK];
@@ -211,9 +256,12 @@ static int binary(qt_opctx *c, int action, int op)
     if (action == QT_ACT_FORWARD) {
         float *Y = n->out.data;
         if (same && each) {
+            size_t nch = (m + QT_IFIX_CHUNK - 1) / QT_IFIX_CHUNK;
             #pragma omp parallel for schedule(static) if (m > PAR_MIN / 16)
-            for (size_t i = 0; i < m; i++)
-                Y[i] = bin_each(f, op, A[i], B[i], qt__intr_rand(c->q, base + i));
+            for (size_t ch = 0; ch < nch; ch++) {
+                size_t i0 = ch * QT_IFIX_CHUNK, len = m - i0 < QT_IFIX_CHUNK ? m - i0 : QT_IFIX_CHUNK;
+                bin_each_run(f, k, c->q, op, A + i0, 1, B + i0, 1, len, Y + i0, base + i0);
+            }
             return QT_OK;
         }
         if (same) {
@@ -237,9 +285,7 @@ static int binary(qt_opctx *c, int action, int op)
                 size_t i0 = s * per + r * w.len;
                 float *py = Y + i0;
                 if (each)
-                    for (size_t j = 0; j < w.len; j++)
-                        py[j] = bin_each(f, op, pa[(ptrdiff_t)j * la], pb[(ptrdiff_t)j * lb],
-                                         qt__intr_rand(c->q, base + i0 + j));
+                    bin_each_run(f, k, c->q, op, pa, la, pb, lb, w.len, py, base + i0);
                 else
                     for (size_t j = 0; j < w.len; j++)
                         py[j] = bin_float(op, pa[(ptrdiff_t)j * la], pb[(ptrdiff_t)j * lb]);

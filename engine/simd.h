@@ -12,8 +12,12 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(__SANITIZE_ADDRESS__)
 #define QT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* the same for 16-bit lanes: their 512-bit forms need AVX-512BW (x86-64-v4:
+ * AVX-512 F, BW, CD, DQ and VL) */
+#define QT_CLONES_BW __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define QT_CLONES
+#define QT_CLONES_BW
 #endif
 
 #endif

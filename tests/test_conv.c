@@ -1191,6 +1191,169 @@ static void t_intrinsic_int_conv(void **st)
     }
 }
 
+/* 1-, 2- and 3-D convolutions with leading dims folded into the batch,
+ * groups, strides, dilations and padding, on planes of several tiles (a
+ * tile starts inside an output row): the integer kernel's gather */
+static void t_intrinsic_int_conv_nd(void **st)
+{
+    (void)st;
+    uint64_t s = 79;
+    for (int it = 0; it < 90; it++) {
+        int S = it % 3 + 1, lead = rng_int(&s, 0, 1), C = rng_int(&s, 1, 6);
+        int dims[5], rank = 0, N = rng_int(&s, 1, 2);
+        if (lead) dims[rank++] = rng_int(&s, 1, 3);
+        dims[rank++] = C;
+        for (int i = 0; i < S; i++)
+            dims[rank++] = S == 1 ? rng_int(&s, 20, 700) : S == 2 ? rng_int(&s, 8, 40)
+                                                                 : rng_int(&s, 2, 10);
+        qt_attr a;
+        memset(&a, 0, sizeof a);
+        for (int i = 0; i < S; i++) {
+            a.kernel[i] = rng_int(&s, 1, S == 3 ? 3 : 5);
+            a.stride[i] = rng_int(&s, 1, 3);
+            a.dilation[i] = rng_int(&s, 1, 2);
+            a.pad[i] = rng_int(&s, 0, a.kernel[i] - 1);
+            a.pad[S + i] = rng_int(&s, 0, a.kernel[i] - 1);
+        }
+        int gc = rng_int(&s, 0, 2);
+        a.groups = gc == 0 ? 1 : gc == 1 ? C : (C % 2 ? 1 : 2);
+        a.out = a.groups * rng_int(&s, 1, 3);
+        a.bias = rng_int(&s, 0, 1);
+        qt_error err;
+        qt_graph *g = qt_graph_new();
+        assert_non_null(g);
+        int in = qt_graph_input_nd(g, "x", rank, dims, &err);
+        if (in < 0) fail_msg("%s", err.text);
+        int id = qt_graph_add(g, QT_OP_CONV, "conv1", &in, 1, &a, &err);
+        if (id < 0) {   /* no output position: draw again */
+            qt_graph_free(g);
+            it--;
+            continue;
+        }
+        char fmt[48], json[160], what[200];
+        double range;
+        random_ifix(&s, fmt, sizeof fmt, &range);
+        float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
+        qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
+        fill(&s, W->data, W->size, -wr, wr);
+        if (B) fill(&s, B->data, B->size, -wr, wr);
+        snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmt);
+        qt_qconfig *cfg;
+        if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+        qt_qconfig_set_seed(cfg, 300 + (uint64_t)it);
+        size_t nx = (size_t)N * qt_graph_node_size(g, 0);
+        float *x = malloc(nx * sizeof *x);
+        assert_non_null(x);
+        ifix_input(&s, x, nx, range, it % 16 == 15);
+        snprintf(what, sizeof what, "%d-D lead %d C %d dims %d..%d k %d s %d d %d p %d,%d g %d "
+                 "o %d %s", S, lead, C, dims[rank - S], dims[rank - 1], a.kernel[0],
+                 a.stride[0], a.dilation[0], a.pad[0], a.pad[S], a.groups, a.out, fmt);
+        fast_vs_ref(g, cfg, x, N, what);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(g);
+    }
+}
+
+/* the formats at the edge of the 16-bit kernels (intr_fixed.c: products
+ * plus the rounding offset up to 2^15 - 1) and just past it, conv and
+ * dense */
+static void t_intrinsic_int_narrow_edges(void **st)
+{
+    (void)st;
+    static const char *const fmts[] = {
+        "fixed<8,13,rne>", "fixed<8,13,rna>", "fixed<8,13,rd>", "fixed<8,13,rz>",
+        "fixed<8,14,rne>", "fixed<8,14,rz>", "fixed<8,0,rna>", "fixed<8,7,rne,sym>",
+        "ufixed<7,13,rna>", "ufixed<7,13,rz>", "ufixed<8,4,rne>", "fixed<9,4,rne>",
+        "fixed<2,1,rd>", "ufixed<1,0,rne>",
+    };
+    uint64_t s = 81;
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++)
+        for (int rep = 0; rep < 4; rep++) {
+            qt_format f;
+            qt_error err;
+            if (qt_format_parse(fmts[i], &f, &err)) fail_msg("%s: %s", fmts[i], err.text);
+            double range = ldexp(1.0, (f.type == QT_UFIXED ? f.width : f.width - 1) - f.bias);
+            cc k;
+            net n;
+            char json[160], d[160], what[256];
+            random_cc(&s, &k, rng_int(&s, 1, 3));
+            build(&k, &s, &n);
+            float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
+            fill(&s, n.w, wsize(&k), -wr, wr);
+            if (n.b) fill(&s, n.b, (size_t)k.out, -wr, wr);
+            snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmts[i]);
+            qt_qconfig *cfg;
+            if (qt_qconfig_parse(n.g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+            float *x = malloc(xsize(&k) * sizeof *x);
+            assert_non_null(x);
+            ifix_input(&s, x, xsize(&k), range, 0);
+            describe(&k, d, sizeof d);
+            snprintf(what, sizeof what, "%s %s", d, fmts[i]);
+            fast_vs_ref(n.g, cfg, x, k.N, what);
+            free(x);
+            qt_qconfig_free(cfg);
+            qt_graph_free(n.g);
+
+            /* dense over 1..300 rows */
+            int F_in = rng_int(&s, 1, 40), O = rng_int(&s, 1, 12), N = rng_int(&s, 1, 300);
+            qt_graph *g = qt_graph_new();
+            assert_non_null(g);
+            int in = qt_graph_input(g, "x", F_in, 1, 1, &err);
+            qt_attr a;
+            memset(&a, 0, sizeof a);
+            a.out = O;
+            a.bias = 1;
+            int id = qt_graph_add(g, QT_OP_DENSE, "fc", &in, 1, &a, &err);
+            if (id < 0) fail_msg("%s", err.text);
+            qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
+            fill(&s, W->data, W->size, -wr, wr);
+            fill(&s, B->data, B->size, -wr, wr);
+            snprintf(json, sizeof json, "{\"fc\":{\"intrinsic\":\"%s\"}}", fmts[i]);
+            if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+            size_t nx = (size_t)N * F_in;
+            x = malloc(nx * sizeof *x);
+            assert_non_null(x);
+            ifix_input(&s, x, nx, range, 0);
+            snprintf(what, sizeof what, "dense N%d in%d out%d %s", N, F_in, O, fmts[i]);
+            fast_vs_ref(g, cfg, x, N, what);
+            free(x);
+            qt_qconfig_free(cfg);
+            qt_graph_free(g);
+        }
+}
+
+/* the zoo's resnet (conv, batchnorm, relu, residual add, gap, dense) with
+ * every node's intrinsic point in one format: the integer paths end to end
+ * against the reference loops */
+static void t_intrinsic_int_resnet(void **st)
+{
+    (void)st;
+    static const char *const fmts[] = { "fixed<8,4>", "fixed<8,3,sr>", "fixed<12,7,rz,sym>" };
+    uint64_t s = 80;
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        qt_graph *g;
+        qt_error err;
+        if (qt_zoo_build("resnet", &g, &err)) fail_msg("%s", err.text);
+        qt_graph_seed(g, 5);
+        char json[160];
+        snprintf(json, sizeof json, "{\"*\":{\"intrinsic\":\"%s\"}}", fmts[i]);
+        qt_qconfig *cfg;
+        if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+        qt_qconfig_set_seed(cfg, 7 + i);
+        size_t nx = 2 * qt_graph_node_size(g, 0);
+        float *x = malloc(nx * sizeof *x);
+        assert_non_null(x);
+        ifix_input(&s, x, nx, 2.0, i == 2);
+        char what[64];
+        snprintf(what, sizeof what, "resnet %s", fmts[i]);
+        fast_vs_ref(g, cfg, x, 2, what);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(g);
+    }
+}
+
 /* dense and matmul (intrinsic_dot: weights [out, in] and [in, out]) */
 static void t_intrinsic_int_dense(void **st)
 {
@@ -1252,7 +1415,10 @@ int main(void)
         cmocka_unit_test(t_macs),
         cmocka_unit_test(t_determinism),
         cmocka_unit_test(t_intrinsic_int_conv),
+        cmocka_unit_test(t_intrinsic_int_conv_nd),
         cmocka_unit_test(t_intrinsic_int_dense),
+        cmocka_unit_test(t_intrinsic_int_narrow_edges),
+        cmocka_unit_test(t_intrinsic_int_resnet),
         cmocka_unit_test(t_paths_reference),
         cmocka_unit_test(t_paths_agree),
     };

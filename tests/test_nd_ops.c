@@ -25,6 +25,8 @@
 #include <string.h>
 
 #include "engine.h"
+#include "../engine/internal.h"   /* qt__intr_force_ref: the integer paths against the
+                                     reference loops */
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
@@ -608,6 +610,81 @@ static void run_prelu(int rx, const int *X, int rs, const int *S, int N)
     free(x); free(R); free(want); free(gx); free(mx); free(gs); free(ms);
     qt_graph_free(g);
 }
+
+/* intrinsic EACH on fixed point: the integer path of add, sub and mul
+ * (intr_fixed.c; div keeps the reference) against the reference loops
+ * (qt__intr_force_ref), bit for bit, on random formats (W up to 16, every
+ * rounding mode, ufixed, sym), equal and broadcast shapes, runs of several
+ * stack chunks, NaN and inf operands */
+static void t_intrinsic_int_binary(void **st)
+{
+    (void)st;
+    static const qt_op ops[] = { QT_OP_ADD, QT_OP_SUB, QT_OP_MUL, QT_OP_DIV };
+    static const char *const rnd[] = { "rne", "rna", "sr", "rd", "rz" };
+    rng_seed(131);
+    for (int it = 0; it < 200; it++) {
+        int R = rpick(1, 4), O[5], B[5], rb, same = it % 2 == 0;
+        if (it % 4 == 0) {
+            R = 3;
+            O[0] = rpick(1, 8); O[1] = rpick(10, 40); O[2] = rpick(10, 40);
+        } else {
+            rdims(R, O, 1, 6);
+        }
+        if (same) {
+            rb = R;
+            memcpy(B, O, sizeof O);
+        } else {
+            rb = rpick(0, R);
+            derive(R, O, rb, B);
+        }
+        int u = rpick(0, 3) == 0, W = u ? rpick(1, 15) : rpick(2, 16);
+        int F = rpick(0, W < 12 ? W : 12), sym = !u && rpick(0, 2) == 0;
+        char f[48], js[160], what[200], da[48], db[48];
+        /* the large equal-shape runs: often a stochastic product, whose
+         * words depend on the element's index */
+        const char *rm = it % 8 == 0 ? "sr" : rnd[rpick(0, 4)];
+        snprintf(f, sizeof f, "%s<%d,%d,%s%s>", u ? "ufixed" : "fixed", W, F, rm,
+                 sym ? ",sym" : "");
+        double m = ldexp(1.0, (u ? W : W - 1) - F) * runif(0.25, 4.0);
+        int aid, swap = rpick(0, 1);
+        qt_op op = it % 16 == 0 ? QT_OP_MUL : ops[rpick(0, 3)];
+        qt_graph *g = graph_with_copy(R, O, &aid);
+        int bid = src_const(g, "b", rb, B, -m, m);
+        int y = swap ? node(g, op, "y", (int[]){ bid, aid }, 2, NULL)
+                     : node(g, op, "y", (int[]){ aid, bid }, 2, NULL);
+        snprintf(js, sizeof js, "{\"y\":{\"intrinsic\":\"%s\"}}", f);
+        qt_qconfig *cfg = parse_ok(g, js);
+        qt_qconfig_set_seed(cfg, 900 + (uint64_t)it);
+        int N = rpick(1, 3);
+        size_t nx = (size_t)N * qt_graph_node_size(g, 0);
+        float *x = fmalloc(nx);
+        fill(x, nx, -m, m);
+        if (it % 8 == 7) {
+            x[rpick(0, (int)nx - 1)] = NAN;
+            x[rpick(0, (int)nx - 1)] = INFINITY;
+            qt_graph_param(g, bid, 0)->data[0] = -INFINITY;
+        }
+        snprintf(what, sizeof what, "%s %s %s%s %s", qt_op_name(op),
+                 dstr(da, sizeof da, R, O), dstr(db, sizeof db, rb, B), swap ? " swapped" : "", f);
+        qt__intr_force_ref = 0;
+        const float *o = fwd(g, cfg, x, N);
+        size_t ny = (size_t)N * qt_graph_node_size(g, y);
+        float *fast = fmalloc(ny);
+        memcpy(fast, o, ny * sizeof *fast);
+        qt__intr_force_ref = 1;
+        o = fwd(g, cfg, x, N);
+        qt__intr_force_ref = 0;
+        for (size_t i = 0; i < ny; i++)
+            if (bits(fast[i]) != bits(o[i]))
+                fail_msg("%s: y[%zu] = %a (integer path) vs %a (reference)", what, i,
+                         (double)fast[i], (double)o[i]);
+        free(fast);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(g);
+    }
+}
+
 
 static void t_prelu(void **st)
 {
@@ -1598,6 +1675,7 @@ int main(void)
         cmocka_unit_test(t_broadcast_binary),
         cmocka_unit_test(t_div_ieee),
         cmocka_unit_test(t_intrinsic_broadcast),
+        cmocka_unit_test(t_intrinsic_int_binary),
         cmocka_unit_test(t_broadcast_errors),
         cmocka_unit_test(t_prelu),
         cmocka_unit_test(t_transpose),

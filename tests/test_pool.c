@@ -28,7 +28,8 @@
 #include <string.h>
 
 #include "engine.h"
-#include "../engine/internal.h"   /* only to set g->sample_base (data-set offsets) */
+#include "../engine/internal.h"   /* g->sample_base (data-set offsets); qt__intr_force_ref:
+                                     the integer paths against the reference loops */
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
@@ -1087,6 +1088,192 @@ static void t_intrinsic_bn(void **st)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 4b. intrinsic EACH on fixed point: the integer paths (intr_fixed.c)       */
+/*     against the reference loops (qt__intr_force_ref), bit for bit         */
+/* ------------------------------------------------------------------------ */
+
+/* a random fixed or ufixed format the integer paths take (W up to 16,
+ * 0 <= F <= 12, every rounding mode, sym) as text; *range its largest
+ * magnitude */
+static void random_ifix(rng *r, char *buf, size_t n, double *range)
+{
+    static const char *rnd[] = { "rne", "rna", "sr", "rd", "rz" };
+    int u = rint_in(r, 0, 3) == 0, W = u ? rint_in(r, 1, 15) : rint_in(r, 2, 16);
+    int F = rint_in(r, 0, W < 12 ? W : 12), sym = !u && rint_in(r, 0, 2) == 0;
+    snprintf(buf, n, "%s<%d,%d,%s%s>", u ? "ufixed" : "fixed", W, F, rnd[rint_in(r, 0, 4)],
+             sym ? ",sym" : "");
+    *range = ldexp(1.0, (u ? W : W - 1) - F);
+}
+
+/* inputs over the format's range times 0.25..4 (saturating some sums and
+ * products), a few NaN and inf when nan is set */
+static void ifix_input(rng *r, float *x, size_t n, double range, int nan)
+{
+    double m = range * (0.25 + 3.75 * runif(r));
+    fill(r, x, n, -m, m);
+    if (nan) {
+        x[rint_in(r, 0, (int)n - 1)] = NAN;
+        x[rint_in(r, 0, (int)n - 1)] = INFINITY;
+        x[rint_in(r, 0, (int)n - 1)] = -INFINITY;
+    }
+}
+
+/* forward under cfg with the integer paths and with the reference loops:
+ * the same bits (NaN included) */
+static void fast_vs_ref(qt_graph *g, const qt_qconfig *cfg, const float *x, int N, int train,
+                        const char *what)
+{
+    const qt_tensor *y;
+    qt__intr_force_ref = 0;
+    fwd(g, cfg, x, N, train, &y);
+    float *fast = malloc(y->size * sizeof *fast);
+    assert_non_null(fast);
+    memcpy(fast, y->data, y->size * sizeof *fast);
+    qt__intr_force_ref = 1;
+    fwd(g, cfg, x, N, train, &y);
+    qt__intr_force_ref = 0;
+    for (size_t i = 0; i < y->size; i++)
+        if (memcmp(&fast[i], &y->data[i], sizeof *fast) != 0)
+            fail_msg("%s: y[%zu] = %a (integer path) vs %a (reference)", what, i,
+                     (double)fast[i], (double)y->data[i]);
+    free(fast);
+}
+
+/* random per-sample dims of the given rank (the product at most about
+ * maxper) and a channel axis below it */
+static void rand_dims(rng *r, int rank, int *dims, size_t maxper)
+{
+    size_t per = 1;
+    for (int i = 0; i < rank; i++) {
+        int lim = (int)(maxper / per);
+        lim = lim < 1 ? 1 : lim > 48 ? 48 : lim;
+        dims[i] = rint_in(r, 1, lim);
+        per *= (size_t)dims[i];
+    }
+}
+
+static size_t prod(const int *d, int n)
+{
+    size_t p = 1;
+    for (int i = 0; i < n; i++) p *= (size_t)d[i];
+    return p;
+}
+
+static void t_intrinsic_int_bn(void **st)
+{
+    (void)st;
+    rng r = { 91 };
+    for (int it = 0; it < 120; it++) {
+        int rank = rint_in(&r, 1, 4), dims[4], N = rint_in(&r, 1, 3), train = it % 3 == 1;
+        rand_dims(&r, rank, dims, 1500);
+        qt_attr a;
+        memset(&a, 0, sizeof a);
+        a.axis = rint_in(&r, 0, rank - 1);
+        if (it % 4 == 0) {   /* planes of several stack chunks */
+            rank = 3;
+            a.axis = 0;
+            dims[0] = rint_in(&r, 1, 4);
+            dims[1] = rint_in(&r, 20, 48);
+            dims[2] = rint_in(&r, 20, 48);
+        }
+        a.eps = it % 2 ? 1e-3f : 0.0f;
+        int C = dims[a.axis];
+        if (train && N * prod(dims, rank) / (size_t)C < 2) N = 2;
+        qt_error err;
+        qt_graph *g = qt_graph_new();
+        assert_non_null(g);
+        int in = qt_graph_input_nd(g, "x", rank, dims, &err);
+        if (in < 0) fail_msg("%s", err.text);
+        int id = qt_graph_add(g, QT_OP_BATCHNORM, "bn", &in, 1, &a, &err);
+        if (id < 0) fail_msg("%s", err.text);
+        char fmt[48], what[200];
+        double range;
+        random_ifix(&r, fmt, sizeof fmt, &range);
+        fill(&r, qt_graph_param(g, id, 0)->data, (size_t)C, -2.0, 2.0);
+        fill(&r, qt_graph_param(g, id, 1)->data, (size_t)C, -range, range);
+        fill(&r, qt_graph_param(g, id, 2)->data, (size_t)C, -range, range);
+        fill(&r, qt_graph_param(g, id, 3)->data, (size_t)C, 0.0, 2.0 * range);
+        if (it % 10 == 9) {   /* NaN constants (sqrt of a negative), then inf (1/0) */
+            qt_graph_param(g, id, 3)->data[0] = -4.0f;
+            qt_graph_param(g, id, 3)->data[C - 1] = -(a.eps == 0.0f ? 1e-5f : a.eps);
+        }
+        g->sample_base = it % 4 == 3 ? 11 : 0;
+        qt_qconfig *cfg = intr_cfg(g, "bn", fmt, 1, 40 + (uint64_t)it);
+        size_t nx = (size_t)N * prod(dims, rank);
+        float *x = malloc(nx * sizeof *x);
+        assert_non_null(x);
+        ifix_input(&r, x, nx, range, it % 6 == 5);
+        snprintf(what, sizeof what, "bn rank %d axis %d N %d per %zu train %d %s", rank, a.axis,
+                 N, prod(dims, rank), train, fmt);
+        fast_vs_ref(g, cfg, x, N, train, what);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(g);
+    }
+}
+
+/* avgpool (2-D, random attributes; leading dims fold into the batch) and
+ * gap (any rank and channel axis; planes past one stack chunk) */
+static void t_intrinsic_int_avg(void **st)
+{
+    (void)st;
+    rng r = { 92 };
+    for (int it = 0; it < 160; it++) {
+        int gap = it % 2, N = rint_in(&r, 1, 3), rank, dims[4], id;
+        qt_attr a;
+        if (gap) {
+            memset(&a, 0, sizeof a);
+            rank = rint_in(&r, 1, 4);
+            rand_dims(&r, rank, dims, 1200);
+            a.axis = rint_in(&r, 0, rank - 1);
+            if (it % 8 == 1) {   /* planes of many stack chunks */
+                rank = 3;
+                a.axis = 0;
+                dims[0] = rint_in(&r, 1, 3);
+                dims[1] = rint_in(&r, 30, 90);
+                dims[2] = rint_in(&r, 30, 90);
+            }
+            a.mode = rint_in(&r, 0, 1);
+        } else {
+            rand_pool_attr(&r, &a, 0);
+            rank = rint_in(&r, 3, 4);
+            dims[0] = rint_in(&r, 1, 3);
+            dims[1] = rint_in(&r, 1, 3);
+            dims[rank - 2] = rint_in(&r, 1, 40);
+            dims[rank - 1] = rint_in(&r, 1, 40);
+        }
+        qt_error err;
+        qt_graph *g = qt_graph_new();
+        assert_non_null(g);
+        int in = qt_graph_input_nd(g, "x", rank, dims, &err);
+        if (in < 0) fail_msg("%s", err.text);
+        id = qt_graph_add(g, gap ? QT_OP_GAP : QT_OP_AVGPOOL, "pool", &in, 1, &a, &err);
+        if (id < 0) {   /* no window fits: draw again */
+            qt_graph_free(g);
+            it--;
+            continue;
+        }
+        char fmt[48], what[200];
+        double range;
+        random_ifix(&r, fmt, sizeof fmt, &range);
+        g->sample_base = it % 4 == 3 ? 6 : 0;
+        qt_qconfig *cfg = intr_cfg(g, "pool", fmt, 1, 70 + (uint64_t)it);
+        size_t nx = (size_t)N * prod(dims, rank);
+        float *x = malloc(nx * sizeof *x);
+        assert_non_null(x);
+        ifix_input(&r, x, nx, range, it % 6 == 5);
+        snprintf(what, sizeof what, "%s rank %d dims %dx%dx%d... N %d k %dx%d s %dx%d %s",
+                 gap ? "gap" : "avgpool", rank, dims[0], rank > 1 ? dims[1] : 1,
+                 rank > 2 ? dims[2] : 1, N, a.kernel[0], a.kernel[1], a.stride[0], a.stride[1],
+                 fmt);
+        fast_vs_ref(g, cfg, x, N, 0, what);
+        free(x);
+        qt_qconfig_free(cfg);
+        qt_graph_free(g);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* 5. shape errors                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -1268,6 +1455,8 @@ int main(void)
         cmocka_unit_test(t_bn_dense),
         cmocka_unit_test(t_intrinsic_pool),
         cmocka_unit_test(t_intrinsic_bn),
+        cmocka_unit_test(t_intrinsic_int_bn),
+        cmocka_unit_test(t_intrinsic_int_avg),
         cmocka_unit_test(t_shape_errors),
         cmocka_unit_test(t_threads),
     };
