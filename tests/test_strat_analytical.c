@@ -693,14 +693,15 @@ static void lenet5(void **st)
 /* ------------------------------------------------------------------------ */
 
 /* per node, over the epochs of an independent float training run */
+#define TR_NODES 64
 typedef struct tr_st {
-    double gw_min[32], gw_max[32], ga_min[32], ga_max[32], x2[32];
+    double gw_min[TR_NODES], gw_max[TR_NODES], ga_min[TR_NODES], ga_max[TR_NODES], x2[TR_NODES];
 } tr_st;
 
 static void tr_epoch(void *user, int epoch, const qt_stats *st)
 {
     tr_st *t = user;
-    for (int k = 0; k < 32; k++) {
+    for (int k = 0; k < TR_NODES; k++) {
         const qt_tstats *w = qt_stats_get(st, k, QT_ST_GRAD_WEIGHTS);
         const qt_tstats *a = qt_stats_get(st, k, QT_ST_GRAD_ACT);
         const qt_tstats *x = qt_stats_get(st, k, QT_ST_ACT);
@@ -718,6 +719,54 @@ static void tr_epoch(void *user, int epoch, const qt_stats *st)
     }
 }
 
+/* A training job's search and the same float training run again on its
+ * own (the job's model, first `train` images, epochs, lr 0.05, seed 7) with
+ * every epoch's statistics in t: what the rules are recomputed from */
+typedef struct tr_job {
+    qt_job_spec  sp;
+    qt_search   *s;
+    qt_graph    *g;
+    qt_dataset  *tr, *sub;
+    qt_stats    *ss;
+    qt_train_opts to;
+    tr_st        t;
+} tr_job;
+
+static void tr_job_start(tr_job *j, const char *job, const char *model, size_t train, int epochs)
+{
+    qt_error err;
+    memset(j, 0, sizeof *j);
+    assert_int_equal(qt_job_parse(job, &j->sp, &err), QT_OK);
+    int rc = qt_search_new(&j->sp, NULL, &j->s, &err);
+    if (rc) fprintf(stderr, "%s\n", err.text);
+    assert_int_equal(rc, QT_OK);
+    assert_int_equal(qt_model_load(model, &j->g, &err), QT_OK);
+    assert_true(qt_graph_nodes(j->g) <= TR_NODES);
+    assert_int_equal(qt_job_dataset(&j->sp, QT_SPLIT_TRAIN, &j->tr, &err), QT_OK);
+    assert_int_equal(qt_dataset_subset(j->tr, 0, 0, train, &j->sub, &err), QT_OK);
+    j->ss = qt_stats_new(j->g);
+    j->to = qt_train_defaults();
+    j->to.epochs = epochs;
+    j->to.lr = 0.05;
+    j->to.seed = 7;
+    j->to.stats = j->ss;
+    j->to.epoch_cb = tr_epoch;
+    j->to.user = &j->t;
+    assert_int_equal(qt_train(j->g, NULL, j->sub, &j->to, NULL, &err), QT_OK);
+    assert_int_equal(qt_search_run(j->s, NULL, NULL, &err), QT_OK);
+    assert_true(qt_search_evals(j->s) >= 1);
+}
+
+static void tr_job_end(tr_job *j)
+{
+    qt_stats_free(j->ss);
+    qt_dataset_free(j->sub);
+    qt_dataset_free(j->tr);
+    qt_graph_free(j->g);
+    qt_search_free(j->s);
+    qt_job_clear(&j->sp);
+}
+
 static void training_job(void **st)
 {
     (void)st;
@@ -731,35 +780,12 @@ static void training_job(void **st)
         "\"grad_output\"],\"widths\":[2,32]},"
         "{\"nodes\":\"pool*\",\"points\":[\"output\",\"grad_output\"],\"types\":[\"fixed\","
         "\"ufixed\"],\"widths\":[2,32]}]}";
-    qt_job_spec sp;
-    qt_error err;
-    qt_search *s;
-    assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
-    int rc = qt_search_new(&sp, NULL, &s, &err);
-    if (rc) fprintf(stderr, "%s\n", err.text);
-    assert_int_equal(rc, QT_OK);
-
-    /* the float training again, on its own, with every epoch's statistics */
-    qt_graph *g;
-    qt_dataset *tr, *sub;
-    tr_st t;
-    memset(&t, 0, sizeof t);
-    assert_int_equal(qt_model_load("lenet5", &g, &err), QT_OK);
-    assert_true(qt_graph_nodes(g) <= 32);
-    assert_int_equal(qt_job_dataset(&sp, QT_SPLIT_TRAIN, &tr, &err), QT_OK);
-    assert_int_equal(qt_dataset_subset(tr, 0, 0, 3000, &sub, &err), QT_OK);
-    qt_stats *ss = qt_stats_new(g);
-    qt_train_opts to = qt_train_defaults();
-    to.epochs = 2;
-    to.lr = 0.05;
-    to.seed = 7;
-    to.stats = ss;
-    to.epoch_cb = tr_epoch;
-    to.user = &t;
-    assert_int_equal(qt_train(g, NULL, sub, &to, NULL, &err), QT_OK);
-
-    assert_int_equal(qt_search_run(s, NULL, NULL, &err), QT_OK);
-    assert_true(qt_search_evals(s) >= 1);
+    tr_job J;
+    tr_job_start(&J, job, "lenet5", 3000, 2);
+    qt_search *s = J.s;
+    qt_graph *g = J.g;
+    const tr_st t = J.t;
+    const qt_train_opts to = J.to;
     const qt_cand *c0;
     const qt_result *r0;
     qt_search_result(s, 0, &c0, &r0);
@@ -825,13 +851,62 @@ static void training_job(void **st)
             100 * qt_search_baseline(s)->top1, 100 * rb->top1, qt_search_evals(s));
     assert_true(feasible);
     assert_true(rb->top1 >= 0.97 * qt_search_baseline(s)->top1);
+    tr_job_end(&J);
+}
 
-    qt_stats_free(ss);
-    qt_dataset_free(sub);
-    qt_dataset_free(tr);
-    qt_graph_free(g);
-    qt_search_free(s);
-    qt_job_clear(&sp);
+/* an activation gradient whose first weighted node behind it is a
+ * batchnorm: gamma's gradient sums the output gradient times the
+ * normalised input (mean square 1 per channel), so lambda = batch x
+ * positions, not x the mean square of the batchnorm's input */
+static void training_job_batchnorm(void **st)
+{
+    (void)st;
+    const char *job =
+        "{\"model\":\"resnet\",\"kind\":\"training\",\"epochs\":1,\"lr\":0.05,"
+        "\"train_limit\":512,\"val_limit\":200,\"seed\":7,"
+        "\"constraint\":{\"metric\":\"top1\",\"relative\":0.5},\"strategy\":\"analytical\","
+        "\"space\":[{\"nodes\":\"bn0\",\"points\":[\"grad_output\"],\"widths\":[2,32]},"
+        "{\"nodes\":\"relu0\",\"points\":[\"grad_output\"],\"widths\":[2,32]}]}";
+    tr_job J;
+    tr_job_start(&J, job, "resnet", 512, 1);
+    qt_search *s = J.s;
+    qt_graph *g = J.g;
+    const tr_st t = J.t;
+    const qt_train_opts to = J.to;
+    const qt_cand *c0;
+    const qt_result *r0;
+    qt_search_result(s, 0, &c0, &r0);
+    const qt_coord *co;
+    int n = qt_search_coords(s, &co), seen = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(co[i].point, QT_QP_GRAD_OUTPUT);
+        const qt_format *f = &c0->fmt[i];
+        int k = co[i].node, m = k;
+        const int *in;
+        while (!qt_graph_param(g, m, 0)) {
+            assert_true(qt_graph_node_inputs(g, m, &in) >= 1);
+            m = in[0];
+        }
+        assert_int_equal(qt_graph_node_op(g, m), QT_OP_BATCHNORM);
+        int sh[3];
+        qt_graph_node_shape(g, m, sh);
+        double lam = (double)to.batch * sh[1] * sh[2];
+        double dgw = ldexp(1.0, (int)floor(log2(t.gw_min[m] / 4)));
+        int eR = (int)ceil(log2(8 * t.ga_max[k] / sqrt(0.1)));
+        int eD = (int)floor(log2(dgw / sqrt(lam)));
+        /* the input's mean square would give another step here */
+        assert_true(qt_graph_node_inputs(g, m, &in) >= 1);
+        int eD_in = (int)floor(log2(dgw / sqrt(lam * t.x2[in[0]])));
+        fprintf(stderr, "  %s grad_output: fixed<%d,%d> (expected %d,%d; with the input's "
+                "mean square %.2f: %d,%d)\n", qt_graph_node_name(g, k), f->width, f->bias,
+                eR - eD + 1, -eD, t.x2[in[0]], eR - eD_in + 1, -eD_in);
+        assert_int_equal(f->type, QT_FIXED);
+        assert_int_equal(f->width, eR - eD + 1);
+        assert_int_equal(f->bias, -eD);
+        seen++;
+    }
+    assert_int_equal(seen, 2);
+    tr_job_end(&J);
 }
 
 int main(void)
@@ -844,6 +919,7 @@ int main(void)
         cmocka_unit_test(allocation),
         cmocka_unit_test(lenet5),
         cmocka_unit_test(training_job),
+        cmocka_unit_test(training_job_batchnorm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -533,7 +533,9 @@ static int gw_step(const qt__gstat *st, int m) { return floor2(st[m].gw_smin / 4
  *                         node m behind them as
  *                         var(Delta_GA) x sum over the batch and m's output
  *                         positions of x^2, so lambda = batch x positions x
- *                         mean x^2 of m's input keeps it within Delta_GW's.
+ *                         mean x^2 of m's input keeps it within Delta_GW's
+                         (a batchnorm's gamma sees the normalised input:
+                         mean x^2 = 1).
  *                         (Sakr's code takes lambda from the largest
  *                         singular value of a measured Jacobian; this is the
  *                         same propagation, exact for conv and dense layers
@@ -572,7 +574,10 @@ static int sakr_format(const qt_search *s, int i, qt_format *f, qt_error *err)
             int sh[3];
             const int *in;
             qt_graph_node_shape(g, m, sh);
-            double x2 = qt_graph_node_inputs(g, m, &in) > 0 ? st[in[0]].x2 : 0;
+            /* a batchnorm's weight (gamma) multiplies the normalised
+             * input, whose mean square is 1 */
+            double x2 = qt_graph_node_op(g, m) == QT_OP_BATCHNORM ? 1.0
+                      : qt_graph_node_inputs(g, m, &in) > 0 ? st[in[0]].x2 : 0;
             double lam = (double)batch * sh[1] * sh[2] * x2;
             double dgw = ldexp(1.0, gw_step(st, m));
             eD = floor2(lam > 1 ? dgw / sqrt(lam) : dgw);
