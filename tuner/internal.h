@@ -99,6 +99,10 @@ void qt__pcache_counts(qt__pcache *pc, uint64_t *hits, uint64_t *lookups, size_t
 /* the k-th type set in a type mask (its last when it has fewer), or -1
  * (search.c) */
 int  qt__kth_type(uint32_t mask, int k);
+/* FNV-1a: h mixed with the n bytes at p (start from QT__FNV_SEED)
+ * (prefix.c) */
+#define QT__FNV_SEED 0xcbf29ce484222325ull
+uint64_t qt__fnv1a(uint64_t h, const void *p, size_t n);
 /* snprintf for the strategies' reasons and notes, which may be cut short
  * (long node names) (search.c) */
 __attribute__((format(printf, 3, 4)))

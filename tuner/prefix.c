@@ -113,7 +113,7 @@ void qt__pcache_note(qt__pcache *pc, const uint64_t *sig, int times)
     pthread_mutex_unlock(&pc->mu);
 }
 
-static uint64_t mix(uint64_t h, const void *p, size_t n)
+uint64_t qt__fnv1a(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *x = p;
     for (size_t i = 0; i < n; i++) h = (h ^ x[i]) * 0x100000001b3ull;
@@ -190,21 +190,21 @@ void qt__pcache_counts(qt__pcache *pc, uint64_t *hits, uint64_t *lookups, size_t
 
 int qt__pcache_sigs(const qt__pcache *pc, const qt_qconfig *cfg, uint64_t seed, uint64_t *sig)
 {
-    uint64_t h = mix(0xcbf29ce484222325ull, &seed, sizeof seed);
+    uint64_t h = qt__fnv1a(QT__FNV_SEED, &seed, sizeof seed);
     int node = 0;
     for (int b = 0; b < pc->nb; b++) {
         for (; node < pc->bnode[b]; node++) {
-            h = mix(h, &node, sizeof node);
+            h = qt__fnv1a(h, &node, sizeof node);
             for (int p = 0; p < QT_QP_COUNT; p++) {
                 const qt_format *f = qt_qconfig_get(cfg, node, (qt_qpoint)p);
                 char txt[QT_TEXT_MAX];
                 if (!f) continue;
                 if (qt_format_print(f, txt, sizeof txt) < 0) return QT_EINVAL;
-                h = mix(h, &p, sizeof p);
-                h = mix(h, txt, strlen(txt) + 1);
+                h = qt__fnv1a(h, &p, sizeof p);
+                h = qt__fnv1a(h, txt, strlen(txt) + 1);
                 if (p == QT_QP_INTRINSIC) {
                     int m = (int)qt_qconfig_intrinsic_mode(cfg, node);
-                    h = mix(h, &m, sizeof m);
+                    h = qt__fnv1a(h, &m, sizeof m);
                 }
             }
         }

@@ -93,19 +93,11 @@ static void grid_free(void *state)
     free(g);
 }
 
-static uint64_t fmt_hash(const qt_format *f, int n)
-{
-    const unsigned char *p = (const unsigned char *)f;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < (size_t)n * sizeof *f; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* add the candidate fmt (n formats) unless it equals an earlier one;
  * reason is finished later (it needs the count). QT_ENOMEM or QT_OK. */
 static int add(grid *g, const qt_format *fmt, const char *reason)
 {
-    uint64_t h = fmt_hash(fmt, g->n);
+    uint64_t h = qt__fnv1a(QT__FNV_SEED, fmt, (size_t)g->n * sizeof *fmt);
     for (int i = 0; i < g->count; i++)
         if (g->hash[i] == h && !memcmp(&g->fmt[(size_t)i * g->n], fmt, (size_t)g->n * sizeof *fmt))
             return QT_OK;
@@ -375,16 +367,19 @@ static int parse_list(qt_search *s, const json_t *v, grid *g, qt_error *err)
 
 /* ---- the grid ---- */
 
-static int make_uniform(qt_search *s, const gopts *o, grid *g)
+/* the candidates over the tensors of `only`: -1, every tensor with one
+ * format (uniform mode; each tensor clamped to its own widths unless the
+ * widths are given), or tensor i alone, every other float (each mode); in
+ * type, width, bias order. fmt: n formats of scratch. */
+static int make_set(qt_search *s, const gopts *o, grid *g, int only, qt_format *fmt)
 {
     const qt_coord *c;
     int n = qt_search_coords(s, &c);
-    qt_format *fmt = calloc((size_t)(n ? n : 1), sizeof *fmt);
-    if (!fmt) return QT_ENOMEM;
+    int i0 = only < 0 ? 0 : only, i1 = only < 0 ? n : only + 1;
     for (int ti = 0; ti < o->n_types; ti++) {
         qt_type t = (qt_type)o->types[ti];
         int lo = 33, hi = 0, users = 0;
-        for (int i = 0; i < n; i++)
+        for (int i = i0; i < i1; i++)
             if (c[i].types >> t & 1u) {
                 users++;
                 if (c[i].wmin < lo) lo = c[i].wmin;
@@ -397,7 +392,7 @@ static int make_uniform(qt_search *s, const gopts *o, grid *g)
             for (int d = -o->k; d <= o->k; d++) {
                 int ok = 1, first = -1;
                 memset(fmt, 0, (size_t)n * sizeof *fmt);
-                for (int i = 0; i < n && ok; i++) {
+                for (int i = i0; i < i1 && ok; i++) {
                     if (!(c[i].types >> t & 1u)) continue;
                     int wc = w;
                     if (!o->n_widths) wc = w < c[i].wmin ? c[i].wmin : w > c[i].wmax ? c[i].wmax : w;
@@ -405,49 +400,35 @@ static int make_uniform(qt_search *s, const gopts *o, grid *g)
                     if (first < 0) first = i;
                 }
                 if (!ok) continue;
-                char reason[160], bt[48];
-                bias_text(o, t, d, &fmt[first], 0, bt, sizeof bt);
-                if (users == n)
+                char reason[160], bt[48], name[96];
+                bias_text(o, t, d, &fmt[first], only >= 0, bt, sizeof bt);
+                if (only >= 0)
+                    qt__say(reason, sizeof reason, "%s alone, %s %d bits %s",
+                            qt__tensor_name(s, only, name, sizeof name), qt_type_name(t), w, bt);
+                else if (users == n)
                     qt__say(reason, sizeof reason, "%s %d bits, %s, all %d tensors",
                             qt_type_name(t), w, bt, n);
                 else
                     qt__say(reason, sizeof reason, "%s %d bits, %s, %d of %d tensors (the others "
                             "float)", qt_type_name(t), w, bt, users, n);
-                if (add(g, fmt, reason)) { free(fmt); return QT_ENOMEM; }
+                if (add(g, fmt, reason)) return QT_ENOMEM;
             }
         }
     }
-    free(fmt);
     return QT_OK;
 }
 
-static int make_each(qt_search *s, const gopts *o, grid *g)
+/* the grid of mode uniform (one set) or each (one set per tensor) */
+static int make_grid(qt_search *s, const gopts *o, grid *g)
 {
-    const qt_coord *c;
-    int n = qt_search_coords(s, &c);
+    int n = g->n, rc = QT_OK;
     qt_format *fmt = calloc((size_t)(n ? n : 1), sizeof *fmt);
     if (!fmt) return QT_ENOMEM;
-    for (int i = 0; i < n; i++)
-        for (int ti = 0; ti < o->n_types; ti++) {
-            qt_type t = (qt_type)o->types[ti];
-            if (!(c[i].types >> t & 1u)) continue;
-            int nw = o->n_widths ? o->n_widths : c[i].wmax - c[i].wmin + 1;
-            for (int wi = 0; wi < nw; wi++) {
-                int w = o->n_widths ? o->widths[wi] : c[i].wmin + wi;
-                for (int d = -o->k; d <= o->k; d++) {
-                    memset(fmt, 0, (size_t)n * sizeof *fmt);
-                    if (build(s, i, t, w, o, d, &fmt[i]) != QT_OK) continue;
-                    char reason[160], bt[48], name[96];
-                    bias_text(o, t, d, &fmt[i], 1, bt, sizeof bt);
-                    qt__tensor_name(s, i, name, sizeof name);
-                    qt__say(reason, sizeof reason, "%s alone, %s %d bits %s", name, qt_type_name(t),
-                            w, bt);
-                    if (add(g, fmt, reason)) { free(fmt); return QT_ENOMEM; }
-                }
-            }
-        }
+    if (o->mode == G_UNIFORM) rc = make_set(s, o, g, -1, fmt);
+    else
+        for (int i = 0; i < n && !rc; i++) rc = make_set(s, o, g, i, fmt);
     free(fmt);
-    return QT_OK;
+    return rc;
 }
 
 static int grid_init(qt_search *s, const json_t *opts, void **state, qt_error *err)
@@ -521,7 +502,7 @@ static int grid_init(qt_search *s, const json_t *opts, void **state, qt_error *e
     if (o.mode == G_LIST) {
         if ((rc = parse_list(s, list, g, err))) { grid_free(g); return rc; }
     } else {
-        rc = o.mode == G_UNIFORM ? make_uniform(s, &o, g) : make_each(s, &o, g);
+        rc = make_grid(s, &o, g);
         if (rc) { grid_free(g); return qt__fail(err, rc, -1, "out of memory"); }
     }
     /* number the reasons now that the count is known */
