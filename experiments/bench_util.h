@@ -1,5 +1,6 @@
-/* bench_util.h -- small helpers shared by the benchmarks: a monotonic
- * clock, a comparator for qsort, and the CPU's model name. */
+/* bench_util.h -- small helpers shared by the benchmarks and studies: a
+ * monotonic clock, a comparator for qsort, a comma-list test and the CPU's
+ * model name. */
 #ifndef QT_BENCH_UTIL_H
 #define QT_BENCH_UTIL_H
 
@@ -12,6 +13,15 @@ static inline double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* is name one of the comma-separated list's items? */
+static inline int list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
+    return 0;
 }
 
 static inline int cmp_double(const void *a, const void *b)

@@ -26,6 +26,7 @@
  */
 #include "tuner.h"
 #include "plot.h"
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -37,20 +38,6 @@
 #define QT_SOURCE_DIR "."
 #endif
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int listed(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; (p = strstr(p, name)); p += n)
-        if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
-    return 0;
-}
 
 typedef struct run {
     char   model[16], space[8], strategy[16];
@@ -80,7 +67,7 @@ static int do_run(const char *model, const char *space, const char *strategy, in
     snprintf(o->model, sizeof o->model, "%s", model);
     snprintf(o->space, sizeof o->space, "%s", space);
     snprintf(o->strategy, sizeof o->strategy, "%s", strategy);
-    double t0 = now();
+    double t0 = now_s();
     int rc = qt_job_parse(job, &sp, &err);
     if (!rc) rc = qt_search_new(&sp, NULL, &s, &err);
     if (!rc) rc = qt_search_run(s, NULL, NULL, &err);
@@ -90,7 +77,7 @@ static int do_run(const char *model, const char *space, const char *strategy, in
         qt_job_clear(&sp);
         return rc;
     }
-    o->seconds = now() - t0;
+    o->seconds = now_s() - t0;
     o->evals = qt_search_evals(s);
     o->computed = qt_search_computed(s);
     const qt_result *b = qt_search_baseline(s), *r;
@@ -318,7 +305,7 @@ int main(int argc, char **argv)
     for (int m = 0; m < 4; m++)
         for (int sp = 0; sp < 2; sp++)
             for (int t = 0; t < 5; t++) {
-                if (!listed(models, M[m]) || !listed(spaces, S[sp]) || !listed(strats, T[t]))
+                if (!list_has(models, M[m]) || !list_has(spaces, S[sp]) || !list_has(strats, T[t]))
                     continue;
                 if ((rc = do_run(M[m], S[sp], T[t], val, &R[n]))) goto out;
                 n++;

@@ -39,13 +39,6 @@ static void on_signal(int sig)
 
 int study_stopped(void) { return g_stop != 0; }
 
-double study_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int study_append(char *buf, size_t size, size_t *at, const char *fmt, ...)
 {
     va_list ap;
@@ -54,14 +47,6 @@ int study_append(char *buf, size_t size, size_t *at, const char *fmt, ...)
     va_end(ap);
     if (k < 0 || (size_t)k >= size - *at) return -1;
     *at += (size_t)k;
-    return 0;
-}
-
-int study_listed(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; (p = strstr(p, name)); p += n)
-        if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
     return 0;
 }
 
@@ -180,7 +165,7 @@ static void progress(void *user, const qt_search *s, const qt_cand *c, const qt_
     int k = 0, n = 0;
     st->evals++;
     st->reused += r->cached != 0;
-    double t = study_now();
+    double t = now_s();
     if (t - st->last < 5.0) return;
     st->last = t;
     if (sscanf(c->reason, "grid %d/%d", &k, &n) == 2)
@@ -214,7 +199,7 @@ int study_run(study *st, const char *label, const char *job_json, study_collect_
         (rc = qt_store_job_get(st->db, id, &info, &err)))
         goto out_err;
     st->label = label;
-    st->t0 = st->last = study_now();
+    st->t0 = st->last = now_s();
     st->evals = st->reused = 0;
     fprintf(stderr, "%s: %s: job %lld%s\n", st->prog, label, (long long)id,
             info.runs > 1 ? ", replayed from the store" : "");
@@ -251,7 +236,7 @@ int study_run(study *st, const char *label, const char *job_json, study_collect_
     }
     fprintf(stderr, "%s: %s: %d evaluations (%d computed, %d from the store) in %.1f s\n",
             st->prog, label, qt_search_evals(s), qt_search_computed(s), reused,
-            study_now() - st->t0);
+            now_s() - st->t0);
     goto out;
 out_state:
     /* stopped: paused (a signal, the disk) or failed; resumable either way */
@@ -330,7 +315,7 @@ int study_begin(const char *prog, const char *db, int argc, char **argv, study_i
     memset(in, 0, sizeof *in);
     in->prog = prog;
     in->cmd = study_command(argc, argv);
-    in->t0 = study_now();
+    in->t0 = now_s();
     study_loadavg(in->load0, sizeof in->load0);
     return study_open(prog, db, out);
 }
@@ -338,7 +323,7 @@ int study_begin(const char *prog, const char *db, int argc, char **argv, study_i
 int study_finish(study *st, int rc, study_info *in, const study_opts *o,
                  const study_writers *w, const void *S)
 {
-    in->wall = study_now() - in->t0;
+    in->wall = now_s() - in->t0;
     study_loadavg(in->load1, sizeof in->load1);
     study_get_totals(st, &in->tot);
     study_close(st);

@@ -29,6 +29,7 @@
 #include "api.h"
 #include "plot.h"
 #include "tuner.h"
+#include "bench_util.h"   /* now_s, list_has */
 
 #include <stdio.h>
 
@@ -62,7 +63,6 @@ void study_get_totals(const study *st, study_totals *t);
 int  study_stopped(void);
 
 /* Helpers for the programs. */
-double      study_now(void);                    /* monotonic seconds */
 /* printf to buf at *at, *at moved past it: 0; -1 when it does not fit */
 __attribute__((format(printf, 4, 5)))
 int         study_append(char *buf, size_t size, size_t *at, const char *fmt, ...);
@@ -76,7 +76,6 @@ typedef void (*study_layer_fn)(void *user, const char *name, double weights, dou
                                double macs);
 int         study_layers_of(const char *prog, const char *path, int max, double *params,
                             study_layer_fn fn, void *user);
-int         study_listed(const char *list, const char *name);   /* comma list */
 /* the command line as one string (static buffer) */
 const char *study_command(int argc, char **argv);
 /* the trained zoo checkpoint of model into path (dir: NULL for
@@ -131,7 +130,7 @@ int  study_size_arg(const char *val, size_t *out);
 typedef struct study_info {
     const char  *prog;         /* the program, for messages */
     const char  *cmd;          /* study_command (a static buffer) */
-    double       t0, wall;     /* study_now at the start; seconds */
+    double       t0, wall;     /* now_s() at the start; seconds */
     char         load0[64];    /* study_loadavg at the start */
     char         load1[64];    /* ... and at the end */
     study_totals tot;          /* at the end */

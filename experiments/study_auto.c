@@ -567,7 +567,7 @@ int main(int argc, char **argv)
                               "[--svg FILE]", argc, argv, &o, auto_option, &S);
     if (rc) return rc;
     int any = 0;
-    for (int i = 0; i < NM; i++) any += S.M[i].on = study_listed(o.models, MODELS[i]);
+    for (int i = 0; i < NM; i++) any += S.M[i].on = list_has(o.models, MODELS[i]);
     if (!any) { fprintf(stderr, "study_auto: no model selected\n"); return 2; }
 
     study_info in;

@@ -373,7 +373,7 @@ int main(int argc, char **argv)
     if (rc) return rc;
     S.k = o.k;
     int any = 0;
-    for (int i = 0; i < NM; i++) any += S.M[i].on = study_listed(o.models, MODELS[i]);
+    for (int i = 0; i < NM; i++) any += S.M[i].on = list_has(o.models, MODELS[i]);
     if (!any) { fprintf(stderr, "study_layers: no model selected\n"); return 2; }
 
     study_info in;

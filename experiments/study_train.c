@@ -33,6 +33,7 @@
  */
 #include "tuner.h"
 #include "plot.h"
+#include "bench_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -280,13 +281,6 @@ static int parse_opts(int argc, char **argv, opts *o)
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static uint64_t fnv64(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -366,6 +360,19 @@ static char *with_runtime(const char *md, double secs)
     memcpy(t + a, line, (size_t)k);
     memcpy(t + a + (size_t)k, p, n - a + 1);
     return t;
+}
+
+/* the study's BASE.md, with its run-time line, and BASE.json, into o->out */
+static int write_outputs(const opts *o, const char *base, const char *md, double secs,
+                         json_t *out)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s.md", o->out, base);
+    char *text = with_runtime(md, secs);
+    int rc = text ? write_file(path, text) : 1;
+    free(text);
+    snprintf(path, sizeof path, "%s/%s.json", o->out, base);
+    return rc | write_json(path, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -462,7 +469,7 @@ static void epoch_cb(void *user, int epoch, const qt_stats *st)
     json_t *e = json_object();
     int rc = qt_evaluate(t->g, t->cfg, t->val, NULL, &m, &err);
     json_object_set_new(e, "val_top1", rc ? json_null() : json_real(m.top1));
-    json_object_set_new(e, "seconds", json_real(now() - t->t0));
+    json_object_set_new(e, "seconds", json_real(now_s() - t->t0));
     if (t->sparsity) {
         json_t *nodes = json_object();
         for (int i = 0; i < qt_graph_nodes(t->g); i++) {
@@ -482,7 +489,7 @@ static void epoch_cb(void *user, int epoch, const qt_stats *st)
     }
     json_array_append_new(t->epochs, e);
     fprintf(stderr, "  %s: epoch %d/%d  val %.2f%%  %.0f s\n", t->label, epoch + 1, t->n_epochs,
-            rc ? NAN : 100.0 * m.top1, now() - t->t0);
+            rc ? NAN : 100.0 * m.top1, now_s() - t->t0);
 }
 
 /* The result of training model under cfg_json (NULL: float) with o's
@@ -525,7 +532,7 @@ static json_t *train_run(const opts *o, const char *label, const char *model,
         first_n(g_test, o->test, &te))
         goto out;
     if (!(st = qt_stats_new(g))) { fprintf(stderr, "study_train: out of memory\n"); goto out; }
-    tctx t = { g, cfg, va, json_array(), sparsity, o->epochs, label, now() };
+    tctx t = { g, cfg, va, json_array(), sparsity, o->epochs, label, now_s() };
     qt_train_opts to = qt_train_defaults();
     to.epochs = o->epochs;
     to.lr = o->lr;
@@ -560,7 +567,7 @@ static json_t *train_run(const opts *o, const char *label, const char *model,
         json_object_set_new(res, "train_top1", json_real(ts.train_top1));
         fprintf(stderr, "  %s: test %.2f%%\n", label, 100.0 * m.top1);
     }
-    json_object_set_new(res, "seconds", json_real(now() - t.t0));
+    json_object_set_new(res, "seconds", json_real(now_s() - t.t0));
     json_object_set_new(g_cache, key, res);     /* the cache owns it */
     if (cache_save()) res = NULL;
 out:
@@ -664,7 +671,7 @@ static int study_sparsity(const opts *o)
 {
     json_t *out = json_object(), *jm = json_object();
     sbuf md = { 0 };
-    double t0 = now(), compute = 0;
+    double t0 = now_s(), compute = 0;
     int rc = 0;
     sb_printf(&md, "# Study 3: sparsity over training (TensorQuant, ECML 2018)\n\n");
     sb_printf(&md, "    %s\n\n", o->cmd);
@@ -845,17 +852,11 @@ static int study_sparsity(const opts *o)
     if (!rc) {
         sb_printf(&md, "Compute time of the runs: %.0f s (this invocation %.0f s, the rest "
                   "from the cache). Tensor kinds: %s, %s, %s, %s.\n",
-                  compute, now() - t0, sk_name[0], sk_name[1], sk_name[2], sk_name[3]);
+                  compute, now_s() - t0, sk_name[0], sk_name[1], sk_name[2], sk_name[3]);
         json_object_set_new(out, "models", jm);
         jm = NULL;
         json_object_set_new(out, "compute_seconds", json_real(compute));
-        char path[1200];
-        snprintf(path, sizeof path, "%s/study_sparsity.md", o->out);
-        char *text = with_runtime(md.p, compute);
-        rc = text ? write_file(path, text) : 1;
-        free(text);
-        snprintf(path, sizeof path, "%s/study_sparsity.json", o->out);
-        rc |= write_json(path, out);
+        rc = write_outputs(o, "study_sparsity", md.p, compute, out);
     }
     json_decref(jm);
     json_decref(out);
@@ -894,7 +895,7 @@ static int curve(const json_t *r, qt_plot_pt *pts, int max)
 
 static int study_sakr(const opts *o)
 {
-    double t0 = now();
+    double t0 = now_s();
     char job[2048];
     qt_job_spec sp;
     qt_search *s = NULL;
@@ -929,7 +930,7 @@ static int study_sakr(const opts *o)
              lenet ? "[cfpr]*" : "[!i]*");
     fprintf(stderr, "sakr: the analytical job (a float training of %d epochs on %zu images, "
             "then the noise gains)\n", o->job_epochs, o->job_train ? o->job_train : qt_dataset_count(g_train));
-    double tj = now();
+    double tj = now_s();
     if (qt_job_parse(job, &sp, &err) || qt_search_new(&sp, NULL, &s, &err)) {
         fprintf(stderr, "study_train: sakr job: %s\n", err.text);
         return 1;
@@ -947,7 +948,7 @@ static int study_sakr(const opts *o)
     int prc = st->propose(state, s, ca);
     st->free(state);
     if (prc != QT_PROPOSE) { fprintf(stderr, "study_train: sakr: the strategy proposed nothing\n"); goto out; }
-    double job_secs = now() - tj;
+    double job_secs = now_s() - tj;
     fprintf(stderr, "sakr: %s (%.0f s)\n", ca->reason, job_secs);
     const qt_coord *co;
     int nc = qt_search_coords(s, &co);
@@ -1156,7 +1157,7 @@ static int study_sakr(const opts *o)
         sb_printf(&md, " %.0f |\n", run_seconds(runs[r]));
     }
     sb_printf(&md, "\n![convergence](%s.svg)\n\nThis invocation: %.0f s (the runs' own "
-              "times are in the table; cached runs are not retrained).\n", base_name, now() - t0);
+              "times are in the table; cached runs are not retrained).\n", base_name, now_s() - t0);
     qt_plot pl;
     char path[1200];
     qt_plot_init(&pl);
@@ -1181,14 +1182,9 @@ static int study_sakr(const opts *o)
     json_t *jx = json_object();
     for (int a = 0; a < o->n_ablate; a++) json_object_set(jx, xname[a], rx[a]);
     json_object_set_new(out, "ablations", jx);
-    snprintf(path, sizeof path, "%s/%s.md", o->out, base_name);
     double secs = job_secs;
     for (int r = 0; r < nr; r++) secs += run_seconds(runs[r]);
-    char *text = with_runtime(md.p, secs);
-    rc = text ? write_file(path, text) : 1;
-    free(text);
-    snprintf(path, sizeof path, "%s/%s.json", o->out, base_name);
-    rc |= write_json(path, out);
+    rc = write_outputs(o, base_name, md.p, secs, out);
 out:
     free(cnt);
     json_decref(out);
@@ -1208,7 +1204,7 @@ out:
 
 static int study_grads(const opts *o)
 {
-    double t0 = now(), compute = 0;
+    double t0 = now_s(), compute = 0;
     qt_graph *g;
     qt_error err;
     int rc = 1;
@@ -1316,20 +1312,14 @@ static int study_grads(const opts *o)
         }
     }
     sb_printf(&md, "Compute time of the runs: %.0f s (this invocation %.0f s, the rest from the cache).\n",
-              compute, now() - t0);
+              compute, now_s() - t0);
     free(rel);
     free(fF);
     free(pts);
     out = json_pack("{s:s, s:s, s:f, s:f, s:f, s:O, s:O}", "study", "grads", "command", o->cmd,
                     "float_val_top1", base, "grad_absmax", gmax, "compute_seconds", compute,
                     "runs", rows, "fp32_run", rf);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/study_grads.md", o->out);
-    char *text = with_runtime(md.p, compute);
-    rc = text ? write_file(path, text) : 1;
-    free(text);
-    snprintf(path, sizeof path, "%s/study_grads.json", o->out);
-    rc |= write_json(path, out);
+    rc = write_outputs(o, "study_grads", md.p, compute, out);
 out:
     json_decref(out);
     json_decref(rows);

@@ -301,7 +301,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int any = 0;
-    for (int m = 0; m < NM; m++) any += S.on[m] = study_listed(o.models, MODELS[m]);
+    for (int m = 0; m < NM; m++) any += S.on[m] = list_has(o.models, MODELS[m]);
     if (!any) { fprintf(stderr, "study_width: no model selected\n"); return 2; }
 
     study_info in;
