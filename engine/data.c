@@ -176,18 +176,31 @@ static size_t *permutation(size_t n, uint64_t seed)
 int qt_dataset_subset(const qt_dataset *d, uint64_t seed, size_t start, size_t count,
                       qt_dataset **out, qt_error *err)
 {
-    size_t per = (size_t)d->shape[0] * d->shape[1] * d->shape[2];
     if (start > d->count || count > d->count - start)
         return qt__fail(err, QT_EINVAL, -1, "subset [%zu, %zu) of a data set of %zu",
                         start, start + count, d->count);
     size_t *p = permutation(d->count, seed);
+    if (!p) return qt__fail(err, QT_ENOMEM, -1, "out of memory");
+    int rc = qt_dataset_select(d, p + start, count, out, err);
+    free(p);
+    return rc;
+}
+
+int qt_dataset_select(const qt_dataset *d, const size_t *idx, size_t count, qt_dataset **out,
+                      qt_error *err)
+{
+    size_t per = (size_t)d->shape[0] * d->shape[1] * d->shape[2];
+    *out = NULL;
+    for (size_t i = 0; i < count; i++)
+        if (idx[i] >= d->count)
+            return qt__fail(err, QT_EINVAL, -1, "image %zu of a data set of %zu", idx[i],
+                            d->count);
     qt_dataset *s = calloc(1, sizeof *s);
     if (s) {
         s->images = malloc((count ? count : 1) * per * sizeof(float));
         s->labels = malloc(count ? count : 1);
     }
-    if (!p || !s || !s->images || !s->labels) {
-        free(p);
+    if (!s || !s->images || !s->labels) {
         qt_dataset_free(s);
         return qt__fail(err, QT_ENOMEM, -1, "out of memory");
     }
@@ -195,11 +208,9 @@ int qt_dataset_subset(const qt_dataset *d, uint64_t seed, size_t start, size_t c
     memcpy(s->shape, d->shape, sizeof s->shape);
     s->classes = d->classes;
     for (size_t i = 0; i < count; i++) {
-        size_t k = p[start + i];
-        memcpy(s->images + i * per, d->images + k * per, per * sizeof(float));
-        s->labels[i] = d->labels[k];
+        memcpy(s->images + i * per, d->images + idx[i] * per, per * sizeof(float));
+        s->labels[i] = d->labels[idx[i]];
     }
-    free(p);
     *out = s;
     return QT_OK;
 }

@@ -328,6 +328,10 @@ int qt_dataset_fashion_mnist(qt_split split, qt_dataset **out, qt_error *err);
  * identity order). New object sharing nothing with d. */
 int qt_dataset_subset(const qt_dataset *d, uint64_t seed, size_t start,
                       size_t count, qt_dataset **out, qt_error *err);
+/* The images idx[0..count) of d in that order (repeats allowed); QT_EINVAL
+ * names an index out of range. New object sharing nothing with d. */
+int qt_dataset_select(const qt_dataset *d, const size_t *idx, size_t count,
+                      qt_dataset **out, qt_error *err);
 void qt_dataset_free(qt_dataset *d);
 
 size_t       qt_dataset_count(const qt_dataset *d);
@@ -412,10 +416,16 @@ typedef int (*qt_batch_cb)(void *user, const qt_metrics *m,
 
 typedef struct qt_eval_opts {
     int         batch;      /* default 256 */
+    int         first_batch;  /* > 0: the first first_images images go in */
+    size_t      first_images; /* batches of first_batch (an early stop looks
+                                 more often where it is likely to stop) */
     size_t      limit;      /* evaluate the first limit images (0: all) */
     qt_batch_cb cb;
     void       *user;
     uint8_t    *correct;    /* optional out: per-image top-1 correctness */
+    float      *margin;     /* optional out: per image, its label's logit minus
+                               the largest other logit (> 0: right with room to
+                               spare; < 0: wrong; -inf: NaN or inf logits) */
     /* Optional prefix reuse, around each batch's forward (start: the
      * batch's first image, n its images): resume may restore activations
      * (qt_graph_set_activation) and returns the node to run from (0: all);

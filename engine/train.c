@@ -44,6 +44,16 @@ static void score(const float *z, int classes, int label, int *top1, int *top5, 
     *top5 = !*bad && rank < 5;
 }
 
+/* the label's logit minus the largest other (-inf when any is not finite) */
+static float margin_of(const float *z, int classes, int label, int bad)
+{
+    if (bad) return -INFINITY;
+    float other = -INFINITY;
+    for (int k = 0; k < classes; k++)
+        if (k != label && z[k] > other) other = z[k];
+    return z[label] - other;
+}
+
 int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
                 const qt_eval_opts *opts, qt_metrics *m, qt_error *err)
 {
@@ -66,8 +76,12 @@ int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
         correct = own;
     }
     double loss = 0.0, t1 = 0.0, t5 = 0.0;
-    for (size_t start = 0; start < total; start += (size_t)o.batch) {
-        int n = (int)(total - start < (size_t)o.batch ? total - start : (size_t)o.batch);
+    int n;
+    for (size_t start = 0; start < total; start += (size_t)n) {
+        size_t nb = (size_t)(o.first_batch > 0 && start < o.first_images ? o.first_batch : o.batch);
+        if (o.first_batch > 0 && start < o.first_images && nb > o.first_images - start)
+            nb = o.first_images - start;
+        n = (int)(total - start < nb ? total - start : nb);
         const qt_tensor *y;
         g->sample_base = start;
         int from = o.resume ? o.resume(o.prefix_user, g, start, n) : 0;
@@ -83,6 +97,7 @@ int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
             if (bad) m->nan_count++;
             else loss += qt_softmax_xent(z, &L[start + i], 1, classes, NULL);
             if (correct) correct[start + i] = (uint8_t)a;
+            if (o.margin) o.margin[start + i] = margin_of(z, classes, L[start + i], bad);
         }
         m->count = start + (size_t)n;
         m->top1 = t1 / (double)m->count;

@@ -178,6 +178,41 @@ static void t_subset(void **st)
     qt_dataset_free(a); qt_dataset_free(b); qt_dataset_free(c); qt_dataset_free(d);
 }
 
+/* a selection: the rows named, in that order, repeats allowed; the hash
+ * follows the order; an index out of range is refused by name */
+static void t_select(void **st)
+{
+    char ip[256], lp[256];
+    qt_dataset *d, *a, *b;
+    qt_error err;
+    (void)st;
+    path(ip, "img"); path(lp, "lab");
+    assert_int_equal(qt_dataset_load_idx(ip, lp, NULL, &d, &err), QT_OK);
+    size_t idx[6] = { 4, 0, 3, 3, 1, 2 };
+    assert_int_equal(qt_dataset_select(d, idx, 6, &a, &err), QT_OK);
+    assert_int_equal(qt_dataset_count(a), 6);
+    assert_int_equal(qt_dataset_classes(a), qt_dataset_classes(d));
+    for (int i = 0; i < 6; i++) {
+        assert_memory_equal(qt_dataset_images(a) + i * 6, qt_dataset_images(d) + idx[i] * 6,
+                            6 * sizeof(float));
+        assert_int_equal(qt_dataset_labels(a)[i], qt_dataset_labels(d)[idx[i]]);
+    }
+    size_t same[5] = { 0, 1, 2, 3, 4 }, swap[5] = { 1, 0, 2, 3, 4 };
+    qt_dataset_free(a);
+    assert_int_equal(qt_dataset_select(d, same, 5, &a, &err), QT_OK);
+    assert_int_equal(qt_dataset_select(d, swap, 5, &b, &err), QT_OK);
+    assert_int_equal(qt_dataset_hash(a), qt_dataset_hash(d));
+    assert_int_not_equal(qt_dataset_hash(b), qt_dataset_hash(d));
+    qt_dataset_free(a);
+    qt_dataset_free(b);
+    size_t bad[2] = { 1, 5 };
+    a = (qt_dataset *)1;
+    assert_int_equal(qt_dataset_select(d, bad, 2, &a, &err), QT_EINVAL);
+    assert_null(a);
+    assert_non_null(strstr(err.text, "image 5"));
+    qt_dataset_free(d);
+}
+
 /* the classes are the data's: the largest label + 1 (labels 0..2: 3), at
  * least 2, kept by subsets; Fashion-MNIST's 10 (t_fashion) */
 static void t_classes(void **st)
@@ -265,6 +300,7 @@ int main(void)
         cmocka_unit_test(t_load),
         cmocka_unit_test(t_bad),
         cmocka_unit_test(t_subset),
+        cmocka_unit_test(t_select),
         cmocka_unit_test(t_classes),
         cmocka_unit_test(t_fashion),
     };

@@ -136,6 +136,16 @@ static int stop_after_first(void *user, const qt_metrics *m, const uint8_t *corr
     return 1;
 }
 
+static int *record_n;
+
+static int record_count(void *user, const qt_metrics *m, const uint8_t *correct)
+{
+    size_t *looks = user;
+    (void)correct;
+    if (*record_n < 32) looks[(*record_n)++] = m->count;
+    return 0;
+}
+
 static void t_evaluate_options(void **st)
 {
     qt_graph *g = mlp();
@@ -162,6 +172,40 @@ static void t_evaluate_options(void **st)
     o3.limit = 300;
     assert_int_equal(qt_evaluate(g, NULL, val, &o3, &m, &err), QT_OK);
     assert_int_equal(m.count, 300);
+    /* small first batches: the callback looks after 64, 128, ..., 250 and
+     * then every 256; the same verdicts; margins from the logits of a
+     * separate forward (label's logit minus the largest other) */
+    uint8_t *c2 = malloc(1000);
+    float *mg = malloc(1000 * sizeof *mg);
+    size_t looks[32];
+    int nlooks = 0;
+    qt_eval_opts o4 = { 0 };
+    o4.correct = c2;
+    o4.margin = mg;
+    o4.first_batch = 64;
+    o4.first_images = 250;
+    o4.cb = record_count;
+    o4.user = looks;
+    record_n = &nlooks;
+    assert_int_equal(qt_evaluate(g, NULL, val, &o4, &m, &err), QT_OK);
+    const size_t want[] = { 64, 128, 192, 250, 506, 762, 1000 };
+    assert_int_equal(nlooks, 7);
+    for (int i = 0; i < 7; i++) assert_int_equal(looks[i], want[i]);
+    assert_memory_equal(c, c2, 1000);
+    assert_true(m.top1 == full.top1);
+    const float *X = qt_dataset_images(val);
+    const uint8_t *L = qt_dataset_labels(val);
+    const qt_tensor *y;
+    for (int i = 0; i < 1000; i += 37) {
+        assert_int_equal(qt_forward(g, NULL, X + (size_t)i * 784, 1, 0, &y, &err), QT_OK);
+        float other = -INFINITY;
+        for (int j = 0; j < 10; j++)
+            if (j != L[i] && y->data[j] > other) other = y->data[j];
+        assert_true(fabsf(mg[i] - (y->data[L[i]] - other)) <= 1e-5f * (1 + fabsf(other)));
+        assert_int_equal(c[i], mg[i] > 0);
+    }
+    free(c2);
+    free(mg);
     free(c);
     /* a data set that does not fit the input */
     qt_graph *h = qt_graph_new();

@@ -191,7 +191,7 @@ static void t_canonical(void **st)
         /* jansson prints reals with 17 digits, so the text reads back exactly */
         "\"relative\":0.98999999999999999},"
         "\"strategy\":\"bisection\",\"budget\":{\"evaluations\":0,\"seconds\":0.0},"
-        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"early_stop\":true,\"seed\":1,\"workers\":2,\"cache_mb\":256}");
+        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"early_stop\":true,\"val_order\":\"random\",\"seed\":1,\"workers\":2,\"cache_mb\":256}");
     free(text);
     json_decref(j);
     qt_job_clear(&s);
@@ -212,7 +212,7 @@ static void t_canonical(void **st)
         "\"constraint\":{\"metric\":\"top5\",\"absolute\":0.5},"
         "\"strategy\":{\"name\":\"hybrid\",\"opt\":{\"x\":[1,2]}},"
         "\"budget\":{\"evaluations\":0,\"seconds\":0.0},"
-        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"early_stop\":true,\"seed\":1,\"workers\":1,\"cache_mb\":256}");
+        "\"val_limit\":0,\"alpha\":0.01,\"early_pass\":false,\"early_stop\":true,\"val_order\":\"random\",\"seed\":1,\"workers\":1,\"cache_mb\":256}");
     free(text);
     json_decref(j);
     qt_job_clear(&s);
@@ -368,6 +368,7 @@ static void rand_spec(qt_job_spec *s)
     s->train_limit = s->kind == QT_JOB_TRAINING ? below(70000) : 0;
     s->early_pass = below(2);
     s->full_eval = below(2);
+    s->hardest_first = below(2);
     s->cache_mb = below(2) ? 256 : below(65537);
     s->n_rules = below(3) ? 1 + below(4) : 1 + below(QT_JOB_MAX_RULES);
     for (int i = 0; i < s->n_rules; i++) {
@@ -486,6 +487,7 @@ static void assert_spec_equal(const qt_job_spec *a, const qt_job_spec *b)
     assert_int_equal(a->train_limit, b->train_limit);
     assert_int_equal(a->early_pass, b->early_pass);
     assert_int_equal(a->full_eval, b->full_eval);
+    assert_int_equal(a->hardest_first, b->hardest_first);
     assert_int_equal(a->cache_mb, b->cache_mb);
 }
 
@@ -578,6 +580,9 @@ static const bad bads[] = {
     { "{" M "\"lr\": 0.1}", QT_EINVAL, "lr: only a training job" },
     { "{" M "\"early_pass\": 1}", QT_EINVAL, "early_pass: must be true or false" },
     { "{" M "\"early_stop\": \"no\"}", QT_EINVAL, "early_stop: must be true or false" },
+    { "{" M "\"val_order\": \"hardest\"}", QT_EINVAL,
+      "val_order: must be \"random\" or \"hardest_first\"" },
+    { "{" M "\"val_order\": 1}", QT_EINVAL, "val_order: must be" },
     { "{" M "\"cache_mb\": -1}", QT_EINVAL, "cache_mb:" },
     { "{" M "\"cache_mb\": 65537}", QT_EINVAL, "cache_mb:" },
     { "{" M "\"cache_mb\": 1.5}", QT_EINVAL, "cache_mb: must be an integer" },

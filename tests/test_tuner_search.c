@@ -262,8 +262,11 @@ static void budget_and_cache(void **st)
 }
 
 /* through the engine: every early-stopped verdict is the one the whole
- * split gives, stops happen, and the answer's result is reproducible */
-static void early_stop_run(int early_pass, double rel)
+ * split gives, stops happen, and the answer's result is reproducible.
+ * hard: "val_order": "hardest_first" (only the exact stop; an early stop's
+ * top-1 bounds the whole split's); returns the answer's cost and, in
+ * *stops, the early stops */
+static double early_stop_run(int early_pass, double rel, int hard, int *stops)
 {
     qt_job_spec sp;
     qt_error err;
@@ -271,10 +274,11 @@ static void early_stop_run(int early_pass, double rel)
     char job[1024];
     snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/mlp.qtck\","
              "\"strategy\":\"uniform\",\"val_limit\":3000,\"early_pass\":%s,"
-             "\"constraint\":{\"relative\":%g},\"space\":["
+             "\"val_order\":\"%s\",\"constraint\":{\"relative\":%g},\"space\":["
              "{\"nodes\":\"fc*\",\"types\":[\"fixed\",\"log\"],\"widths\":[2,7]},"
              "{\"nodes\":\"relu*\",\"points\":[\"output\"],\"types\":[\"ufixed\"],"
-             "\"widths\":[2,7]}]}", early_pass ? "true" : "false", rel);
+             "\"widths\":[2,7]}]}", early_pass ? "true" : "false",
+             hard ? "hardest_first" : "random", rel);
     assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
     int rc = qt_search_new(&sp, NULL, &s, &err);
     if (rc) fprintf(stderr, "%s\n", err.text);
@@ -304,14 +308,20 @@ static void early_stop_run(int early_pass, double rel)
             early_ok += r->feasible;
             if (!early_pass) assert_false(r->feasible);
             assert_true(r->images < 3000);
+            if (hard && r->feasible) assert_true(r->top1 <= m.top1 + 1e-12);   /* at least */
+            if (hard && !r->feasible) assert_true(r->top1 >= m.top1 - 1e-12);  /* at most */
         } else {
             assert_int_equal(r->images, 3000);
             assert_true(fabs(r->top1 - m.top1) < 1e-12);
         }
         qt_qconfig_free(cfg);
     }
-    fprintf(stderr, "early_pass %d: %d evaluations, %d stopped early (%d passing)\n",
-            early_pass, n, early, early_ok);
+    qt_search_work w;
+    qt_search_work_get(s, &w);
+    fprintf(stderr, "early_pass %d, %s: %d evaluations, %d stopped early (%d passing), "
+            "%.0f images\n", early_pass, hard ? "hardest first" : "random order", n, early,
+            early_ok, w.images);
+    *stops = early;
     assert_true(early >= 3);
     if (early_pass) assert_true(early_ok >= 1);
 
@@ -327,17 +337,23 @@ static void early_stop_run(int early_pass, double rel)
     assert_true(fabs(tf.top1 - 0.8949) < 1e-9);        /* mlp.qtck's recorded test accuracy */
     assert_true(tb.top1 > tf.top1 - 0.03);
     assert_true(fabs(tb.cost - br->cost) < 1e-9);
+    double cost = br->cost;
     qt_dataset_free(sub);
     qt_dataset_free(val);
     qt_search_free(s);
     qt_job_clear(&sp);
+    return cost;
 }
 
 static void early_stop_agrees_with_full_evaluation(void **st)
 {
     (void)st;
-    early_stop_run(0, 0.99);
-    early_stop_run(1, 0.9);      /* margins wide enough to pass early */
+    int a, b;
+    double ca = early_stop_run(0, 0.99, 0, &a), cb = early_stop_run(0, 0.99, 1, &b);
+    assert_true(ca == cb);       /* every verdict the whole split's: the same answer */
+    assert_true(b >= a);         /* the exact stop, hardest first, misses none of alpha's */
+    early_stop_run(1, 0.9, 0, &a);      /* margins wide enough to pass early */
+    early_stop_run(1, 0.9, 1, &b);
 }
 
 /* a model trained and exported by PyTorch tunes like the zoo's: the same
@@ -592,7 +608,7 @@ static void registered_datasets(void **st)
  * MACs of each evaluation are those of the nodes it ran, and on a
  * per-tensor bisection (every candidate float before its tensor) most
  * batches resume from a kept prefix. */
-static qt_search *prefix_job(const char *model, int cache_mb, int early, int workers)
+static qt_search *prefix_job(const char *model, int cache_mb, int early, int workers, int hard)
 {
     int resnet = strstr(model, "resnet") != NULL;      /* slow: fewer images and candidates */
     char job[1024];
@@ -602,9 +618,9 @@ static qt_search *prefix_job(const char *model, int cache_mb, int early, int wor
     snprintf(job, sizeof job, "{\"model\":\"" QT_SOURCE_DIR "/experiments/models/%s\","
              "\"strategy\":\"bisection\",\"val_limit\":%d,\"alpha\":0,\"early_stop\":%s,"
              "\"cache_mb\":%d,\"workers\":%d,\"budget\":{\"evaluations\":%d},"
-             "\"space\":[{\"nodes\":\"*\",\"widths\":[2,8]}]}",
+             "\"val_order\":\"%s\",\"space\":[{\"nodes\":\"*\",\"widths\":[2,8]}]}",
              model, resnet ? 300 : 600, early ? "true" : "false", cache_mb, workers,
-             resnet ? 10 : 30);
+             resnet ? 10 : 30, hard ? "hardest_first" : "random");
     assert_int_equal(qt_job_parse(job, &sp, &err), QT_OK);
     int rc = qt_search_new(&sp, NULL, &s, &err);
     if (rc) fprintf(stderr, "%s\n", err.text);
@@ -619,49 +635,62 @@ static void prefix_reuse_is_exact(void **st)
     (void)st;
     const char *models[] = { "lenet5.qtck", "resnet.qtck" };
     for (int mi = 0; mi < 2; mi++) {
-        qt_search *a = prefix_job(models[mi], 0, 0, 1);      /* everything in full */
-        qt_search *b = prefix_job(models[mi], 256, 0, 2);    /* prefix reuse */
-        qt_search *c = prefix_job(models[mi], 256, 1, 1);    /* reuse and exact early stop */
+        qt_search *a = prefix_job(models[mi], 0, 0, 1, 0);      /* everything in full */
+        qt_search *b = prefix_job(models[mi], 256, 0, 2, 0);    /* prefix reuse */
+        qt_search *c = prefix_job(models[mi], 256, 1, 1, 0);    /* reuse and exact early stop */
+        /* hardest first: its own batches (64 at the head) and prefix keys */
+        qt_search *d = prefix_job(models[mi], 256, 1, 2, 1);
         int n = qt_search_evals(a), images = mi ? 300 : 600;
         assert_true(n >= 10);
         assert_int_equal(qt_search_evals(b), n);
         assert_int_equal(qt_search_evals(c), n);
+        assert_int_equal(qt_search_evals(d), n);
         double total = (double)qt_graph_macs(qt_search_graph(a));
         for (int i = 0; i < n; i++) {
-            const qt_result *ra, *rb, *rc;
+            const qt_result *ra, *rb, *rc, *rd;
             qt_search_result(a, i, NULL, &ra);
             qt_search_result(b, i, NULL, &rb);
             qt_search_result(c, i, NULL, &rc);
+            qt_search_result(d, i, NULL, &rd);
+            assert_int_equal(ra->feasible, rd->feasible);
+            if (!rd->early) assert_true(ra->top1 == rd->top1);   /* the same images */
             assert_int_equal(ra->images, images);
             assert_true(ra->top1 == rb->top1 && ra->top5 == rb->top5 && ra->loss == rb->loss);
             assert_int_equal(ra->feasible, rc->feasible);     /* alpha 0: exact verdicts */
             if (!ra->cached) assert_true(ra->macs == images * total);
             if (!rb->cached) assert_true(rb->macs <= ra->macs);
         }
-        qt_search_work wa, wb, wc;
+        qt_search_work wa, wb, wc, wd;
         qt_search_work_get(a, &wa);
         qt_search_work_get(b, &wb);
         qt_search_work_get(c, &wc);
+        qt_search_work_get(d, &wd);
         fprintf(stderr, "%s: %d evaluations; MACs in full %.3g, with prefix reuse %.3g (%.1fx "
                 "less, %llu of %llu batches resumed, %.1f MiB kept at most), with the exact "
-                "early stop too %.3g (%.1fx less)\n", models[mi], n, wa.macs, wb.macs,
+                "early stop too %.3g (%.1fx less), hardest first %.3g (%.1fx less)\n",
+                models[mi], n, wa.macs, wb.macs,
                 wa.macs / wb.macs, (unsigned long long)wb.prefix_hits,
                 (unsigned long long)wb.prefix_batches, (double)wb.prefix_peak / (1 << 20),
-                wc.macs, wa.macs / wc.macs);
+                wc.macs, wa.macs / wc.macs, wd.macs, wa.macs / wd.macs);
         assert_true(wa.macs == wa.macs_full);
         assert_int_equal(wa.prefix_batches, 0);
         assert_true(wb.prefix_hits > wb.prefix_batches / 2);
         assert_true(wb.prefix_peak > 0 && wb.prefix_peak <= (size_t)256 << 20);
         assert_true(wb.macs < (mi ? 0.9 : 0.6) * wa.macs);     /* ResNet: 256 MiB is tight */
         assert_true(wc.macs < wa.macs);
+        assert_true(wd.macs < wa.macs);
         const qt_cand *ba = qt_search_best(a, NULL, NULL), *bc = qt_search_best(c, NULL, NULL);
+        const qt_cand *bd = qt_search_best(d, NULL, NULL);
         const qt_coord *co;
         int nc = qt_search_coords(a, &co);
-        for (int k = 0; k < nc; k++)
+        for (int k = 0; k < nc; k++) {
             assert_memory_equal(&ba->fmt[k], &bc->fmt[k], sizeof ba->fmt[k]);
+            assert_memory_equal(&ba->fmt[k], &bd->fmt[k], sizeof ba->fmt[k]);
+        }
         qt_search_free(a);
         qt_search_free(b);
         qt_search_free(c);
+        qt_search_free(d);
     }
 }
 

@@ -28,6 +28,10 @@ struct qt_search {
     int            n_coords;
     qt_result      base;          /* the float model */
     uint8_t       *base_correct;  /* per validation image, float top-1 */
+    /* "val_order": "hardest_first" (top-1, engine jobs): the same images
+     * in the float model's order of margin, for whole-split candidates */
+    qt_dataset    *hval;          /* owned; NULL: random order */
+    uint8_t       *hbase_correct; /* per image of hval, float top-1 */
     double         threshold;     /* on the job's metric */
     /* the cost of fp32 everywhere, per kind, for compression ratios */
     double         w0, a0, b0;

@@ -89,6 +89,18 @@
  *   "early_stop"  boolean, default true: false runs every candidate on the
  *                 whole split (no exact or statistical stop; for measuring
  *                 what the early stop saves).
+ *   "val_order"   "random" (the default) or "hardest_first". Random: the
+ *                 split's seeded permutation, so the first m images are a
+ *                 random sample and the statistical stop (alpha) applies.
+ *                 hardest_first (top-1 constraints): whole-split
+ *                 candidates see the images in the order of the float
+ *                 model's margin (its label's logit minus the largest
+ *                 other), wrong and narrowest first; only the exact stop
+ *                 applies, so no verdict differs from the whole split's,
+ *                 and a candidate that fails loses its images early. An
+ *                 early stop's top-1 is then the most the whole split
+ *                 could give, not an estimate. Subsets (greedy's pass 1)
+ *                 stay random samples.
  *   "seed"        integer 0..2^63-1, default 1: stochastic rounding, splits.
  *   "workers"     evaluation threads, 1..64, default 1 (results do not
  *                 depend on it).
@@ -118,7 +130,7 @@
 
 static const char *const top_keys[] = {
     "model", "dataset", "data", "kind", "epochs", "lr", "train_limit", "space", "cost", "constraint", "strategy",
-    "budget", "val_limit", "alpha", "early_pass", "early_stop", "seed", "workers", "cache_mb", NULL
+    "budget", "val_limit", "alpha", "early_pass", "early_stop", "val_order", "seed", "workers", "cache_mb", NULL
 };
 static const char *const rule_keys[] = {
     "nodes", "points", "types", "widths", "rounding", "bias", NULL
@@ -723,6 +735,13 @@ static int parse_job(const json_t *j, qt_job_spec *s, qt_error *err)
         if (!json_is_boolean(v)) return fail(err, "early_stop", "must be true or false");
         s->full_eval = json_is_false(v);
     }
+    s->hardest_first = 0;
+    if ((v = json_object_get(j, "val_order"))) {
+        const char *o = json_string_value(v);
+        if (!o || (strcmp(o, "random") && strcmp(o, "hardest_first")))
+            return fail(err, "val_order", "must be \"random\" or \"hardest_first\"");
+        s->hardest_first = !strcmp(o, "hardest_first");
+    }
     s->seed = 1;
     if ((v = json_object_get(j, "seed"))) {
         if ((rc = get_int(v, "seed", 0, JINT_MAX, &n, err)) != QT_OK) return rc;
@@ -899,6 +918,7 @@ json_t *qt_job_to_json(const qt_job_spec *s)
     put(o, "alpha", json_real(s->alpha), &bad);
     put(o, "early_pass", json_boolean(s->early_pass), &bad);
     put(o, "early_stop", json_boolean(!s->full_eval), &bad);
+    put(o, "val_order", json_string(s->hardest_first ? "hardest_first" : "random"), &bad);
     put(o, "seed", json_integer((json_int_t)s->seed), &bad);
     put(o, "workers", json_integer(s->workers), &bad);
     put(o, "cache_mb", json_integer(s->cache_mb), &bad);

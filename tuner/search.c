@@ -230,6 +230,7 @@ static void model_key(qt_search *s)
     hmix(&h, &s->spec.alpha, sizeof s->spec.alpha);
     hmix(&h, &s->spec.early_pass, sizeof s->spec.early_pass);
     if (s->spec.full_eval) hmix(&h, "full", 4);     /* (older keys stay valid) */
+    if (s->hval) hmix(&h, "hardest", 7);           /* early stops see other images */
     if (s->spec.kind == QT_JOB_TRAINING) {          /* a training run per candidate */
         uint64_t th = s->train ? qt_dataset_hash(s->train) : 0;
         hmix(&h, &th, sizeof th);
@@ -489,6 +490,8 @@ int qt__feasible(const qt_search *s, const qt_result *r)
 
 typedef struct stopper {
     const qt_search *s;
+    const uint8_t *base; /* the float model's verdicts, in the evaluation's order */
+    int    exact;        /* 1: hardest first, so only the exact stop holds */
     size_t M;            /* images in the split */
     double lo, hi;       /* range of one image's contribution */
     double rest_max0;    /* the largest the remaining sum can be, from image 0 */
@@ -510,14 +513,14 @@ static int early_cb(void *user, const qt_metrics *m, const uint8_t *correct)
     size_t n = m->count;
     if (n >= st->M) return 0;
     double sum = 0, best = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) sum += contrib(s, correct[i], s->base_correct[i]);
+    for (size_t i = 0; i < n; i++) sum += contrib(s, correct[i], st->base[i]);
     for (size_t i = n; i < st->M; i++) {
-        best += contrib(s, 1, s->base_correct[i]);
-        worst += contrib(s, 0, s->base_correct[i]);
+        best += contrib(s, 1, st->base[i]);
+        worst += contrib(s, 0, st->base[i]);
     }
     if (sum + best < -1e-9) { st->stopped = -1; return 1; }          /* exact */
     if (s->spec.early_pass && sum + worst >= 1e-9) { st->stopped = 1; return 1; }
-    if (s->spec.alpha > 0 && n >= 64) {
+    if (!st->exact && s->spec.alpha > 0 && n >= 64) {
         double f = (double)(n - 1) / (double)st->M;
         double eps = (st->hi - st->lo) *
                      sqrt((1.0 - f) * log((double)st->batches / s->spec.alpha) / (2.0 * (double)n));
@@ -590,6 +593,20 @@ const qt_graph *qt__search_ref(const qt_search *s)
     return s->trained ? s->trained : s->g;
 }
 
+/* an evaluation's batches: 256 images; on the hardest-first copy the first
+ * quarter goes in batches of 64, where a failing candidate runs out of
+ * room (on lenet5, r = 0.99, 2000 images, bisection's failing probes stop
+ * after 256-512 images). Every evaluation of d uses the same batches, so
+ * prefixes (keyed by a batch's first image and size) are shared. */
+static void batches(const qt_search *s, const qt_dataset *d, qt_eval_opts *eo)
+{
+    eo->batch = 256;
+    if (d == s->hval) {
+        eo->first_batch = 64;
+        eo->first_images = qt_dataset_count(d) / 4;
+    }
+}
+
 /* an evaluation's prefix reuse and MAC count, around each batch */
 typedef struct prefix_ctx {
     qt_search *s;
@@ -614,8 +631,8 @@ static void prefix_saved(void *user, qt_graph *g, size_t start, int n, int from)
  * counted `times` (2: the float model's, every candidate's start), and the
  * hooks in eo; without a cache or memory, only the MAC count. Release
  * p->sig after the evaluation. */
-static void prefix_begin(qt_search *s, const qt_qconfig *cfg, int times, prefix_ctx *p,
-                         qt_eval_opts *eo)
+static void prefix_begin(qt_search *s, const qt_qconfig *cfg, const qt_dataset *d, int times,
+                         prefix_ctx *p, qt_eval_opts *eo)
 {
     p->s = s;
     p->sig = NULL;
@@ -626,7 +643,10 @@ static void prefix_begin(qt_search *s, const qt_qconfig *cfg, int times, prefix_
     if (!s->pc || !cfg) return;
     int nb = qt__pcache_boundaries(s->pc);
     p->sig = malloc((size_t)(nb ? nb : 1) * sizeof *p->sig);
-    if (p->sig && qt__pcache_sigs(s->pc, cfg, s->spec.seed, p->sig)) {
+    /* batches of the hardest-first copy hold other images than the same
+     * rows of the random order: their prefixes get keys of their own */
+    uint64_t tag = d == s->hval ? 0x6861726465737431ull : 0;
+    if (p->sig && qt__pcache_sigs(s->pc, cfg, s->spec.seed ^ tag, p->sig)) {
         free(p->sig);
         p->sig = NULL;
     }
@@ -642,10 +662,12 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     qt_error err;
     qt_metrics m;
     size_t sub = cand_images(s, c);
-    stopper st = { s, sub ? sub : qt_dataset_count(s->val), 0, 0, 0, 0, 0 };
+    const qt_dataset *d = s->hval && !sub ? s->hval : s->val;
+    stopper st = { s, d == s->hval ? s->hbase_correct : s->base_correct, d == s->hval,
+                   sub ? sub : qt_dataset_count(d), 0, 0, 0, 0, 0 };
     qt_eval_opts eo;
     memset(&eo, 0, sizeof eo);
-    eo.batch = 256;
+    batches(s, d, &eo);
     eo.limit = sub;                   /* the early stop's M is then sub */
     st.batches = (int)((st.M + 255) / 256);
     if (s->spec.relative > 0) { st.lo = -s->spec.relative; st.hi = 1; }
@@ -655,8 +677,8 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     int rc = qt_search_config(s, c, &cfg, &err);
     if (!rc && s->spec.kind == QT_JOB_TRAINING && !(rc = train_copy(s, cfg, NULL, &trained, &err)))
         g = trained;
-    prefix_begin(s, rc || trained ? NULL : cfg, 1, &pctx, &eo);
-    if (!rc) rc = qt_evaluate(g, cfg, s->val, &eo, &m, &err);
+    prefix_begin(s, rc || trained ? NULL : cfg, d, 1, &pctx, &eo);
+    if (!rc) rc = qt_evaluate(g, cfg, d, &eo, &m, &err);
     r->macs = pctx.macs;
     free(pctx.sig);
     qt_qconfig_free(cfg);
@@ -670,6 +692,9 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
     r->images = m.count;
     r->early = m.stopped && st.stopped;
     if (r->early) r->feasible = st.stopped > 0;
+    if (r->early && st.exact)     /* the most (failed) or least (passed) the split could give */
+        r->top1 = (m.top1 * (double)m.count + (r->feasible ? 0.0 : (double)(st.M - m.count))) /
+                  (double)st.M;
     if (m.count && m.nan_count == m.count) {
         r->fail = QT_FAIL_NAN;
         snprintf(r->error, sizeof r->error, "every image's logits hold NaN or inf");
@@ -679,6 +704,52 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
 /* ------------------------------------------------------------------------ */
 /* Set-up                                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* "val_order": "hardest_first": one float pass over the split gives every
+ * image's margin (and s->base_correct, in the random order); s->hval holds
+ * the images by margin, smallest first (wrong ones first, the most wrong
+ * at the head), ties by their place in the split, so the order depends on
+ * the model and data alone */
+typedef struct hard_key { float m; size_t i; } hard_key;
+
+static int hard_cmp(const void *a, const void *b)
+{
+    const hard_key *x = a, *y = b;
+    if (x->m != y->m) return x->m < y->m ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int hardest_first(qt_search *s, qt_graph *ref, qt_error *err)
+{
+    size_t n = qt_dataset_count(s->val);
+    float *mg = malloc((n ? n : 1) * sizeof *mg);
+    hard_key *k = malloc((n ? n : 1) * sizeof *k);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    s->hbase_correct = malloc(n ? n : 1);
+    int rc = QT_OK;
+    if (!mg || !k || !idx || !s->hbase_correct) {
+        rc = qt__fail(err, QT_ENOMEM, -1, "out of memory");
+        goto out;
+    }
+    qt_eval_opts eo;
+    qt_metrics m;
+    memset(&eo, 0, sizeof eo);
+    eo.correct = s->base_correct;
+    eo.margin = mg;
+    if ((rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err))) goto out;
+    for (size_t i = 0; i < n; i++) {
+        k[i].m = isnan(mg[i]) ? -INFINITY : mg[i];
+        k[i].i = i;
+    }
+    qsort(k, n, sizeof *k, hard_cmp);
+    for (size_t i = 0; i < n; i++) idx[i] = k[i].i;
+    rc = qt_dataset_select(s->val, idx, n, &s->hval, err);
+out:
+    free(mg);
+    free(k);
+    free(idx);
+    return rc;
+}
 
 static int finish_setup(qt_search *s, qt_error *err)
 {
@@ -863,16 +934,21 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     }
     s->base_correct = malloc(n ? n : 1);
     if (!s->base_correct) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
+    if (spec->hardest_first && spec->metric == QT_MET_TOP1 &&
+        (rc = hardest_first(s, ref, err)))
+        goto fail;
     qt_eval_opts eo;
     qt_metrics m;
     memset(&eo, 0, sizeof eo);
-    eo.correct = s->base_correct;
+    eo.correct = s->hval ? s->hbase_correct : s->base_correct;
     /* the float model's prefixes are every candidate's until its first
-     * quantized node: keep them */
+     * quantized node: keep them (of the order whole-split candidates see) */
+    const qt_dataset *bd = s->hval ? s->hval : s->val;
+    batches(s, bd, &eo);
     prefix_ctx pctx;
     qt_qconfig *fcfg = s->pc ? qt_qconfig_new(s->g) : NULL;
-    prefix_begin(s, fcfg, 2, &pctx, &eo);
-    rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err);
+    prefix_begin(s, fcfg, bd, 2, &pctx, &eo);
+    rc = qt_evaluate(ref, NULL, bd, &eo, &m, err);
     free(pctx.sig);
     qt_qconfig_free(fcfg);
     if (rc) goto fail;
@@ -920,6 +996,8 @@ void qt_search_free(qt_search *s)
     free(s->hist);
     free(s->coords);
     free(s->base_correct);
+    free(s->hbase_correct);
+    qt_dataset_free(s->hval);
     free(s->sub);
     free(s->suffix_macs);
     qt__pcache_free(s->pc);

@@ -125,6 +125,11 @@ typedef struct qt_job_spec {
     int            early_pass;       /* also stop once a candidate cannot fail */
     int            full_eval;        /* 1: no early stop, every candidate runs
                                         the whole split ("early_stop": false) */
+    int            hardest_first;    /* 1: whole-split candidates see the
+                                        validation images in the float model's
+                                        order of margin, smallest first, and
+                                        only the exact early stop applies
+                                        ("val_order": "hardest_first") */
     uint64_t       seed;             /* stochastic rounding and splits */
     int            workers;          /* evaluation threads (default 1) */
     int            cache_mb;         /* prefix reuse memory in MiB (the JSON

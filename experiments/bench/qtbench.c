@@ -38,14 +38,15 @@
  *                                momentum 0.9, batch 64) of a fresh clone of
  *                                the model over the subset; CASE fp32 or
  *                                qgrad (gradients fixed<16,F,sr>)
- *   tune JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT
+ *   tune JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT ORDER
  *                                run a tuning job in a child process (this
  *                                program with --tune-child) and report its
  *                                wall time, engine work, answer and the
- *                                child's peak RSS (wait4)
+ *                                child's peak RSS (wait4); ORDER is the
+ *                                job's val_order (random, hardest_first)
  *   quit
  *
- * qtbench --tune-child JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT prints the
+ * qtbench --tune-child JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT ORDER prints the
  * same job's JSON itself.
  */
 #include "tuner.h"
@@ -651,7 +652,7 @@ static char *read_text(const char *path)
     return s;
 }
 
-/* argv: JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT */
+/* argv: JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT ORDER */
 static int tune_child(char **a)
 {
     qt_error err = { 0 };
@@ -665,6 +666,7 @@ static int tune_child(char **a)
     json_object_set_new(j, "cache_mb", json_integer(atoi(a[3])));
     json_object_set_new(j, "early_stop", json_boolean(atoi(a[4])));
     if (atoi(a[5]) > 0) json_object_set_new(j, "val_limit", json_integer(atoi(a[5])));
+    json_object_set_new(j, "val_order", json_string(a[6]));
     qt_job_spec sp;
     int rc = qt_job_from_json(j, &sp, &err);
     if (rc) die("job", rc, &err);
@@ -699,8 +701,8 @@ static int tune_child(char **a)
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    json_t *out = json_pack("{s:s, s:i, s:b, s:f, s:f, s:f, s:i, s:i, s:f, s:o}",
-        "strategy", a[2], "cache_mb", atoi(a[3]), "early_stop", atoi(a[4]),
+    json_t *out = json_pack("{s:s, s:i, s:b, s:s, s:f, s:f, s:f, s:i, s:i, s:f, s:o}",
+        "strategy", a[2], "cache_mb", atoi(a[3]), "early_stop", atoi(a[4]), "val_order", a[6],
         "setup_seconds", t1 - t0, "search_seconds", t2 - t1, "seconds", t2 - t0,
         "evaluations", qt_search_evals(s), "computed", qt_search_computed(s),
         "float_val_top1", base->top1, "answer", ans);
@@ -726,7 +728,8 @@ static void cmd_tune(char **a)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
     posix_spawn_file_actions_addclose(&fa, pfd[0]);
-    char *argv[9] = { "/proc/self/exe", "--tune-child", a[0], a[1], a[2], a[3], a[4], a[5], NULL };
+    char *argv[10] = { "/proc/self/exe", "--tune-child", a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+                       NULL };
     char self[4096];
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
     if (sl <= 0) fail("readlink /proc/self/exe%s", "");
@@ -773,10 +776,10 @@ static void cmd_tune(char **a)
 int main(int argc, char **argv)
 {
     qt_runtime_init(argv);   /* OMP_WAIT_POLICY=passive unless set (suite.py sets it) */
-    if (argc >= 8 && !strcmp(argv[1], "--tune-child")) return tune_child(argv + 2);
+    if (argc >= 9 && !strcmp(argv[1], "--tune-child")) return tune_child(argv + 2);
     if (argc != 1) {
         fprintf(stderr, "usage: qtbench   (commands on stdin; see the top of qtbench.c)\n"
-                        "       qtbench --tune-child JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT\n");
+                        "       qtbench --tune-child JOB MODEL STRATEGY CACHE_MB EARLY VAL_LIMIT ORDER\n");
         return 2;
     }
     state S;
@@ -797,7 +800,7 @@ int main(int argc, char **argv)
         else if (!strcmp(t[0], "layer_run")) cmd_layer_run(&S);
         else if (!strcmp(t[0], "trainset") && nt == 3) cmd_trainset(&S, (size_t)atol(t[1]), t[2]);
         else if (!strcmp(t[0], "train") && nt == 2) cmd_train(&S, t[1]);
-        else if (!strcmp(t[0], "tune") && nt == 7) cmd_tune(t + 1);
+        else if (!strcmp(t[0], "tune") && nt == 8) cmd_tune(t + 1);
         else fail("bad command: %s", t[0]);
     }
     free_model(&S);

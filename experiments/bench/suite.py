@@ -634,17 +634,20 @@ def measure_model(a, torch, qt, tmp, name, X, Y, n_test, train, layer_nodes, res
     return out
 
 
-TUNE_VARIANTS = [  # (label, cache_mb, early_stop)
-    ("prefix+early", 256, 1), ("full", 0, 0), ("prefix only", 256, 0), ("early only", 0, 1)]
+TUNE_VARIANTS = [  # (label, cache_mb, early_stop, val_order)
+    ("prefix+early", 256, 1, "random"), ("full", 0, 0, "random"),
+    ("prefix+early, hardest first", 256, 1, "hardest_first"),
+    ("prefix only", 256, 0, "random"), ("early only", 0, 1, "random"),
+    ("early only, hardest first", 0, 1, "hardest_first")]
 
 
 def measure_tuning(a, qt, strat):
     job = os.path.join(REPO, a.job)
     model = os.path.join(REPO, "experiments", "models", "lenet5.qtck")
-    variants = TUNE_VARIANTS if a.tune_all_variants else TUNE_VARIANTS[:2]
+    variants = TUNE_VARIANTS if a.tune_all_variants else TUNE_VARIANTS[:3]
     rows = []
-    for label, cache, early in variants:
-        r = qt("tune", job, model, strat, cache, early, a.tune_val_limit)
+    for label, cache, early, order in variants:
+        r = qt("tune", job, model, strat, cache, early, a.tune_val_limit, order)
         r["variant"] = label
         w = r["work"]
         log("tune %-9s %-12s %5.1f s wall (%4.1f s search), %2d evaluations, %.3g MACs "
@@ -694,19 +697,24 @@ def targets_of(part):
     for r in part["tuning"]:
         by.setdefault(r["strategy"], {})[r["variant"]] = r
     for strat, v in by.items():
-        if "prefix+early" in v and "full" in v:
-            red = v["full"]["work"]["macs"] / max(v["prefix+early"]["work"]["macs"], 1)
-            same = v["full"]["answer"] == v["prefix+early"]["answer"] or (
-                v["full"]["answer"] and v["prefix+early"]["answer"] and
-                v["full"]["answer"]["formats"] == v["prefix+early"]["answer"]["formats"])
+        for pe in ("prefix+early", "prefix+early, hardest first"):
+            if pe not in v or "full" not in v:
+                continue
+            red = v["full"]["work"]["macs"] / max(v[pe]["work"]["macs"], 1)
+            same = v["full"]["answer"] == v[pe]["answer"] or (
+                v["full"]["answer"] and v[pe]["answer"] and
+                v["full"]["answer"]["formats"] == v[pe]["answer"]["formats"])
+            order = "val_order " + v[pe]["val_order"]
             if strat == "bisection":
-                add("lenet5 bisection MACs cut by prefix reuse + early stop", red, ">= 5x, same answer",
-                    red >= 5 and same, "same answer" if same else "ANSWER DIFFERS")
+                add("lenet5 bisection MACs cut by prefix reuse + early stop (%s)" % order, red,
+                    ">= 5x, same answer", red >= 5 and same,
+                    "same answer" if same else "ANSWER DIFFERS")
             else:
-                T.append({"target": "lenet5 %s MACs cut (no target)" % strat, "value": red,
-                          "goal": "-", "met": None, "note": "same answer" if same else "ANSWER DIFFERS"})
+                T.append({"target": "lenet5 %s MACs cut, %s (no target)" % (strat, order),
+                          "value": red, "goal": "-", "met": None,
+                          "note": "same answer" if same else "ANSWER DIFFERS"})
         for lab, r in v.items():
-            if lab == "prefix+early":
+            if lab.startswith("prefix+early"):
                 add("lenet5 %s tuning peak RSS" % strat, r["peak_rss_kib"] / 1024, "<= 1024 MiB",
                     0 < r["peak_rss_kib"] <= 1024 * 1024, "cache_mb %d" % r["cache_mb"])
     return T
