@@ -148,23 +148,58 @@ static inline int32_t sat(int32_t v, int32_t lo, int32_t hi)
 }
 
 /* the deterministic modes: acc[j] (j < n) through K taps, tap k's weight
- * w[k*ws] and operands col[k*ld + j]; one instance per mode so that the
- * rounding is straight-line code in the vectorised loop */
+ * w[k*ws] and operands col[k*ld + j], or col[off[k] + j] with a tap table
+ * (off not NULL: the direct layout of ops_conv.c); one instance per mode
+ * so that the rounding is straight-line code in the vectorised loop. The
+ * lanes run in blocks of IFIX_BLOCK (a constant: the block's accumulators
+ * stay in registers through all K taps, instead of a load and a store per
+ * tap, whose chain bounds short rows), then the rest tap by tap. */
+#define TAP(k) (off ? off[k] : (k) * ld)
+#define IFIX_BLOCK 32
+/* GCC's loop interchange and unroll-and-jam would rearrange a block's
+ * tap and lane loops into scalar code (~30x slower): off for the lane
+ * kernels */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-loop-interchange", "no-loop-unroll-and-jam")
+#endif
 #define IFIX_LANES(NAME, MODE)                                               \
-    QT_CLONES static void NAME(int32_t *restrict acc, size_t n,              \
-                               const int32_t *restrict w, size_t ws,         \
-                               size_t K, const int32_t *restrict col,        \
-                               size_t ld, int F, int32_t lo, int32_t hi)     \
+    static inline __attribute__((always_inline)) void                        \
+    NAME##_run(int32_t *restrict acc, size_t n, const int32_t *restrict w,   \
+               size_t ws, size_t K, const int32_t *restrict col, size_t ld,  \
+               const size_t *restrict off, rk r, int32_t lo, int32_t hi)     \
     {                                                                        \
-        const rk r = rk_of(F);                                               \
         for (size_t k = 0; k < K; k++) {                                     \
             const int32_t wk = w[k * ws];                                    \
-            const int32_t *restrict c = col + k * ld;                        \
+            const int32_t *restrict c = col + TAP(k);                        \
             for (size_t j = 0; j < n; j++) {                                 \
                 int32_t p = sat(rnd_shift(wk * c[j], r, MODE, 0), lo, hi);   \
                 acc[j] = sat(acc[j] + p, lo, hi);                            \
             }                                                                \
         }                                                                    \
+    }                                                                        \
+    QT_CLONES static void NAME(int32_t *restrict acc, size_t n,              \
+                               const int32_t *restrict w, size_t ws,         \
+                               size_t K, const int32_t *restrict col,        \
+                               size_t ld, const size_t *restrict off,        \
+                               int F, int32_t lo, int32_t hi)                \
+    {                                                                        \
+        const rk r = rk_of(F);                                               \
+        size_t j = 0;                                                        \
+        for (; j + IFIX_BLOCK <= n; j += IFIX_BLOCK) {                       \
+            int32_t a[IFIX_BLOCK];                                           \
+            memcpy(a, acc + j, sizeof a);                                    \
+            NAME##_run(a, IFIX_BLOCK, w, ws, K, col + j, ld, off, r, lo, hi);\
+            memcpy(acc + j, a, sizeof a);                                    \
+        }                                                                    \
+        if (j + IFIX_BLOCK / 2 <= n) {                                       \
+            int32_t a[IFIX_BLOCK / 2];                                       \
+            memcpy(a, acc + j, sizeof a);                                    \
+            NAME##_run(a, IFIX_BLOCK / 2, w, ws, K, col + j, ld, off, r, lo, hi); \
+            memcpy(acc + j, a, sizeof a);                                    \
+            j += IFIX_BLOCK / 2;                                             \
+        }                                                                    \
+        if (j < n) NAME##_run(acc + j, n - j, w, ws, K, col + j, ld, off, r, lo, hi); \
     }
 
 IFIX_LANES(lanes_rne, QT_RNE)
@@ -176,13 +211,13 @@ IFIX_LANES(lanes_rz, QT_RZ)
  * (the sums are exact: their words are never needed) */
 QT_CLONES static void lanes_sr(int32_t *restrict acc, size_t n, const int32_t *restrict w,
                                size_t ws, size_t K, const int32_t *restrict col, size_t ld,
-                               int F, int32_t lo, int32_t hi, qt_rkey key, uint64_t idx0,
-                               uint64_t lstride)
+                               const size_t *restrict off, int F, int32_t lo, int32_t hi,
+                               qt_rkey key, uint64_t idx0, uint64_t lstride)
 {
     const rk rc = rk_of(F);
     for (size_t k = 0; k < K; k++) {
         const int32_t wk = w[k * ws];
-        const int32_t *restrict c = col + k * ld;
+        const int32_t *restrict c = col + TAP(k);
         const uint64_t base = idx0 + 2 * (uint64_t)k;
         for (size_t j = 0; j < n; j++) {
             uint32_t r = qt_rand32_k(key, base + (uint64_t)j * lstride);
@@ -192,18 +227,32 @@ QT_CLONES static void lanes_sr(int32_t *restrict acc, size_t n, const int32_t *r
     }
 }
 
+static void dot_any(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t ws,
+                    size_t K, const int32_t *col, size_t ld, const size_t *off, qt_rkey key,
+                    uint64_t idx0, uint64_t lstride)
+{
+    switch (k->round) {
+    case QT_RNE: lanes_rne(acc, n, w, ws, K, col, ld, off, k->F, k->lo, k->hi); break;
+    case QT_RNA: lanes_rna(acc, n, w, ws, K, col, ld, off, k->F, k->lo, k->hi); break;
+    case QT_RD:  lanes_rd(acc, n, w, ws, K, col, ld, off, k->F, k->lo, k->hi); break;
+    case QT_RZ:  lanes_rz(acc, n, w, ws, K, col, ld, off, k->F, k->lo, k->hi); break;
+    default:
+        lanes_sr(acc, n, w, ws, K, col, ld, off, k->F, k->lo, k->hi, key, idx0, lstride);
+    }
+}
+
 void qt__ifix_dot(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t ws,
                   size_t K, const int32_t *col, size_t ld, qt_rkey key, uint64_t idx0,
                   uint64_t lstride)
 {
-    switch (k->round) {
-    case QT_RNE: lanes_rne(acc, n, w, ws, K, col, ld, k->F, k->lo, k->hi); break;
-    case QT_RNA: lanes_rna(acc, n, w, ws, K, col, ld, k->F, k->lo, k->hi); break;
-    case QT_RD:  lanes_rd(acc, n, w, ws, K, col, ld, k->F, k->lo, k->hi); break;
-    case QT_RZ:  lanes_rz(acc, n, w, ws, K, col, ld, k->F, k->lo, k->hi); break;
-    default:
-        lanes_sr(acc, n, w, ws, K, col, ld, k->F, k->lo, k->hi, key, idx0, lstride);
-    }
+    dot_any(k, acc, n, w, ws, K, col, ld, NULL, key, idx0, lstride);
+}
+
+void qt__ifix_dot_taps(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t K,
+                       const int32_t *x, const size_t *off, qt_rkey key, uint64_t idx0,
+                       uint64_t lstride)
+{
+    dot_any(k, acc, n, w, 1, K, x, 0, off, key, idx0, lstride);
 }
 
 /* the 16-bit lanes (k->narrow: a deterministic mode, every product and its
@@ -227,37 +276,75 @@ static inline int16_t sat16(int16_t v, int16_t lo, int16_t hi)
 }
 
 #define IFIX_LANES16(NAME, MODE)                                             \
-    QT_CLONES_BW static void NAME(int16_t *restrict acc, size_t n,              \
-                               const int16_t *restrict w, size_t ws,         \
-                               size_t K, const int16_t *restrict col,        \
-                               size_t ld, int F, int16_t lo, int16_t hi)     \
+    static inline __attribute__((always_inline)) void                        \
+    NAME##_run(int16_t *restrict acc, size_t n, const int16_t *restrict w,   \
+               size_t ws, size_t K, const int16_t *restrict col, size_t ld,  \
+               const size_t *restrict off, rk r, int16_t lo, int16_t hi)     \
     {                                                                        \
-        const rk r = rk_of(F & 15);   /* F <= 14: a 16-bit shift count */    \
         for (size_t k = 0; k < K; k++) {                                     \
             const int16_t wk = w[k * ws];                                    \
-            const int16_t *restrict c = col + k * ld;                        \
+            const int16_t *restrict c = col + TAP(k);                        \
             for (size_t j = 0; j < n; j++) {                                 \
                 int16_t p = sat16(rnd16((int16_t)(wk * c[j]), r, MODE), lo, hi); \
                 acc[j] = sat16((int16_t)(acc[j] + p), lo, hi);               \
             }                                                                \
         }                                                                    \
+    }                                                                        \
+    QT_CLONES_BW static void NAME(int16_t *restrict acc, size_t n,           \
+                               const int16_t *restrict w, size_t ws,         \
+                               size_t K, const int16_t *restrict col,        \
+                               size_t ld, const size_t *restrict off,        \
+                               int F, int16_t lo, int16_t hi)                \
+    {                                                                        \
+        const rk r = rk_of(F & 15);   /* F <= 14: a 16-bit shift count */    \
+        size_t j = 0;                                                        \
+        for (; j + 2 * IFIX_BLOCK <= n; j += 2 * IFIX_BLOCK) {               \
+            int16_t a[2 * IFIX_BLOCK];                                       \
+            memcpy(a, acc + j, sizeof a);                                    \
+            NAME##_run(a, 2 * IFIX_BLOCK, w, ws, K, col + j, ld, off, r, lo, hi); \
+            memcpy(acc + j, a, sizeof a);                                    \
+        }                                                                    \
+        if (j + IFIX_BLOCK <= n) {                                           \
+            int16_t a[IFIX_BLOCK];                                           \
+            memcpy(a, acc + j, sizeof a);                                    \
+            NAME##_run(a, IFIX_BLOCK, w, ws, K, col + j, ld, off, r, lo, hi);\
+            memcpy(acc + j, a, sizeof a);                                    \
+            j += IFIX_BLOCK;                                                 \
+        }                                                                    \
+        if (j < n) NAME##_run(acc + j, n - j, w, ws, K, col + j, ld, off, r, lo, hi); \
     }
 
 IFIX_LANES16(lanes16_rne, QT_RNE)
 IFIX_LANES16(lanes16_rna, QT_RNA)
 IFIX_LANES16(lanes16_rd, QT_RD)
 IFIX_LANES16(lanes16_rz, QT_RZ)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+#undef TAP
+
+static void dot16_any(const qt_ifix *k, int16_t *acc, size_t n, const int16_t *w, size_t ws,
+                      size_t K, const int16_t *col, size_t ld, const size_t *off)
+{
+    const int16_t lo = (int16_t)k->lo, hi = (int16_t)k->hi;
+    switch (k->round) {
+    case QT_RNE: lanes16_rne(acc, n, w, ws, K, col, ld, off, k->F, lo, hi); break;
+    case QT_RNA: lanes16_rna(acc, n, w, ws, K, col, ld, off, k->F, lo, hi); break;
+    case QT_RD:  lanes16_rd(acc, n, w, ws, K, col, ld, off, k->F, lo, hi); break;
+    default:     lanes16_rz(acc, n, w, ws, K, col, ld, off, k->F, lo, hi);
+    }
+}
 
 void qt__ifix_dot16(const qt_ifix *k, int16_t *acc, size_t n, const int16_t *w, size_t ws,
                     size_t K, const int16_t *col, size_t ld)
 {
-    const int16_t lo = (int16_t)k->lo, hi = (int16_t)k->hi;
-    switch (k->round) {
-    case QT_RNE: lanes16_rne(acc, n, w, ws, K, col, ld, k->F, lo, hi); break;
-    case QT_RNA: lanes16_rna(acc, n, w, ws, K, col, ld, k->F, lo, hi); break;
-    case QT_RD:  lanes16_rd(acc, n, w, ws, K, col, ld, k->F, lo, hi); break;
-    default:     lanes16_rz(acc, n, w, ws, K, col, ld, k->F, lo, hi);
-    }
+    dot16_any(k, acc, n, w, ws, K, col, ld, NULL);
+}
+
+void qt__ifix_dot16_taps(const qt_ifix *k, int16_t *acc, size_t n, const int16_t *w, size_t K,
+                         const int16_t *x, const size_t *off)
+{
+    dot16_any(k, acc, n, w, 1, K, x, 0, off);
 }
 
 void qt__ifix_finish16(const qt_ifix *k, const int16_t *acc, size_t n, const int16_t *bias,

@@ -73,8 +73,10 @@
  * see engine.h and forward_intrinsic below. EACH on fixed point (up to 16
  * bits, saturating) runs as integers instead (forward_intrinsic_int,
  * intr_fixed.c), with the same bits; the loops stay as the fallback and as
- * the tests' oracle. Its operands and column tiles live in save, like the
- * float paths' scratch.
+ * the tests' oracle. Stride-1 1-D and 2-D layers with a deterministic
+ * rounding read zero-padded copies of the operand planes in place (the
+ * direct layout, int_direct); the others gather column tiles. Operands,
+ * planes and tiles live in save, like the float paths' scratch.
  */
 #include "internal.h"
 
@@ -758,6 +760,197 @@ GATHER_TILE(gather_tile, int32_t)
 GATHER_TILE(gather_tile16, int16_t)
 #undef GATHER_TILE
 
+/* The integer direct layout (stride 1, 1-D and 2-D layers): per folded
+ * sample every input channel's operands are padded once into an Hp x Wp
+ * plane (zeros in the padding, exact: see intr_fixed.c), and lane j =
+ * oy*Wp + ox runs over the whole output plane, lanes (Ho-1)*Wp + Wo; the
+ * lanes with ox >= Wo are computed from operands in the planes and
+ * dropped. Tap (ci, ky, kx) of lane j is then plane ci at j + ky*dh*Wp +
+ * kx*dw: a fixed offset per tap (off[k], k in the documented order), so
+ * the dot kernels read the planes in place instead of a gathered tile. The
+ * last lane's last tap reads the plane's last element (whole vectors read
+ * on: IVEC below). */
+typedef struct igeom {
+    size_t Wp, cs;           /* padded row; elements per channel plane, Hp*Wp */
+    size_t lanes;            /* (Ho-1)*Wp + Wo */
+    size_t tl, tiles;        /* lanes per tile (at most cap), tiles per sample */
+} igeom;
+
+/* the kernels run whole vectors: a tile's lanes rounded up to IVEC (the
+ * extra lanes read on into the next planes, or the zeroed slack of IVEC
+ * elements after the batch's planes, and are dropped like ox >= Wo) */
+#define IVEC 32
+
+/* 1 if the direct layout runs this layer: stride 1, 1-D and 2-D, and a
+ * deterministic rounding (stochastic words are indexed by p = oy*Wo + ox,
+ * not by lane: SR stays on the tiles of output positions) */
+static int idirect_ok(const geom *G, const qt_ifix *k)
+{
+    return flat_of(G) && G->sh == 1 && G->sw == 1 && k->round != QT_SR;
+}
+
+/* the layout, with tiles of at most cap lanes (cap a multiple of IVEC), of
+ * about equal size in whole vectors */
+static void igeom_of(const geom *G, size_t cap, igeom *D)
+{
+    size_t Hp = (size_t)(G->Ho - 1) + (size_t)(G->kh - 1) * G->dh + 1;
+    D->Wp = (size_t)(G->Wo - 1) + (size_t)(G->kw - 1) * G->dw + 1;
+    D->cs = Hp * D->Wp;
+    D->lanes = (size_t)(G->Ho - 1) * D->Wp + G->Wo;
+    size_t t = (D->lanes + cap - 1) / cap;
+    size_t tl = ((D->lanes + t - 1) / t + IVEC - 1) & ~(size_t)(IVEC - 1);
+    D->tl = tl < cap ? tl : cap;
+    D->tiles = (D->lanes + D->tl - 1) / D->tl;
+}
+
+/* the tap table: off[((ci*kh + ky)*kw + kx] = ci*cs + ky*dh*Wp + kx*dw */
+static void itaps_of(const geom *G, const igeom *D, size_t *off)
+{
+    for (size_t ci = 0, t = 0; ci < (size_t)G->Cg; ci++)
+        for (size_t ky = 0; ky < (size_t)G->kh; ky++)
+            for (size_t kx = 0; kx < (size_t)G->kw; kx++, t++)
+                off[t] = ci * D->cs + ky * G->dh * D->Wp + kx * G->dw;
+}
+
+/* dst[i][j] (i < hp, j < wp) = src[i - top][j - left] inside the h x w
+ * source, 0 elsewhere; elements of esz bytes (integer operands) */
+static void pad_ints(const void *src, size_t esz, int h, int w, int top, int left, size_t hp,
+                     size_t wp, void *dst)
+{
+    const char *sc = src;
+    char *d = dst;
+    size_t j0 = (size_t)left < wp ? (size_t)left : wp;
+    size_t j1 = (size_t)w + (size_t)left < wp ? (size_t)w + (size_t)left : wp;
+    for (size_t i = 0; i < hp; i++, d += wp * esz) {
+        long sy = (long)i - top;
+        if (sy < 0 || sy >= h) {
+            memset(d, 0, wp * esz);
+            continue;
+        }
+        memset(d, 0, j0 * esz);
+        memcpy(d + j0 * esz, sc + ((size_t)sy * (size_t)w) * esz, (j1 - j0) * esz);
+        memset(d + j1 * esz, 0, (wp - j1) * esz);
+    }
+}
+
+/* the N folded samples' operands xq [N][C][H][W] into their planes xp
+ * [N][C][Hp][Wp], then IVEC zeros */
+static void pad_operands(const geom *G, const igeom *D, const void *xq, size_t esz, size_t N,
+                         void *xp)
+{
+    const size_t nc = N * (size_t)G->C, hp = D->cs / D->Wp;
+    #pragma omp parallel for schedule(static) if (nc * D->cs > 65536)
+    for (size_t i = 0; i < nc; i++)
+        pad_ints((const char *)xq + i * G->plane * esz, esz, G->H, G->W, G->pt, G->pl, hp,
+                 D->Wp, (char *)xp + i * D->cs * esz);
+    memset((char *)xp + nc * D->cs * esz, 0, IVEC * esz);
+}
+
+/* the output rows of the lanes [j0, j0 + m): row oy holds lanes oy*Wp +
+ * [a, b), b <= Wo (oy < Ho since j0 + m <= lanes); *oy counts up from
+ * j0 / Wp, 0 when there is none left */
+static int irow_next(const igeom *D, size_t Wo, size_t j0, size_t m, size_t *oy, size_t *a,
+                     size_t *b)
+{
+    for (; *oy * D->Wp < j0 + m; ++*oy) {
+        size_t r = *oy * D->Wp;
+        *a = j0 > r ? j0 - r : 0;
+        *b = j0 + m - r < Wo ? j0 + m - r : Wo;
+        if (*a < *b) return 1;
+    }
+    return 0;
+}
+
+/* the direct layout with 16-bit operands (k->narrow: deterministic) */
+static int int_direct16(qt_opctx *c, const geom *G, const qt_ifix *k, const igeom *D,
+                        const size_t *off, int16_t *xq)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
+    const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
+    const size_t Wo = (size_t)G->Wo, gs = (size_t)G->Cg * D->cs, ps = (size_t)G->C * D->cs;
+    const float *B = n->p[QT_P_B].size ? c->b : NULL;
+    int16_t *xp = xq + N * G->in_per, *wq = xp + N * ps + IVEC, *bq = wq + O * K;
+    float *Y = n->out.data;
+    int rc = qt__ifix_operands16_par(f, k, in->out.data, xq, N * G->in_per);
+    if (!rc) rc = qt__ifix_operands16_par(f, k, c->w, wq, O * K);
+    if (!rc && B) rc = qt__ifix_operands16_par(f, k, B, bq, O);
+    if (rc) return rc;
+    pad_operands(G, D, xq, sizeof *xq, N, xp);
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (size_t t = 0; t < N * D->tiles; t++) {
+        size_t s = t / D->tiles, j0 = (t % D->tiles) * D->tl;
+        size_t m = D->lanes - j0 < D->tl ? D->lanes - j0 : D->tl;
+        size_t mv = (m + IVEC - 1) & ~(size_t)(IVEC - 1);   /* <= tl */
+        int16_t acc[512];
+        for (size_t co = 0; co < O; co++) {
+            memset(acc, 0, mv * sizeof *acc);
+            qt__ifix_dot16_taps(k, acc, mv, wq + co * K, K,
+                                xp + s * ps + co / (size_t)G->Og * gs + j0, off);
+            float *y = Y + (s * O + co) * P;
+            for (size_t oy = j0 / D->Wp, a, b; irow_next(D, Wo, j0, m, &oy, &a, &b); oy++)
+                qt__ifix_finish16(k, acc + oy * D->Wp + a - j0, b - a, B ? bq + co : NULL,
+                                  y + oy * Wo + a, 1);
+        }
+    }
+    return QT_OK;
+}
+
+/* the direct layout with 32-bit operands (a deterministic mode) */
+static int int_direct32(qt_opctx *c, const geom *G, const qt_ifix *k, const igeom *D,
+                        const size_t *off, int32_t *xq)
+{
+    qt_node *n = c->n, *in = qt__in(c, 0);
+    const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
+    const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
+    const size_t Wo = (size_t)G->Wo, gs = (size_t)G->Cg * D->cs, ps = (size_t)G->C * D->cs;
+    const float *B = n->p[QT_P_B].size ? c->b : NULL;
+    int32_t *xp = xq + N * G->in_per, *wq = xp + N * ps + IVEC, *bq = wq + O * K;
+    float *Y = n->out.data;
+    int rc = qt__ifix_operands_par(f, k, in->out.data, xq, N * G->in_per);
+    if (!rc) rc = qt__ifix_operands_par(f, k, c->w, wq, O * K);
+    if (!rc && B) rc = qt__ifix_operands_par(f, k, B, bq, O);
+    if (rc) return rc;
+    pad_operands(G, D, xq, sizeof *xq, N, xp);
+    const qt_rkey key = { 0 };   /* no words drawn */
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (size_t t = 0; t < N * D->tiles; t++) {
+        size_t s = t / D->tiles, j0 = (t % D->tiles) * D->tl;
+        size_t m = D->lanes - j0 < D->tl ? D->lanes - j0 : D->tl;
+        size_t mv = (m + IVEC - 1) & ~(size_t)(IVEC - 1);   /* <= tl */
+        int32_t acc[256];
+        for (size_t co = 0; co < O; co++) {
+            const int32_t *w = wq + co * K;
+            const int32_t *x = xp + s * ps + co / (size_t)G->Og * gs + j0;
+            float *y = Y + (s * O + co) * P;
+            memset(acc, 0, mv * sizeof *acc);
+            qt__ifix_dot_taps(k, acc, mv, w, K, x, off, key, 0, 0);
+            for (size_t oy = j0 / D->Wp, a, b; irow_next(D, Wo, j0, m, &oy, &a, &b); oy++)
+                qt__ifix_finish(k, acc + oy * D->Wp + a - j0, b - a, B ? bq + co : NULL,
+                                y + oy * Wo + a, 1);
+        }
+    }
+    return QT_OK;
+}
+
+/* the direct layout's scratch in save: the tap table, the operands of the
+ * batch, their planes and slack, the weights and the bias (int32 or int16) */
+static int int_direct(qt_opctx *c, const geom *G, const qt_ifix *k)
+{
+    qt_node *n = c->n;
+    igeom D;
+    igeom_of(G, k->narrow ? 512 : 256, &D);
+    const size_t batch = (size_t)c->g->batch, K = G->Kg;
+    const size_t noff = (K * sizeof(size_t) + sizeof(float) - 1) / sizeof(float);
+    const size_t per = G->L * (G->in_per + (size_t)G->C * D.cs);
+    const size_t fixed = noff + IVEC + (size_t)G->O * K + (size_t)G->O;
+    if (qt__scratch(c, &n->save, per + (fixed + batch - 1) / batch)) return oom(c);
+    size_t *off = (size_t *)(void *)n->save.data;
+    itaps_of(G, &D, off);
+    void *ops = n->save.data + noff;
+    return k->narrow ? int_direct16(c, G, k, &D, off, ops) : int_direct32(c, G, k, &D, off, ops);
+}
+
 /* intrinsic forward, EACH or FINAL (engine.h): one output element at a time
  * in the documented order; EACH's operands (input, weights, bias) rounded to
  * f by qt__operand (no random word); with sf = sample_base*L + s the folded
@@ -768,12 +961,13 @@ GATHER_TILE(gather_tile16, int16_t)
  *   + 2Kg (FINAL: the rounded dot product), + 2Kg+1 (the bias add)
  * (for 2-D and L = 1 exactly the former (sample, co, oy, ox) indexing) */
 /* EACH on fixed point as integers (intr_fixed.c), the same bits as the
- * loops of forward_intrinsic: per (folded sample, tile of output
- * positions), the tile's taps are gathered once (col[r][j], r = ci*kk +
- * tap, zeros in the padding: see intr_fixed.c) and every output channel
- * runs through them with the tile's positions as lanes (16-bit lanes when
- * the format allows: then a tile may span samples). QT_ERANGE (nothing
- * written) when the format or the operands need the reference loops. */
+ * loops of forward_intrinsic: the direct layout when idirect_ok (above);
+ * otherwise per (folded sample, tile of output positions), the tile's taps
+ * are gathered once (col[r][j], r = ci*kk + tap, zeros in the padding: see
+ * intr_fixed.c) and every output channel runs through them with the tile's
+ * positions as lanes (16-bit lanes when the format allows: then a tile may
+ * span samples). QT_ERANGE (nothing written) when the format or the
+ * operands need the reference loops. */
 
 static int forward_intrinsic_int(qt_opctx *c, const geom *G)
 {
@@ -781,6 +975,7 @@ static int forward_intrinsic_int(qt_opctx *c, const geom *G)
     const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
     qt_ifix k;
     if (!qt__ifix_of(f, &k)) return QT_ERANGE;
+    if (idirect_ok(G, &k)) return int_direct(c, G, &k);
     size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
     size_t nw = O * K, rows = G->rows;
     const float *B = n->p[QT_P_B].size ? c->b : NULL;

@@ -1191,6 +1191,44 @@ static void t_intrinsic_int_conv(void **st)
     }
 }
 
+/* one conv of input dims[0..rank) (batch N) and attributes a under the
+ * intrinsic format fmt (operands of about +-range, weights and bias drawn
+ * from s, some inputs NaN/inf when bad): the fast path against the
+ * reference, bit for bit; 0 (nothing run) when the layer has no output
+ * position */
+static int conv_vs_ref(uint64_t *s, int rank, const int *dims, int N, const qt_attr *a,
+                       const char *fmt, double range, uint64_t seed, int bad, const char *what)
+{
+    qt_error err;
+    qt_graph *g = qt_graph_new();
+    assert_non_null(g);
+    int in = qt_graph_input_nd(g, "x", rank, dims, &err);
+    if (in < 0) fail_msg("%s", err.text);
+    int id = qt_graph_add(g, QT_OP_CONV, "conv1", &in, 1, a, &err);
+    if (id < 0) {
+        qt_graph_free(g);
+        return 0;
+    }
+    char json[160];
+    float wr = (float)(range * rng_unif(s, 0.1f, 2.0f));
+    qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
+    fill(s, W->data, W->size, -wr, wr);
+    if (B) fill(s, B->data, B->size, -wr, wr);
+    snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmt);
+    qt_qconfig *cfg;
+    if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+    qt_qconfig_set_seed(cfg, seed);
+    size_t nx = (size_t)N * qt_graph_node_size(g, 0);
+    float *x = malloc(nx * sizeof *x);
+    assert_non_null(x);
+    ifix_input(s, x, nx, range, bad);
+    fast_vs_ref(g, cfg, x, N, what);
+    free(x);
+    qt_qconfig_free(cfg);
+    qt_graph_free(g);
+    return 1;
+}
+
 /* 1-, 2- and 3-D convolutions with leading dims folded into the batch,
  * groups, strides, dilations and padding, on planes of several tiles (a
  * tile starts inside an output row): the integer kernel's gather */
@@ -1219,39 +1257,64 @@ static void t_intrinsic_int_conv_nd(void **st)
         a.groups = gc == 0 ? 1 : gc == 1 ? C : (C % 2 ? 1 : 2);
         a.out = a.groups * rng_int(&s, 1, 3);
         a.bias = rng_int(&s, 0, 1);
-        qt_error err;
-        qt_graph *g = qt_graph_new();
-        assert_non_null(g);
-        int in = qt_graph_input_nd(g, "x", rank, dims, &err);
-        if (in < 0) fail_msg("%s", err.text);
-        int id = qt_graph_add(g, QT_OP_CONV, "conv1", &in, 1, &a, &err);
-        if (id < 0) {   /* no output position: draw again */
-            qt_graph_free(g);
-            it--;
-            continue;
-        }
-        char fmt[48], json[160], what[200];
+        char fmt[48], what[200];
         double range;
         random_ifix(&s, fmt, sizeof fmt, &range);
-        float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
-        qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
-        fill(&s, W->data, W->size, -wr, wr);
-        if (B) fill(&s, B->data, B->size, -wr, wr);
-        snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmt);
-        qt_qconfig *cfg;
-        if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
-        qt_qconfig_set_seed(cfg, 300 + (uint64_t)it);
-        size_t nx = (size_t)N * qt_graph_node_size(g, 0);
-        float *x = malloc(nx * sizeof *x);
-        assert_non_null(x);
-        ifix_input(&s, x, nx, range, it % 16 == 15);
         snprintf(what, sizeof what, "%d-D lead %d C %d dims %d..%d k %d s %d d %d p %d,%d g %d "
                  "o %d %s", S, lead, C, dims[rank - S], dims[rank - 1], a.kernel[0],
                  a.stride[0], a.dilation[0], a.pad[0], a.pad[S], a.groups, a.out, fmt);
-        fast_vs_ref(g, cfg, x, N, what);
-        free(x);
-        qt_qconfig_free(cfg);
-        qt_graph_free(g);
+        if (!conv_vs_ref(&s, rank, dims, N, &a, fmt, range, 300 + (uint64_t)it, it % 16 == 15,
+                         what))
+            it--;                         /* no output position: draw again */
+    }
+}
+
+/* stride-1 1-D and 2-D convolutions: the integer direct layout (padded
+ * planes read in place, lanes oy*Wp + ox) for 16-bit (W <= 8) and 32-bit
+ * (W 12, 16) lanes, and stochastic rounding (the tiles of output
+ * positions), with paddings 0..2 (asymmetric too), kernels 1, 3 and 5,
+ * groups, odd widths and planes of several tiles */
+static void t_intrinsic_int_conv_direct(void **st)
+{
+    (void)st;
+    static const char *const rnd[] = { "rne", "rna", "rd", "rz", "sr" };
+    static const int ks[] = { 1, 3, 5 };
+    uint64_t s = 83;
+    for (int it = 0; it < 120; it++) {
+        int S = it % 8 == 7 ? 1 : 2, C = rng_int(&s, 1, 8), N = rng_int(&s, 1, 3);
+        int dims[3], rank = 0;
+        dims[rank++] = C;
+        for (int i = 0; i < S; i++)
+            dims[rank++] = S == 1 ? rng_int(&s, 5, 700) : rng_int(&s, 1, 3) == 1
+                                                             ? rng_int(&s, 20, 41)
+                                                             : rng_int(&s, 3, 15);
+        qt_attr a;
+        memset(&a, 0, sizeof a);
+        for (int i = 0; i < S; i++) {
+            a.kernel[i] = ks[rng_int(&s, 0, 2)];
+            a.stride[i] = 1;
+            a.dilation[i] = it % 10 == 9 ? 2 : 1;
+            a.pad[i] = rng_int(&s, 0, 2);
+            a.pad[S + i] = rng_int(&s, 0, 3) == 0 ? rng_int(&s, 0, 2) : a.pad[i];
+        }
+        int gc = rng_int(&s, 0, 2);
+        a.groups = gc == 0 ? 1 : gc == 1 ? C : (C % 2 ? 1 : 2);
+        a.out = a.groups * rng_int(&s, 1, 4);
+        a.bias = rng_int(&s, 0, 1);
+        /* W 8 (16-bit lanes) or 12, 16 (32-bit), every mode */
+        static const int Ws[] = { 8, 8, 12, 16 };
+        int W = Ws[rng_int(&s, 0, 3)], F = rng_int(&s, 0, W == 8 ? 7 : 12);
+        int u = W == 8 && rng_int(&s, 0, 3) == 0;
+        char fmt[48], what[200];
+        snprintf(fmt, sizeof fmt, "%s<%d,%d,%s>", u ? "ufixed" : "fixed", u ? 7 : W, F,
+                 rnd[rng_int(&s, 0, 4)]);
+        double range = ldexp(1.0, (u ? 7 : W - 1) - F);
+        snprintf(what, sizeof what, "%d-D N %d C %d dims %dx%d k %d d %d p %d,%d g %d o %d %s",
+                 S, N, C, dims[1], dims[rank - 1], a.kernel[0], a.dilation[0], a.pad[0],
+                 a.pad[S], a.groups, a.out, fmt);
+        if (!conv_vs_ref(&s, rank, dims, N, &a, fmt, range, 500 + (uint64_t)it, it % 16 == 15,
+                         what))
+            it--;                         /* no output position: draw again */
     }
 }
 
@@ -1416,6 +1479,7 @@ int main(void)
         cmocka_unit_test(t_determinism),
         cmocka_unit_test(t_intrinsic_int_conv),
         cmocka_unit_test(t_intrinsic_int_conv_nd),
+        cmocka_unit_test(t_intrinsic_int_conv_direct),
         cmocka_unit_test(t_intrinsic_int_dense),
         cmocka_unit_test(t_intrinsic_int_narrow_edges),
         cmocka_unit_test(t_intrinsic_int_resnet),
