@@ -163,17 +163,61 @@ static inline int32_t sat(int32_t v, int32_t lo, int32_t hi)
 #pragma GCC push_options
 #pragma GCC optimize("no-loop-interchange", "no-loop-unroll-and-jam")
 #endif
+/* whether a product needs its clamp: with the weights in [wmin, wmax] and
+ * the operands in [lo, hi], every product lies in [pmin, pmax] and rounds
+ * (in any mode) into [pmin >> F, (pmax + 2^F - 1) >> F]; inside [lo, hi]
+ * the clamp is the identity, and the kernels run without it (two vector
+ * operations of the eleven per tap). One of w32, w16 is set. */
+static int prod_clamp(const int32_t *w32, const int16_t *w16, size_t ws, size_t K, int F,
+                      int32_t lo, int32_t hi)
+{
+    int64_t wmin = 0, wmax = 0;
+    for (size_t k = 0; k < K; k++) {
+        int64_t v = w32 ? w32[k * ws] : w16[k * ws];
+        wmin = v < wmin ? v : wmin;
+        wmax = v > wmax ? v : wmax;
+    }
+    int64_t c[4] = { wmin * lo, wmin * hi, wmax * lo, wmax * hi }, pmin = c[0], pmax = c[0];
+    for (int i = 1; i < 4; i++) {
+        pmin = c[i] < pmin ? c[i] : pmin;
+        pmax = c[i] > pmax ? c[i] : pmax;
+    }
+    return (pmin >> F) < lo || ((pmax + ((int64_t)1 << F) - 1) >> F) > hi;
+}
+
+/* the lane blocks of a kernel NAME##_run with the product clamp PC on or
+ * off: blocks of B lanes, then of B/2, then the rest */
+#define IFIX_BLOCKS(NAME, T, PC, B)                                          \
+    {                                                                        \
+        size_t j = 0;                                                        \
+        for (; j + (B) <= n; j += (B)) {                                     \
+            T a[B];                                                          \
+            memcpy(a, acc + j, sizeof a);                                    \
+            NAME##_run(a, (B), w, ws, K, col + j, ld, off, r, lo, hi, PC);   \
+            memcpy(acc + j, a, sizeof a);                                    \
+        }                                                                    \
+        if (j + (B) / 2 <= n) {                                              \
+            T a[(B) / 2];                                                    \
+            memcpy(a, acc + j, sizeof a);                                    \
+            NAME##_run(a, (B) / 2, w, ws, K, col + j, ld, off, r, lo, hi, PC); \
+            memcpy(acc + j, a, sizeof a);                                    \
+            j += (B) / 2;                                                    \
+        }                                                                    \
+        if (j < n) NAME##_run(acc + j, n - j, w, ws, K, col + j, ld, off, r, lo, hi, PC); \
+    }
+
 #define IFIX_LANES(NAME, MODE)                                               \
     static inline __attribute__((always_inline)) void                        \
     NAME##_run(int32_t *restrict acc, size_t n, const int32_t *restrict w,   \
                size_t ws, size_t K, const int32_t *restrict col, size_t ld,  \
-               const size_t *restrict off, rk r, int32_t lo, int32_t hi)     \
+               const size_t *restrict off, rk r, int32_t lo, int32_t hi, int pc)\
     {                                                                        \
         for (size_t k = 0; k < K; k++) {                                     \
             const int32_t wk = w[k * ws];                                    \
             const int32_t *restrict c = col + TAP(k);                        \
             for (size_t j = 0; j < n; j++) {                                 \
-                int32_t p = sat(rnd_shift(wk * c[j], r, MODE, 0), lo, hi);   \
+                int32_t p = rnd_shift(wk * c[j], r, MODE, 0);                \
+                if (pc) p = sat(p, lo, hi);                                  \
                 acc[j] = sat(acc[j] + p, lo, hi);                            \
             }                                                                \
         }                                                                    \
@@ -185,21 +229,10 @@ static inline int32_t sat(int32_t v, int32_t lo, int32_t hi)
                                int F, int32_t lo, int32_t hi)                \
     {                                                                        \
         const rk r = rk_of(F);                                               \
-        size_t j = 0;                                                        \
-        for (; j + IFIX_BLOCK <= n; j += IFIX_BLOCK) {                       \
-            int32_t a[IFIX_BLOCK];                                           \
-            memcpy(a, acc + j, sizeof a);                                    \
-            NAME##_run(a, IFIX_BLOCK, w, ws, K, col + j, ld, off, r, lo, hi);\
-            memcpy(acc + j, a, sizeof a);                                    \
-        }                                                                    \
-        if (j + IFIX_BLOCK / 2 <= n) {                                       \
-            int32_t a[IFIX_BLOCK / 2];                                       \
-            memcpy(a, acc + j, sizeof a);                                    \
-            NAME##_run(a, IFIX_BLOCK / 2, w, ws, K, col + j, ld, off, r, lo, hi); \
-            memcpy(acc + j, a, sizeof a);                                    \
-            j += IFIX_BLOCK / 2;                                             \
-        }                                                                    \
-        if (j < n) NAME##_run(acc + j, n - j, w, ws, K, col + j, ld, off, r, lo, hi); \
+        if (prod_clamp(w, NULL, ws, K, F, lo, hi))                           \
+            IFIX_BLOCKS(NAME, int32_t, 1, IFIX_BLOCK)                        \
+        else                                                                 \
+            IFIX_BLOCKS(NAME, int32_t, 0, IFIX_BLOCK)                        \
     }
 
 IFIX_LANES(lanes_rne, QT_RNE)
@@ -279,13 +312,14 @@ static inline int16_t sat16(int16_t v, int16_t lo, int16_t hi)
     static inline __attribute__((always_inline)) void                        \
     NAME##_run(int16_t *restrict acc, size_t n, const int16_t *restrict w,   \
                size_t ws, size_t K, const int16_t *restrict col, size_t ld,  \
-               const size_t *restrict off, rk r, int16_t lo, int16_t hi)     \
+               const size_t *restrict off, rk r, int16_t lo, int16_t hi, int pc)\
     {                                                                        \
         for (size_t k = 0; k < K; k++) {                                     \
             const int16_t wk = w[k * ws];                                    \
             const int16_t *restrict c = col + TAP(k);                        \
             for (size_t j = 0; j < n; j++) {                                 \
-                int16_t p = sat16(rnd16((int16_t)(wk * c[j]), r, MODE), lo, hi); \
+                int16_t p = rnd16((int16_t)(wk * c[j]), r, MODE);            \
+                if (pc) p = sat16(p, lo, hi);                                \
                 acc[j] = sat16((int16_t)(acc[j] + p), lo, hi);               \
             }                                                                \
         }                                                                    \
@@ -297,21 +331,10 @@ static inline int16_t sat16(int16_t v, int16_t lo, int16_t hi)
                                int F, int16_t lo, int16_t hi)                \
     {                                                                        \
         const rk r = rk_of(F & 15);   /* F <= 14: a 16-bit shift count */    \
-        size_t j = 0;                                                        \
-        for (; j + 2 * IFIX_BLOCK <= n; j += 2 * IFIX_BLOCK) {               \
-            int16_t a[2 * IFIX_BLOCK];                                       \
-            memcpy(a, acc + j, sizeof a);                                    \
-            NAME##_run(a, 2 * IFIX_BLOCK, w, ws, K, col + j, ld, off, r, lo, hi); \
-            memcpy(acc + j, a, sizeof a);                                    \
-        }                                                                    \
-        if (j + IFIX_BLOCK <= n) {                                           \
-            int16_t a[IFIX_BLOCK];                                           \
-            memcpy(a, acc + j, sizeof a);                                    \
-            NAME##_run(a, IFIX_BLOCK, w, ws, K, col + j, ld, off, r, lo, hi);\
-            memcpy(acc + j, a, sizeof a);                                    \
-            j += IFIX_BLOCK;                                                 \
-        }                                                                    \
-        if (j < n) NAME##_run(acc + j, n - j, w, ws, K, col + j, ld, off, r, lo, hi); \
+        if (prod_clamp(NULL, w, ws, K, F, lo, hi))                           \
+            IFIX_BLOCKS(NAME, int16_t, 1, 2 * IFIX_BLOCK)                    \
+        else                                                                 \
+            IFIX_BLOCKS(NAME, int16_t, 0, 2 * IFIX_BLOCK)                    \
     }
 
 IFIX_LANES16(lanes16_rne, QT_RNE)

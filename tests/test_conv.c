@@ -1318,6 +1318,81 @@ static void t_intrinsic_int_conv_direct(void **st)
     }
 }
 
+/* the product clamp is left out of a kernel when no product of its
+ * weights and the operand range can round outside the range: rows of
+ * weights at and around that bound (fixed<8,4>: |q| <= 16 needs no clamp,
+ * 17 does), operands at the extremes, every deterministic mode, 16-bit
+ * (W 8, ufixed 7) and 32-bit (W 12) lanes, dense and conv, against the
+ * reference loops */
+static void t_intrinsic_int_product_bound(void **st)
+{
+    (void)st;
+    static const char *const fmts[] = {
+        "fixed<8,4,rne>", "fixed<8,4,rna>", "fixed<8,4,rd>", "fixed<8,4,rz>",
+        "ufixed<7,4,rne>", "ufixed<7,3,rd>", "fixed<12,4,rne>", "fixed<12,4,rz>",
+        "fixed<12,7,rna>", "fixed<8,0,rd>",
+    };
+    static const int qs[] = { 14, 15, 16, 17, 18, -15, -16, -17, 0, 1 };
+    uint64_t s = 87;
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        qt_format f;
+        qt_error err;
+        if (qt_format_parse(fmts[i], &f, &err)) fail_msg("%s: %s", fmts[i], err.text);
+        int u = f.type == QT_UFIXED, W = f.width, F = f.bias;
+        double step = ldexp(1.0, -F), range = ldexp(1.0, (u ? W : W - 1) - F);
+        int O = (int)(sizeof qs / sizeof *qs), Fin = 9, N = 70;
+        for (int conv = 0; conv < 2; conv++) {
+            qt_graph *g = qt_graph_new();
+            assert_non_null(g);
+            int in = conv ? qt_graph_input(g, "x", 1, 12, 12, &err)
+                          : qt_graph_input(g, "x", Fin, 1, 1, &err);
+            qt_attr a;
+            memset(&a, 0, sizeof a);
+            a.out = O;
+            a.bias = 1;
+            if (conv) {
+                a.kernel[0] = a.kernel[1] = 3;
+                a.stride[0] = a.stride[1] = 1;
+                a.pad[0] = a.pad[1] = a.pad[2] = a.pad[3] = 1;
+            }
+            int id = qt_graph_add(g, conv ? QT_OP_CONV : QT_OP_DENSE, "l", &in, 1, &a, &err);
+            if (id < 0) fail_msg("%s", err.text);
+            qt_tensor *Wt = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
+            size_t K = Wt->size / (size_t)O;
+            /* row o: every weight q_o steps (unsigned formats: |q_o|), one
+             * in three rows with its last weight at q_o - 1 */
+            for (int o = 0; o < O; o++) {
+                int q = u ? abs(qs[o]) : qs[o];
+                for (size_t k = 0; k < K; k++) {
+                    int qk = o % 3 == 2 && k == K - 1 ? q - 1 : q;
+                    if (u && qk < 0) qk = 0;
+                    /* dense weights are [out][in] */
+                    Wt->data[(size_t)o * K + k] = (float)(qk * step);
+                }
+                B->data[o] = 0.0f;
+            }
+            size_t nx = (size_t)N * qt_graph_node_size(g, 0);
+            float *x = malloc(nx * sizeof *x);
+            assert_non_null(x);
+            for (size_t e = 0; e < nx; e++) {   /* the extremes, and some in between */
+                int r = rng_int(&s, 0, 3);
+                x[e] = (float)(r == 0 ? (u ? 0.0 : -range) : r == 1 ? range - step
+                                                            : rng_unif(&s, -1.0f, 1.0f) * range);
+            }
+            char json[160], what[200];
+            snprintf(json, sizeof json, "{\"l\":{\"intrinsic\":\"%s\"}}", fmts[i]);
+            qt_qconfig *cfg;
+            if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+            snprintf(what, sizeof what, "%s rows at the product bound %s", conv ? "conv" : "dense",
+                     fmts[i]);
+            fast_vs_ref(g, cfg, x, N, what);
+            free(x);
+            qt_qconfig_free(cfg);
+            qt_graph_free(g);
+        }
+    }
+}
+
 /* the formats at the edge of the 16-bit kernels (intr_fixed.c: products
  * plus the rounding offset up to 2^15 - 1) and just past it, conv and
  * dense */
@@ -1480,6 +1555,7 @@ int main(void)
         cmocka_unit_test(t_intrinsic_int_conv),
         cmocka_unit_test(t_intrinsic_int_conv_nd),
         cmocka_unit_test(t_intrinsic_int_conv_direct),
+        cmocka_unit_test(t_intrinsic_int_product_bound),
         cmocka_unit_test(t_intrinsic_int_dense),
         cmocka_unit_test(t_intrinsic_int_narrow_edges),
         cmocka_unit_test(t_intrinsic_int_resnet),
