@@ -17,7 +17,11 @@
  *
  *   strategies [--models mlp,lenet5,vgg,resnet] [--spaces fixed,mixed]
  *              [--strategies uniform,...] [--val N] [--json FILE]
- *              [--md FILE] [--svg DIR]
+ *              [--md FILE] [--svg DIR] [--val-order random|hardest_first]
+ *
+ * --val-order is the jobs' "val_order" (default random): hardest_first
+ * shows what ordering the validation images by the float model's margin
+ * saves (the answers must not change: every verdict is exact).
  *
  * Writes a Markdown table (stdout or --md), JSON (--json) and, with --svg,
  * one plot per (model, space): cheapest feasible compression against
@@ -52,6 +56,8 @@ typedef struct run {
     char   *config;          /* canonical JSON of the answer (NULL: none) */
 } run;
 
+static const char *val_order = "random";
+
 static int do_run(const char *model, const char *space, const char *strategy, int val, run *o)
 {
     char job[1024];
@@ -61,8 +67,9 @@ static int do_run(const char *model, const char *space, const char *strategy, in
     qt_error err;
     snprintf(job, sizeof job, "{\"model\":\"%s/experiments/models/%s.qtck\",\"strategy\":\"%s\","
              "\"val_limit\":%d,\"constraint\":{\"metric\":\"top1\",\"relative\":0.99},"
-             "\"space\":[{\"nodes\":\"*\",\"points\":[\"weights\"],\"types\":[%s],"
-             "\"widths\":[2,8]}]}", QT_SOURCE_DIR, model, strategy, val, types);
+             "\"val_order\":\"%s\",\"space\":[{\"nodes\":\"*\",\"points\":[\"weights\"],"
+             "\"types\":[%s],\"widths\":[2,8]}]}", QT_SOURCE_DIR, model, strategy, val,
+             val_order, types);
     memset(o, 0, sizeof *o);
     snprintf(o->model, sizeof o->model, "%s", model);
     snprintf(o->space, sizeof o->space, "%s", space);
@@ -293,6 +300,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json")) json = v;
         else if (!strcmp(argv[i], "--md")) md = v;
         else if (!strcmp(argv[i], "--svg")) svg = v;
+        else if (!strcmp(argv[i], "--val-order")) val_order = v;
         else { fprintf(stderr, "strategies: unknown option %s\n", argv[i]); return 2; }
         i++;
     }
@@ -313,8 +321,9 @@ int main(int argc, char **argv)
     if (n == 0) { fprintf(stderr, "strategies: nothing selected\n"); return 2; }
     FILE *f = md ? fopen(md, "w") : stdout;
     if (!f) { perror(md); rc = 1; goto out; }
-    fprintf(f, "Command: strategies --models %s --spaces %s --strategies %s --val %d\n\n",
-            models, spaces, strats, val);
+    fprintf(f, "Command: strategies --models %s --spaces %s --strategies %s --val %d%s%s\n\n",
+            models, spaces, strats, val, strcmp(val_order, "random") ? " --val-order " : "",
+            strcmp(val_order, "random") ? val_order : "");
     write_md(f, R, n, val);
     if (md) fclose(f);
     if (json && write_json(json, R, n, val)) { fprintf(stderr, "strategies: cannot write %s\n", json); rc = 1; }
