@@ -328,8 +328,12 @@ static void tune_progress(void *user, const qt_search *s, const qt_cand *c, cons
         fprintf(stderr, "  %4d  failed: %s  (%s)\n", qt_search_evals(s), r->error, c->reason);
         return;
     }
-    fprintf(stderr, "  %4d  %s top-1 %6.2f%%%s on %5zu images  %6.2fx  %s%s\n",
-            qt_search_evals(s), r->feasible ? "pass" : "fail", 100 * r->top1,
+    /* stopped early ('*'): in random order the accuracy of the images seen;
+     * hardest first, the bound the whole split was shown to keep */
+    const char *bound = r->early && qt_search_spec(s)->hardest_first
+                        ? (r->feasible ? ">=" : "<=") : "  ";
+    fprintf(stderr, "  %4d  %s top-1 %s%6.2f%%%s on %5zu images  %6.2fx  %s%s\n",
+            qt_search_evals(s), r->feasible ? "pass" : "fail", bound, 100 * r->top1,
             r->early ? "*" : " ", r->images, r->compression, c->reason,
             r->cached ? "  (cached)" : "");
 }
