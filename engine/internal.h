@@ -209,11 +209,11 @@ int  qt__ifix_operands_par(const qt_format *f, const qt_ifix *k, const float *x,
 void qt__ifix_dot(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t ws,
                   size_t K, const int32_t *col, size_t ld, qt_rkey key, uint64_t idx0,
                   uint64_t lstride);
-/* the same with tap k's operands at x[off[k] + j] (the direct layout of a
- * stride-1 conv: a tap is a fixed offset into the padded input) */
+/* the same in a deterministic mode with tap k's operands at x[off[k] + j]
+ * (the direct layout of a stride-1 conv: a tap is a fixed offset into the
+ * padded input) */
 void qt__ifix_dot_taps(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t K,
-                       const int32_t *x, const size_t *off, qt_rkey key, uint64_t idx0,
-                       uint64_t lstride);
+                       const int32_t *x, const size_t *off);
 /* y[j*ys] = sat(acc[j] + *bias) as a float (bias may be NULL) */
 void qt__ifix_finish(const qt_ifix *k, const int32_t *acc, size_t n, const int32_t *bias,
                      float *y, size_t ys);

@@ -167,16 +167,9 @@ static inline int32_t sat(int32_t v, int32_t lo, int32_t hi)
  * the operands in [lo, hi], every product lies in [pmin, pmax] and rounds
  * (in any mode) into [pmin >> F, (pmax + 2^F - 1) >> F]; inside [lo, hi]
  * the clamp is the identity, and the kernels run without it (two vector
- * operations of the eleven per tap). One of w32, w16 is set. */
-static int prod_clamp(const int32_t *w32, const int16_t *w16, size_t ws, size_t K, int F,
-                      int32_t lo, int32_t hi)
+ * operations of the eleven per tap) */
+static int prod_clamp(int64_t wmin, int64_t wmax, int F, int32_t lo, int32_t hi)
 {
-    int64_t wmin = 0, wmax = 0;
-    for (size_t k = 0; k < K; k++) {
-        int64_t v = w32 ? w32[k * ws] : w16[k * ws];
-        wmin = v < wmin ? v : wmin;
-        wmax = v > wmax ? v : wmax;
-    }
     int64_t c[4] = { wmin * lo, wmin * hi, wmax * lo, wmax * hi }, pmin = c[0], pmax = c[0];
     for (int i = 1; i < 4; i++) {
         pmin = c[i] < pmin ? c[i] : pmin;
@@ -206,34 +199,48 @@ static int prod_clamp(const int32_t *w32, const int16_t *w16, size_t ws, size_t 
         if (j < n) NAME##_run(acc + j, n - j, w, ws, K, col + j, ld, off, r, lo, hi, PC); \
     }
 
-#define IFIX_LANES(NAME, MODE)                                               \
+/* a deterministic lane kernel NAME for MODE on lanes of type T (int32_t
+ * with RND = rnd32 and SAT = sat, or int16_t with rnd16 and sat16: every
+ * step cast to T, exact by the bounds), built for the CLONES targets, in
+ * blocks of B lanes */
+#define IFIX_LANES_T(NAME, MODE, T, CLONES, RND, SAT, B)                     \
     static inline __attribute__((always_inline)) void                        \
-    NAME##_run(int32_t *restrict acc, size_t n, const int32_t *restrict w,   \
-               size_t ws, size_t K, const int32_t *restrict col, size_t ld,  \
-               const size_t *restrict off, rk r, int32_t lo, int32_t hi, int pc)\
+    NAME##_run(T *restrict acc, size_t n, const T *restrict w,               \
+               size_t ws, size_t K, const T *restrict col, size_t ld,        \
+               const size_t *restrict off, rk r, T lo, T hi, int pc)         \
     {                                                                        \
         for (size_t k = 0; k < K; k++) {                                     \
-            const int32_t wk = w[k * ws];                                    \
-            const int32_t *restrict c = col + TAP(k);                        \
+            const T wk = w[k * ws];                                          \
+            const T *restrict c = col + TAP(k);                              \
             for (size_t j = 0; j < n; j++) {                                 \
-                int32_t p = rnd_shift(wk * c[j], r, MODE, 0);                \
-                if (pc) p = sat(p, lo, hi);                                  \
-                acc[j] = sat(acc[j] + p, lo, hi);                            \
+                T p = RND((T)(wk * c[j]), r, MODE);                          \
+                if (pc) p = SAT(p, lo, hi);                                  \
+                acc[j] = SAT((T)(acc[j] + p), lo, hi);                       \
             }                                                                \
         }                                                                    \
     }                                                                        \
-    QT_CLONES static void NAME(int32_t *restrict acc, size_t n,              \
-                               const int32_t *restrict w, size_t ws,         \
-                               size_t K, const int32_t *restrict col,        \
-                               size_t ld, const size_t *restrict off,        \
-                               int F, int32_t lo, int32_t hi)                \
+    CLONES static void NAME(T *restrict acc, size_t n, const T *restrict w,  \
+                            size_t ws, size_t K, const T *restrict col,      \
+                            size_t ld, const size_t *restrict off, int F,    \
+                            T lo, T hi)                                      \
     {                                                                        \
-        const rk r = rk_of(F);                                               \
-        if (prod_clamp(w, NULL, ws, K, F, lo, hi))                           \
-            IFIX_BLOCKS(NAME, int32_t, 1, IFIX_BLOCK)                        \
+        /* F <= 30, and <= 14 on 16-bit lanes: a shift count of T */        \
+        const rk r = rk_of(F & (int)(8 * sizeof(T) - 1));                    \
+        int64_t wmin = 0, wmax = 0;                                          \
+        for (size_t k = 0; k < K; k++) {                                     \
+            wmin = w[k * ws] < wmin ? w[k * ws] : wmin;                      \
+            wmax = w[k * ws] > wmax ? w[k * ws] : wmax;                      \
+        }                                                                    \
+        if (prod_clamp(wmin, wmax, F, lo, hi))                               \
+            IFIX_BLOCKS(NAME, T, 1, B)                                       \
         else                                                                 \
-            IFIX_BLOCKS(NAME, int32_t, 0, IFIX_BLOCK)                        \
+            IFIX_BLOCKS(NAME, T, 0, B)                                       \
     }
+
+static inline int32_t rnd32(int32_t v, rk r, int mode) { return rnd_shift(v, r, mode, 0); }
+
+#define IFIX_LANES(NAME, MODE) \
+    IFIX_LANES_T(NAME, MODE, int32_t, QT_CLONES, rnd32, sat, IFIX_BLOCK)
 
 IFIX_LANES(lanes_rne, QT_RNE)
 IFIX_LANES(lanes_rna, QT_RNA)
@@ -282,10 +289,10 @@ void qt__ifix_dot(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, si
 }
 
 void qt__ifix_dot_taps(const qt_ifix *k, int32_t *acc, size_t n, const int32_t *w, size_t K,
-                       const int32_t *x, const size_t *off, qt_rkey key, uint64_t idx0,
-                       uint64_t lstride)
+                       const int32_t *x, const size_t *off)
 {
-    dot_any(k, acc, n, w, 1, K, x, 0, off, key, idx0, lstride);
+    const qt_rkey none = { 0 };   /* a deterministic mode: no words drawn */
+    dot_any(k, acc, n, w, 1, K, x, 0, off, none, 0, 0);
 }
 
 /* the 16-bit lanes (k->narrow: a deterministic mode, every product and its
@@ -308,34 +315,8 @@ static inline int16_t sat16(int16_t v, int16_t lo, int16_t hi)
     return v > hi ? hi : v;
 }
 
-#define IFIX_LANES16(NAME, MODE)                                             \
-    static inline __attribute__((always_inline)) void                        \
-    NAME##_run(int16_t *restrict acc, size_t n, const int16_t *restrict w,   \
-               size_t ws, size_t K, const int16_t *restrict col, size_t ld,  \
-               const size_t *restrict off, rk r, int16_t lo, int16_t hi, int pc)\
-    {                                                                        \
-        for (size_t k = 0; k < K; k++) {                                     \
-            const int16_t wk = w[k * ws];                                    \
-            const int16_t *restrict c = col + TAP(k);                        \
-            for (size_t j = 0; j < n; j++) {                                 \
-                int16_t p = rnd16((int16_t)(wk * c[j]), r, MODE);            \
-                if (pc) p = sat16(p, lo, hi);                                \
-                acc[j] = sat16((int16_t)(acc[j] + p), lo, hi);               \
-            }                                                                \
-        }                                                                    \
-    }                                                                        \
-    QT_CLONES_BW static void NAME(int16_t *restrict acc, size_t n,           \
-                               const int16_t *restrict w, size_t ws,         \
-                               size_t K, const int16_t *restrict col,        \
-                               size_t ld, const size_t *restrict off,        \
-                               int F, int16_t lo, int16_t hi)                \
-    {                                                                        \
-        const rk r = rk_of(F & 15);   /* F <= 14: a 16-bit shift count */    \
-        if (prod_clamp(NULL, w, ws, K, F, lo, hi))                           \
-            IFIX_BLOCKS(NAME, int16_t, 1, 2 * IFIX_BLOCK)                    \
-        else                                                                 \
-            IFIX_BLOCKS(NAME, int16_t, 0, 2 * IFIX_BLOCK)                    \
-    }
+#define IFIX_LANES16(NAME, MODE) \
+    IFIX_LANES_T(NAME, MODE, int16_t, QT_CLONES_BW, rnd16, sat16, 2 * IFIX_BLOCK)
 
 IFIX_LANES16(lanes16_rne, QT_RNE)
 IFIX_LANES16(lanes16_rna, QT_RNA)

@@ -861,77 +861,49 @@ static int irow_next(const igeom *D, size_t Wo, size_t j0, size_t m, size_t *oy,
     return 0;
 }
 
-/* the direct layout with 16-bit operands (k->narrow: deterministic) */
-static int int_direct16(qt_opctx *c, const geom *G, const qt_ifix *k, const igeom *D,
-                        const size_t *off, int16_t *xq)
-{
-    qt_node *n = c->n, *in = qt__in(c, 0);
-    const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
-    const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
-    const size_t Wo = (size_t)G->Wo, gs = (size_t)G->Cg * D->cs, ps = (size_t)G->C * D->cs;
-    const float *B = n->p[QT_P_B].size ? c->b : NULL;
-    int16_t *xp = xq + N * G->in_per, *wq = xp + N * ps + IVEC, *bq = wq + O * K;
-    float *Y = n->out.data;
-    int rc = qt__ifix_operands16_par(f, k, in->out.data, xq, N * G->in_per);
-    if (!rc) rc = qt__ifix_operands16_par(f, k, c->w, wq, O * K);
-    if (!rc && B) rc = qt__ifix_operands16_par(f, k, B, bq, O);
-    if (rc) return rc;
-    pad_operands(G, D, xq, sizeof *xq, N, xp);
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (size_t t = 0; t < N * D->tiles; t++) {
-        size_t s = t / D->tiles, j0 = (t % D->tiles) * D->tl;
-        size_t m = D->lanes - j0 < D->tl ? D->lanes - j0 : D->tl;
-        size_t mv = (m + IVEC - 1) & ~(size_t)(IVEC - 1);   /* <= tl */
-        int16_t acc[512];
-        for (size_t co = 0; co < O; co++) {
-            memset(acc, 0, mv * sizeof *acc);
-            qt__ifix_dot16_taps(k, acc, mv, wq + co * K, K,
-                                xp + s * ps + co / (size_t)G->Og * gs + j0, off);
-            float *y = Y + (s * O + co) * P;
-            for (size_t oy = j0 / D->Wp, a, b; irow_next(D, Wo, j0, m, &oy, &a, &b); oy++)
-                qt__ifix_finish16(k, acc + oy * D->Wp + a - j0, b - a, B ? bq + co : NULL,
-                                  y + oy * Wo + a, 1);
-        }
+/* the direct layout on operands of type T (int16_t when k->narrow, else
+ * int32_t; a deterministic mode either way): OPERANDS, DOT and FINISH are
+ * that width's integer kernels, ACC the lanes of a tile at most */
+#define INT_DIRECT(NAME, T, OPERANDS, DOT, FINISH, ACC)                                     \
+    static int NAME(qt_opctx *c, const geom *G, const qt_ifix *k, const igeom *D,           \
+                    const size_t *off, T *xq)                                               \
+    {                                                                                       \
+        qt_node *n = c->n, *in = qt__in(c, 0);                                              \
+        const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];                                    \
+        const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg; \
+        const size_t Wo = (size_t)G->Wo, gs = (size_t)G->Cg * D->cs;                        \
+        const size_t ps = (size_t)G->C * D->cs;                                             \
+        const float *B = n->p[QT_P_B].size ? c->b : NULL;                                   \
+        T *xp = xq + N * G->in_per, *wq = xp + N * ps + IVEC, *bq = wq + O * K;             \
+        float *Y = n->out.data;                                                             \
+        int rc = OPERANDS(f, k, in->out.data, xq, N * G->in_per);                           \
+        if (!rc) rc = OPERANDS(f, k, c->w, wq, O * K);                                      \
+        if (!rc && B) rc = OPERANDS(f, k, B, bq, O);                                        \
+        if (rc) return rc;                                                                  \
+        pad_operands(G, D, xq, sizeof *xq, N, xp);                                          \
+        _Pragma("omp parallel for schedule(dynamic, 1)")                                    \
+        for (size_t t = 0; t < N * D->tiles; t++) {                                         \
+            size_t s = t / D->tiles, j0 = (t % D->tiles) * D->tl;                           \
+            size_t m = D->lanes - j0 < D->tl ? D->lanes - j0 : D->tl;                       \
+            size_t mv = (m + IVEC - 1) & ~(size_t)(IVEC - 1);   /* <= tl */                 \
+            T acc[ACC];                                                                     \
+            for (size_t co = 0; co < O; co++) {                                             \
+                memset(acc, 0, mv * sizeof *acc);                                           \
+                DOT(k, acc, mv, wq + co * K, K,                                             \
+                    xp + s * ps + co / (size_t)G->Og * gs + j0, off);                       \
+                float *y = Y + (s * O + co) * P;                                            \
+                for (size_t oy = j0 / D->Wp, a, b; irow_next(D, Wo, j0, m, &oy, &a, &b); oy++) \
+                    FINISH(k, acc + oy * D->Wp + a - j0, b - a, B ? bq + co : NULL,         \
+                           y + oy * Wo + a, 1);                                             \
+            }                                                                               \
+        }                                                                                   \
+        return QT_OK;                                                                       \
     }
-    return QT_OK;
-}
 
-/* the direct layout with 32-bit operands (a deterministic mode) */
-static int int_direct32(qt_opctx *c, const geom *G, const qt_ifix *k, const igeom *D,
-                        const size_t *off, int32_t *xq)
-{
-    qt_node *n = c->n, *in = qt__in(c, 0);
-    const qt_format *f = c->q->fmt[QT_QP_INTRINSIC];
-    const size_t N = (size_t)c->g->n_cur * G->L, O = (size_t)G->O, P = G->P, K = G->Kg;
-    const size_t Wo = (size_t)G->Wo, gs = (size_t)G->Cg * D->cs, ps = (size_t)G->C * D->cs;
-    const float *B = n->p[QT_P_B].size ? c->b : NULL;
-    int32_t *xp = xq + N * G->in_per, *wq = xp + N * ps + IVEC, *bq = wq + O * K;
-    float *Y = n->out.data;
-    int rc = qt__ifix_operands_par(f, k, in->out.data, xq, N * G->in_per);
-    if (!rc) rc = qt__ifix_operands_par(f, k, c->w, wq, O * K);
-    if (!rc && B) rc = qt__ifix_operands_par(f, k, B, bq, O);
-    if (rc) return rc;
-    pad_operands(G, D, xq, sizeof *xq, N, xp);
-    const qt_rkey key = { 0 };   /* no words drawn */
-    #pragma omp parallel for schedule(dynamic, 1)
-    for (size_t t = 0; t < N * D->tiles; t++) {
-        size_t s = t / D->tiles, j0 = (t % D->tiles) * D->tl;
-        size_t m = D->lanes - j0 < D->tl ? D->lanes - j0 : D->tl;
-        size_t mv = (m + IVEC - 1) & ~(size_t)(IVEC - 1);   /* <= tl */
-        int32_t acc[256];
-        for (size_t co = 0; co < O; co++) {
-            const int32_t *w = wq + co * K;
-            const int32_t *x = xp + s * ps + co / (size_t)G->Og * gs + j0;
-            float *y = Y + (s * O + co) * P;
-            memset(acc, 0, mv * sizeof *acc);
-            qt__ifix_dot_taps(k, acc, mv, w, K, x, off, key, 0, 0);
-            for (size_t oy = j0 / D->Wp, a, b; irow_next(D, Wo, j0, m, &oy, &a, &b); oy++)
-                qt__ifix_finish(k, acc + oy * D->Wp + a - j0, b - a, B ? bq + co : NULL,
-                                y + oy * Wo + a, 1);
-        }
-    }
-    return QT_OK;
-}
+INT_DIRECT(int_direct16, int16_t, qt__ifix_operands16_par, qt__ifix_dot16_taps,
+           qt__ifix_finish16, 512)
+INT_DIRECT(int_direct32, int32_t, qt__ifix_operands_par, qt__ifix_dot_taps, qt__ifix_finish, 256)
+#undef INT_DIRECT
 
 /* the direct layout's scratch in save: the tap table, the operands of the
  * batch, their planes and slack, the weights and the bias (int32 or int16) */
