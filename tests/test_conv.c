@@ -1143,6 +1143,21 @@ static void fast_vs_ref(qt_graph *g, const qt_qconfig *cfg, const float *x, int 
     free(fast);
 }
 
+/* fast_vs_ref with node's intrinsic point in fmt (node "*": every node's)
+ * and the configuration's seed set */
+static void intr_vs_ref(qt_graph *g, const char *node, const char *fmt, uint64_t seed,
+                        const float *x, int N, const char *what)
+{
+    char json[160];
+    qt_qconfig *cfg;
+    qt_error err;
+    snprintf(json, sizeof json, "{\"%s\":{\"intrinsic\":\"%s\"}}", node, fmt);
+    if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+    qt_qconfig_set_seed(cfg, seed);
+    fast_vs_ref(g, cfg, x, N, what);
+    qt_qconfig_free(cfg);
+}
+
 /* inputs spread over the format's range times 0.25..4 (saturating some
  * products and sums), a few NaN and inf when nan is set (NaN: the
  * reference loops run) */
@@ -1164,7 +1179,7 @@ static void t_intrinsic_int_conv(void **st)
     for (int it = 0; it < iters; it++) {
         cc k;
         net n;
-        char fmt[48], json[160], d[160];
+        char fmt[48], d[160];
         double range;
         random_cc(&s, &k, rng_int(&s, 1, 3));
         build(&k, &s, &n);
@@ -1173,20 +1188,14 @@ static void t_intrinsic_int_conv(void **st)
         float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
         fill(&s, n.w, wsize(&k), -wr, wr);
         if (n.b) fill(&s, n.b, (size_t)k.out, -wr, wr);
-        snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmt);
-        qt_qconfig *cfg;
-        qt_error err;
-        if (qt_qconfig_parse(n.g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
-        qt_qconfig_set_seed(cfg, (uint64_t)it);
         float *x = malloc(xsize(&k) * sizeof *x);
         assert_non_null(x);
         ifix_input(&s, x, xsize(&k), range, it % 16 == 15);
         describe(&k, d, sizeof d);
         char what[256];
         snprintf(what, sizeof what, "%s %s", d, fmt);
-        fast_vs_ref(n.g, cfg, x, k.N, what);
+        intr_vs_ref(n.g, "conv1", fmt, (uint64_t)it, x, k.N, what);
         free(x);
-        qt_qconfig_free(cfg);
         qt_graph_free(n.g);
     }
 }
@@ -1209,22 +1218,16 @@ static int conv_vs_ref(uint64_t *s, int rank, const int *dims, int N, const qt_a
         qt_graph_free(g);
         return 0;
     }
-    char json[160];
     float wr = (float)(range * rng_unif(s, 0.1f, 2.0f));
     qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
     fill(s, W->data, W->size, -wr, wr);
     if (B) fill(s, B->data, B->size, -wr, wr);
-    snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmt);
-    qt_qconfig *cfg;
-    if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
-    qt_qconfig_set_seed(cfg, seed);
     size_t nx = (size_t)N * qt_graph_node_size(g, 0);
     float *x = malloc(nx * sizeof *x);
     assert_non_null(x);
     ifix_input(s, x, nx, range, bad);
-    fast_vs_ref(g, cfg, x, N, what);
+    intr_vs_ref(g, "conv1", fmt, seed, x, N, what);
     free(x);
-    qt_qconfig_free(cfg);
     qt_graph_free(g);
     return 1;
 }
@@ -1379,15 +1382,11 @@ static void t_intrinsic_int_product_bound(void **st)
                 x[e] = (float)(r == 0 ? (u ? 0.0 : -range) : r == 1 ? range - step
                                                             : rng_unif(&s, -1.0f, 1.0f) * range);
             }
-            char json[160], what[200];
-            snprintf(json, sizeof json, "{\"l\":{\"intrinsic\":\"%s\"}}", fmts[i]);
-            qt_qconfig *cfg;
-            if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
+            char what[200];
             snprintf(what, sizeof what, "%s rows at the product bound %s", conv ? "conv" : "dense",
                      fmts[i]);
-            fast_vs_ref(g, cfg, x, N, what);
+            intr_vs_ref(g, "l", fmts[i], 0, x, N, what);
             free(x);
-            qt_qconfig_free(cfg);
             qt_graph_free(g);
         }
     }
@@ -1414,23 +1413,19 @@ static void t_intrinsic_int_narrow_edges(void **st)
             double range = ldexp(1.0, (f.type == QT_UFIXED ? f.width : f.width - 1) - f.bias);
             cc k;
             net n;
-            char json[160], d[160], what[256];
+            char d[160], what[256];
             random_cc(&s, &k, rng_int(&s, 1, 3));
             build(&k, &s, &n);
             float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
             fill(&s, n.w, wsize(&k), -wr, wr);
             if (n.b) fill(&s, n.b, (size_t)k.out, -wr, wr);
-            snprintf(json, sizeof json, "{\"conv1\":{\"intrinsic\":\"%s\"}}", fmts[i]);
-            qt_qconfig *cfg;
-            if (qt_qconfig_parse(n.g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
             float *x = malloc(xsize(&k) * sizeof *x);
             assert_non_null(x);
             ifix_input(&s, x, xsize(&k), range, 0);
             describe(&k, d, sizeof d);
             snprintf(what, sizeof what, "%s %s", d, fmts[i]);
-            fast_vs_ref(n.g, cfg, x, k.N, what);
+            intr_vs_ref(n.g, "conv1", fmts[i], 0, x, k.N, what);
             free(x);
-            qt_qconfig_free(cfg);
             qt_graph_free(n.g);
 
             /* dense over 1..300 rows */
@@ -1447,16 +1442,13 @@ static void t_intrinsic_int_narrow_edges(void **st)
             qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
             fill(&s, W->data, W->size, -wr, wr);
             fill(&s, B->data, B->size, -wr, wr);
-            snprintf(json, sizeof json, "{\"fc\":{\"intrinsic\":\"%s\"}}", fmts[i]);
-            if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
             size_t nx = (size_t)N * F_in;
             x = malloc(nx * sizeof *x);
             assert_non_null(x);
             ifix_input(&s, x, nx, range, 0);
             snprintf(what, sizeof what, "dense N%d in%d out%d %s", N, F_in, O, fmts[i]);
-            fast_vs_ref(g, cfg, x, N, what);
+            intr_vs_ref(g, "fc", fmts[i], 0, x, N, what);
             free(x);
-            qt_qconfig_free(cfg);
             qt_graph_free(g);
         }
 }
@@ -1474,20 +1466,14 @@ static void t_intrinsic_int_resnet(void **st)
         qt_error err;
         if (qt_zoo_build("resnet", &g, &err)) fail_msg("%s", err.text);
         qt_graph_seed(g, 5);
-        char json[160];
-        snprintf(json, sizeof json, "{\"*\":{\"intrinsic\":\"%s\"}}", fmts[i]);
-        qt_qconfig *cfg;
-        if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
-        qt_qconfig_set_seed(cfg, 7 + i);
         size_t nx = 2 * qt_graph_node_size(g, 0);
         float *x = malloc(nx * sizeof *x);
         assert_non_null(x);
         ifix_input(&s, x, nx, 2.0, i == 2);
         char what[64];
         snprintf(what, sizeof what, "resnet %s", fmts[i]);
-        fast_vs_ref(g, cfg, x, 2, what);
+        intr_vs_ref(g, "*", fmts[i], 7 + i, x, 2, what);
         free(x);
-        qt_qconfig_free(cfg);
         qt_graph_free(g);
     }
 }
@@ -1510,17 +1496,13 @@ static void t_intrinsic_int_dense(void **st)
         a.bias = !mm && rng_int(&s, 0, 1);
         int id = qt_graph_add(g, mm ? QT_OP_MATMUL : QT_OP_DENSE, "fc", &in, 1, &a, &err);
         if (id < 0) fail_msg("%s", err.text);
-        char fmt[48], json[160];
+        char fmt[48];
         double range;
         random_ifix(&s, fmt, sizeof fmt, &range);
         float wr = (float)(range * rng_unif(&s, 0.1f, 2.0f));
         qt_tensor *W = qt_graph_param(g, id, 0), *B = qt_graph_param(g, id, 1);
         fill(&s, W->data, W->size, -wr, wr);
         if (B) fill(&s, B->data, B->size, -wr, wr);
-        snprintf(json, sizeof json, "{\"fc\":{\"intrinsic\":\"%s\"}}", fmt);
-        qt_qconfig *cfg;
-        if (qt_qconfig_parse(g, json, &cfg, &err)) fail_msg("%s: %s", json, err.text);
-        qt_qconfig_set_seed(cfg, (uint64_t)it + 5);
         size_t nx = (size_t)N * F_in;
         float *x = malloc(nx * sizeof *x);
         assert_non_null(x);
@@ -1528,9 +1510,8 @@ static void t_intrinsic_int_dense(void **st)
         char what[160];
         snprintf(what, sizeof what, "%s N%d in%d out%d bias%d %s", mm ? "matmul" : "dense", N,
                  F_in, O, a.bias, fmt);
-        fast_vs_ref(g, cfg, x, N, what);
+        intr_vs_ref(g, "fc", fmt, (uint64_t)it + 5, x, N, what);
         free(x);
-        qt_qconfig_free(cfg);
         qt_graph_free(g);
     }
 }
