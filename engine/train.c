@@ -78,9 +78,11 @@ int qt_evaluate(qt_graph *g, const qt_qconfig *cfg, const qt_dataset *d,
     double loss = 0.0, t1 = 0.0, t5 = 0.0;
     int n;
     for (size_t start = 0; start < total; start += (size_t)n) {
-        size_t nb = (size_t)(o.first_batch > 0 && start < o.first_images ? o.first_batch : o.batch);
-        if (o.first_batch > 0 && start < o.first_images && nb > o.first_images - start)
-            nb = o.first_images - start;
+        size_t nb = (size_t)o.batch;
+        if (o.first_batch > 0 && start < o.first_images) {
+            nb = (size_t)o.first_batch;
+            if (nb > o.first_images - start) nb = o.first_images - start;
+        }
         n = (int)(total - start < nb ? total - start : nb);
         const qt_tensor *y;
         g->sample_base = start;

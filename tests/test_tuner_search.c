@@ -638,13 +638,17 @@ static void prefix_reuse_is_exact(void **st)
         qt_search *a = prefix_job(models[mi], 0, 0, 1, 0);      /* everything in full */
         qt_search *b = prefix_job(models[mi], 256, 0, 2, 0);    /* prefix reuse */
         qt_search *c = prefix_job(models[mi], 256, 1, 1, 0);    /* reuse and exact early stop */
-        /* hardest first: its own batches (64 at the head) and prefix keys */
+        /* hardest first: its own batches (64 at the head) and prefix keys;
+         * and without a cache (the float model's verdicts then come from
+         * the margins' pass alone) */
         qt_search *d = prefix_job(models[mi], 256, 1, 2, 1);
+        qt_search *e = prefix_job(models[mi], 0, 1, 1, 1);
         int n = qt_search_evals(a), images = mi ? 300 : 600;
         assert_true(n >= 10);
         assert_int_equal(qt_search_evals(b), n);
         assert_int_equal(qt_search_evals(c), n);
         assert_int_equal(qt_search_evals(d), n);
+        assert_int_equal(qt_search_evals(e), n);
         double total = (double)qt_graph_macs(qt_search_graph(a));
         for (int i = 0; i < n; i++) {
             const qt_result *ra, *rb, *rc, *rd;
@@ -654,6 +658,10 @@ static void prefix_reuse_is_exact(void **st)
             qt_search_result(d, i, NULL, &rd);
             assert_int_equal(ra->feasible, rd->feasible);
             if (!rd->early) assert_true(ra->top1 == rd->top1);   /* the same images */
+            const qt_result *re;
+            qt_search_result(e, i, NULL, &re);
+            assert_true(re->feasible == rd->feasible && re->early == rd->early &&
+                        re->images == rd->images && re->top1 == rd->top1);
             assert_int_equal(ra->images, images);
             assert_true(ra->top1 == rb->top1 && ra->top5 == rb->top5 && ra->loss == rb->loss);
             assert_int_equal(ra->feasible, rc->feasible);     /* alpha 0: exact verdicts */
@@ -691,6 +699,7 @@ static void prefix_reuse_is_exact(void **st)
         qt_search_free(b);
         qt_search_free(c);
         qt_search_free(d);
+        qt_search_free(e);
     }
 }
 

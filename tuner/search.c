@@ -706,7 +706,8 @@ static void eval_engine(qt_search *s, qt_graph *g, const qt_cand *c, qt_result *
 /* ------------------------------------------------------------------------ */
 
 /* "val_order": "hardest_first": one float pass over the split gives every
- * image's margin (and s->base_correct, in the random order); s->hval holds
+ * image's margin and the float model's metrics m and verdicts (in the
+ * random order, s->base_correct; in hval's, s->hbase_correct); s->hval holds
  * the images by margin, smallest first (wrong ones first, the most wrong
  * at the head), ties by their place in the split, so the order depends on
  * the model and data alone */
@@ -719,7 +720,7 @@ static int hard_cmp(const void *a, const void *b)
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-static int hardest_first(qt_search *s, qt_graph *ref, qt_error *err)
+static int hardest_first(qt_search *s, qt_graph *ref, qt_metrics *m, qt_error *err)
 {
     size_t n = qt_dataset_count(s->val);
     float *mg = malloc((n ? n : 1) * sizeof *mg);
@@ -732,17 +733,19 @@ static int hardest_first(qt_search *s, qt_graph *ref, qt_error *err)
         goto out;
     }
     qt_eval_opts eo;
-    qt_metrics m;
     memset(&eo, 0, sizeof eo);
     eo.correct = s->base_correct;
     eo.margin = mg;
-    if ((rc = qt_evaluate(ref, NULL, s->val, &eo, &m, err))) goto out;
+    if ((rc = qt_evaluate(ref, NULL, s->val, &eo, m, err))) goto out;
     for (size_t i = 0; i < n; i++) {
         k[i].m = isnan(mg[i]) ? -INFINITY : mg[i];
         k[i].i = i;
     }
     qsort(k, n, sizeof *k, hard_cmp);
-    for (size_t i = 0; i < n; i++) idx[i] = k[i].i;
+    for (size_t i = 0; i < n; i++) {
+        idx[i] = k[i].i;
+        s->hbase_correct[i] = s->base_correct[idx[i]];
+    }
     rc = qt_dataset_select(s->val, idx, n, &s->hval, err);
 out:
     free(mg);
@@ -934,24 +937,29 @@ int qt_search_new(const qt_job_spec *spec, const qt_eval_cache *cache, qt_search
     }
     s->base_correct = malloc(n ? n : 1);
     if (!s->base_correct) { rc = qt__fail(err, QT_ENOMEM, -1, "out of memory"); goto fail; }
-    if (spec->hardest_first && spec->metric == QT_MET_TOP1 &&
-        (rc = hardest_first(s, ref, err)))
-        goto fail;
-    qt_eval_opts eo;
     qt_metrics m;
-    memset(&eo, 0, sizeof eo);
-    eo.correct = s->hval ? s->hbase_correct : s->base_correct;
+    if (spec->hardest_first && spec->metric == QT_MET_TOP1 &&
+        (rc = hardest_first(s, ref, &m, err)))
+        goto fail;
     /* the float model's prefixes are every candidate's until its first
-     * quantized node: keep them (of the order whole-split candidates see) */
-    const qt_dataset *bd = s->hval ? s->hval : s->val;
-    batches(s, bd, &eo);
-    prefix_ctx pctx;
-    qt_qconfig *fcfg = s->pc ? qt_qconfig_new(s->g) : NULL;
-    prefix_begin(s, fcfg, bd, 2, &pctx, &eo);
-    rc = qt_evaluate(ref, NULL, bd, &eo, &m, err);
-    free(pctx.sig);
-    qt_qconfig_free(fcfg);
-    if (rc) goto fail;
+     * quantized node: keep them (of the order whole-split candidates see).
+     * Hardest first, the margins' pass has measured the float model, and
+     * this one runs only to keep them. */
+    if (!s->hval || s->pc) {
+        qt_eval_opts eo;
+        qt_metrics mp;
+        memset(&eo, 0, sizeof eo);
+        eo.correct = s->hval ? NULL : s->base_correct;
+        const qt_dataset *bd = s->hval ? s->hval : s->val;
+        batches(s, bd, &eo);
+        prefix_ctx pctx;
+        qt_qconfig *fcfg = s->pc ? qt_qconfig_new(s->g) : NULL;
+        prefix_begin(s, fcfg, bd, 2, &pctx, &eo);
+        rc = qt_evaluate(ref, NULL, bd, &eo, s->hval ? &mp : &m, err);
+        free(pctx.sig);
+        qt_qconfig_free(fcfg);
+        if (rc) goto fail;
+    }
     s->base.top1 = m.top1; s->base.top5 = m.top5; s->base.loss = m.loss;
     s->base.images = m.count;
     s->base.seconds = now() - t0;
